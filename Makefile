@@ -1,0 +1,37 @@
+# egress-guard: `make run` serves the webhook locally, `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8443
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck unit lock clean bench image
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve the webhook on https://127.0.0.1:$(PORT), dev certificates in certs/, no cluster
+	$(BIN)/egress-guard serve --cluster none --port $(PORT)
+
+test: lint typecheck unit  ## everything CI checks
+
+lint: $(STAMP)
+	$(BIN)/ruff check webhook tests bench
+	$(BIN)/ruff format --check webhook tests bench
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+lock: $(STAMP)  ## refresh constraints.txt from the current environment
+	{ head -1 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^egress-guard'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

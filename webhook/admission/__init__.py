@@ -1,0 +1,1 @@
+"""The admission controller and the AdmissionReview wire format, shared by server and CLI."""

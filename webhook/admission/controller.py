@@ -1,0 +1,112 @@
+"""The admission controller: the one place that sequences a review.
+
+gather context (namespace labels) -> decide (the pure core) -> act (ensure NetworkPolicies), and
+turn every failure on the way into a clear decision. The HTTP transport and the offline CLI both
+call `review`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+from webhook.admission.ports import (
+    ApplyOutcome,
+    NamespaceSource,
+    NamespaceUnavailable,
+    PolicyApplier,
+    PolicyApplyError,
+    PolicySource,
+)
+from webhook.policy.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
+from webhook.policy.evaluate import Action, mutate, triage, validate
+from webhook.policy.request import AdmissionRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A decision and what carrying it out did (for logs, metrics and the CLI)."""
+
+    decision: Decision
+    applied: tuple[ApplyOutcome, ...] = field(default=())
+
+
+@dataclass(slots=True)
+class AdmissionController:
+    policies: PolicySource
+    namespaces: NamespaceSource
+    applier: PolicyApplier
+
+    def review(self, request: AdmissionRequest, action: Action) -> Outcome:
+        """Decide one review and carry out its intents; never raises."""
+        try:
+            return self._review(request, action)
+        except Exception:
+            log.exception("review %s failed", request.uid)
+            return Outcome(
+                errored(500, "egress-guard failed to evaluate this request; see its log")
+            )
+
+    def _review(self, request: AdmissionRequest, action: Action) -> Outcome:
+        policy = self.policies.current()
+        found = triage(request, policy, action)
+        if found.workload is None:
+            return Outcome(allowed(note=found.note))
+        try:
+            labels = self.namespaces.labels(request.namespace)
+        except NamespaceUnavailable as err:
+            return Outcome(
+                errored(
+                    503,
+                    f"egress-guard could not read namespace {request.namespace!r} to decide "
+                    f"this request: {err}",
+                )
+            )
+        if action is Action.MUTATE:
+            return Outcome(mutate(request, labels, policy, found))
+        decision = validate(request, labels, policy, found)
+        if not decision.intents or not decision.allowed:
+            return Outcome(decision)
+        if request.dry_run:
+            names = ", ".join(name for intent in decision.intents for name in intent.names)
+            return Outcome(decision.with_warnings(f"egress-guard: dry run: would ensure {names}"))
+        return self._carry_out(decision)
+
+    def _carry_out(self, decision: Decision) -> Outcome:
+        """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""
+        applied: list[ApplyOutcome] = []
+        extra_warnings: list[str] = []
+        for intent in decision.intents:
+            try:
+                outcome = self.applier.ensure(intent)
+            except PolicyApplyError as err:
+                if intent.required:
+                    return Outcome(
+                        replace(
+                            decision,
+                            allowed=False,
+                            verdict=Verdict.DENIED,
+                            code=503,
+                            message=(
+                                f"egress-guard could not ensure the NetworkPolicies "
+                                f"{', '.join(intent.names)} in namespace {intent.namespace!r} "
+                                f"({err}); the workload is refused so that it never runs with "
+                                "open egress. Retry shortly."
+                            ),
+                            violations=(f"network policies not ensured: {err}",),
+                            warnings=bounded_warnings(decision.warnings),
+                        ),
+                        tuple(applied),
+                    )
+                extra_warnings.append(shorten(f"egress-guard: NetworkPolicies not ensured: {err}"))
+                continue
+            applied.append(outcome)
+            if outcome.reported:
+                extra_warnings.append(
+                    f"egress-guard: no cluster: would ensure {', '.join(outcome.reported)}"
+                )
+        if extra_warnings:
+            decision = decision.with_warnings(*extra_warnings)
+        return Outcome(decision, tuple(applied))

@@ -1,0 +1,1 @@
+"""The cluster layer: the only code that talks to the Kubernetes API (and its static stand-ins)."""

@@ -1,0 +1,41 @@
+"""Stand-ins for the cluster where there is none: local `serve`, the offline CLI, and tests.
+
+Namespace labels come from the policy file's `namespaces` table (plus any the caller adds), and
+NetworkPolicies are reported, not applied: egress-guard says what it would create.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from webhook.admission.ports import ApplyOutcome, PolicySource
+from webhook.policy.decision import EnsureNetworkPolicies
+
+
+class StaticNamespaceSource:
+    """Namespace labels from fixed tables: `overrides` first, then the policy's `namespaces`,
+    then `default` (the labels assumed for any other namespace, e.g. from `check --mode`)."""
+
+    def __init__(
+        self,
+        policies: PolicySource,
+        overrides: Mapping[str, Mapping[str, str]] | None = None,
+        default: Mapping[str, str] | None = None,
+    ) -> None:
+        self._policies = policies
+        self.overrides = dict(overrides or {})
+        self._default = default
+
+    def labels(self, namespace: str) -> Mapping[str, str] | None:
+        if namespace in self.overrides:
+            return self.overrides[namespace]
+        table = self._policies.current().static_namespace_labels(namespace)
+        return table if table is not None else self._default
+
+
+class ReportingApplier:
+    """Applies nothing: returns each intent's policies as `reported`, which the controller turns
+    into a warning and the decision log into a field."""
+
+    def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
+        return ApplyOutcome(reported=intent.names)

@@ -1,0 +1,1 @@
+"""Configuration: the policy file (validated, reloadable) and the server's settings."""

@@ -1,0 +1,33 @@
+"""Server settings: command-line flags over EGRESS_GUARD_* environment variables over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ClusterMode = Literal["auto", "none", "in-cluster", "kubeconfig"]
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EGRESS_GUARD_", frozen=True, extra="forbid")
+
+    config: Path | None = Field(
+        default=None, description="policy file; the embedded example if unset"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=1, le=65535)
+    cert_dir: Path = Path("certs")
+    workers: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=4, ge=1, le=256)
+    keepalive_s: int = Field(
+        default=120, ge=1, description="above the API server's 90 s idle timeout"
+    )
+    graceful_timeout_s: int = Field(default=25, ge=1)
+    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    cluster: ClusterMode = "auto"
+    service: str = "egress-guard"
+    namespace: str = "egress-guard"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,91 @@
+"""The Flask application: `create_app()` builds one around an admission controller."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from webhook.admission.controller import AdmissionController
+from webhook.admission.review import ReviewError, parse_review, render_response
+from webhook.http.logs import log_decision
+from webhook.policy.evaluate import Action
+
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+"""Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""
+
+EXTENSION = "egress_guard"
+
+
+@dataclass(slots=True)
+class WebhookState:
+    """What the app serves with, kept in `app.extensions["egress_guard"]`."""
+
+    controller: AdmissionController
+    ready: Callable[[], str | None]
+    """None when ready, otherwise the reason it is not."""
+
+
+def _json_error(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status=status, mimetype="application/json")
+
+
+def create_app(
+    controller: AdmissionController,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ready: Callable[[], str | None] = lambda: None,
+) -> Flask:
+    app = Flask("egress_guard")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    state = WebhookState(controller=controller, ready=ready)
+    app.extensions[EXTENSION] = state
+
+    def answer(action: Action) -> Response:
+        started = time.perf_counter()
+        if request.mimetype != "application/json":
+            return _json_error(
+                415, f"Content-Type must be application/json, not {request.mimetype or 'absent'}"
+            )
+        try:
+            review = parse_review(request.get_data(cache=False))
+        except ReviewError as err:
+            return _json_error(err.status, str(err))
+        outcome = state.controller.review(review.request, action)
+        body = render_response(review.api_version, review.request.uid, outcome.decision)
+        log_decision(review.request, action, outcome, time.perf_counter() - started)
+        return Response(body, status=200, mimetype="application/json")
+
+    @app.post("/validate")
+    def validate() -> Response:
+        return answer(Action.VALIDATE)
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        return answer(Action.MUTATE)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(b"ok\n", mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        problem = state.ready()
+        if problem is not None:
+            return Response(f"not ready: {problem}\n", status=503, mimetype="text/plain")
+        return Response(b"ok\n", mimetype="text/plain")
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        return _json_error(err.code or 500, err.description or err.name)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(err: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return _json_error(500, "internal error; see the egress-guard log")
+
+    return app

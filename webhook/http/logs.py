@@ -1,0 +1,73 @@
+"""Structured logs: one JSON object per line, and one line per admission decision."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from webhook.admission.controller import Outcome
+from webhook.policy.evaluate import Action
+from webhook.policy.request import AdmissionRequest
+
+decision_log = logging.getLogger("egress_guard.decision")
+
+
+class JsonFormatter(logging.Formatter):
+    """Render records as JSON lines; fields passed as `extra={"fields": {...}}` are merged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def log_decision(
+    request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+) -> None:
+    """The decision line: enough to answer "why was my workload refused?" from logs alone."""
+    if not decision_log.isEnabledFor(logging.INFO):
+        return
+    decision = outcome.decision
+    fields: dict[str, Any] = {
+        "uid": request.uid,
+        "action": action.value,
+        "namespace": request.namespace,
+        "kind": request.kind,
+        "name": request.object_name,
+        "operation": request.operation,
+        "verdict": decision.verdict.value,
+        "allowed": decision.allowed,
+        "dryRun": request.dry_run,
+        "latencyMs": round(latency_s * 1000, 3),
+    }
+    if request.sub_resource:
+        fields["subResource"] = request.sub_resource
+    if decision.violations:
+        fields["reasons"] = list(decision.violations)
+    if decision.note:
+        fields["note"] = decision.note
+    if decision.patch:
+        fields["patchOps"] = len(decision.patch)
+    if decision.warnings:
+        fields["warnings"] = list(decision.warnings)
+    if not decision.allowed:
+        fields["code"] = decision.code
+        fields["message"] = decision.message
+    for key in ("created", "updated", "reported"):
+        names = [name for applied in outcome.applied for name in getattr(applied, key)]
+        if names:
+            fields["networkPolicies" + key.capitalize()] = names
+    decision_log.info("admission decision", extra={"fields": fields})

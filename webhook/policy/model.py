@@ -1,0 +1,354 @@
+"""The policy file as typed, validated data.
+
+Every rule about what a valid policy file is lives here, so that a bad file fails at start-up with
+an error naming the field, never later on the admission path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+# Kubernetes' own grammars (apimachinery/pkg/util/validation).
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_HOSTNAME = re.compile(
+    r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+class Mode(StrEnum):
+    """What a namespace asks of egress-guard (the `mode` namespace label)."""
+
+    ENFORCE = "enforce"
+    WARN = "warn"
+    AUDIT = "audit"
+
+
+class Inject(StrEnum):
+    """What egress-guard injects at creation time (the `inject` namespace label)."""
+
+    NETWORKPOLICY = "networkpolicy"
+    PROXY = "proxy"
+    ALL = "all"
+    NONE = "none"
+
+    @property
+    def network_policies(self) -> bool:
+        return self in (Inject.NETWORKPOLICY, Inject.ALL)
+
+    @property
+    def proxy_env(self) -> bool:
+        return self in (Inject.PROXY, Inject.ALL)
+
+
+def _check_label_value(value: str, what: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid Kubernetes label value "
+            "(at most 63 characters: letters, digits, '-', '_', '.', starting and ending "
+            "with a letter or digit)"
+        )
+    return value
+
+
+def _check_label_key(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"label key {key!r} has an invalid prefix {prefix!r}")
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(f"label key {key!r} is not a valid Kubernetes label name")
+    return key
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        _check_label_key(key)
+        _check_label_value(value, f"label {key}")
+    return labels
+
+
+def _check_namespace_name(name: str) -> str:
+    if len(name) > 63 or not _DNS1123_LABEL.match(name):
+        raise ValueError(f"{name!r} is not a valid namespace name (a DNS-1123 label)")
+    return name
+
+
+def _check_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    return port
+
+
+NamespaceName = Annotated[str, AfterValidator(_check_namespace_name)]
+PortNumber = Annotated[int, AfterValidator(_check_port)]
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+"""A label map (a selector's matchLabels) whose keys and values Kubernetes would accept."""
+
+
+class _Model(BaseModel):
+    """Shared configuration: camelCase keys as in Kubernetes, typos rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class PortSpec(_Model):
+    """A destination port; a bare integer in the file means that port over TCP."""
+
+    port: int | str
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    end_port: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_int(cls, data: Any) -> Any:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return {"port": data}
+        return data
+
+    @field_validator("port")
+    @classmethod
+    def _port_in_range(cls, port: int | str) -> int | str:
+        if isinstance(port, int):
+            _check_port(port)
+        elif len(port) > 15 or not _DNS1123_LABEL.match(port) or not re.search("[a-z]", port):
+            raise ValueError(f"named port {port!r} is not a valid IANA service name")
+        return port
+
+    @model_validator(mode="after")
+    def _end_port_after_port(self) -> PortSpec:
+        if self.end_port is not None:
+            if not isinstance(self.port, int):
+                raise ValueError("endPort needs a numeric port")
+            if not self.port <= self.end_port <= 65535:
+                raise ValueError(f"endPort {self.end_port} must lie between port and 65535")
+        return self
+
+
+Ports = Annotated[list[PortSpec], Field(default_factory=list)]
+
+
+class Destination(_Model):
+    """One place a profile may reach: an address range, a host name, or in-cluster peers."""
+
+    cidr: str | None = None
+    except_: list[str] = Field(default_factory=list, alias="except")
+    host: str | None = None
+    namespace_selector: Labels | None = None
+    pod_selector: Labels | None = None
+    ports: Ports
+
+    @field_validator("cidr")
+    @classmethod
+    def _valid_cidr(cls, cidr: str | None) -> str | None:
+        if cidr is not None:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as err:
+                raise ValueError(f"{cidr!r} is not a network in CIDR notation ({err})") from None
+        return cidr
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, host: str | None) -> str | None:
+        if host is not None and (len(host) > 253 or not _HOSTNAME.match(host)):
+            raise ValueError(f"{host!r} is not a valid host name")
+        return host
+
+    @model_validator(mode="after")
+    def _one_kind_of_destination(self) -> Destination:
+        kinds = [
+            name
+            for name, present in (
+                ("cidr", self.cidr is not None),
+                ("host", self.host is not None),
+                (
+                    "namespaceSelector/podSelector",
+                    self.namespace_selector is not None or self.pod_selector is not None,
+                ),
+            )
+            if present
+        ]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a destination sets exactly one of cidr, host, or namespaceSelector/podSelector"
+                + (f" (this one sets {' and '.join(kinds)})" if kinds else "")
+            )
+        if self.except_:
+            if self.cidr is None:
+                raise ValueError("except is only meaningful beside cidr")
+            outer = ipaddress.ip_network(self.cidr)
+            for item in self.except_:
+                try:
+                    inner = ipaddress.ip_network(item, strict=True)
+                except ValueError as err:
+                    raise ValueError(f"except entry {item!r} is not a network ({err})") from None
+                if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
+                    raise ValueError(f"except entry {item} does not lie inside cidr {self.cidr}")
+        return self
+
+
+class Profile(_Model):
+    """A named set of destinations a workload may reach."""
+
+    description: str = ""
+    allow: list[Destination] = Field(default_factory=list)
+    proxy: bool = False
+
+
+class DnsSettings(_Model):
+    """Where cluster DNS runs: every generated default-deny policy keeps it reachable."""
+
+    namespace: NamespaceName = "kube-system"
+    pod_selector: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    ports: list[PortNumber] = Field(default_factory=lambda: [53], min_length=1)
+
+
+class ProxySettings(_Model):
+    """The egress proxy: what to put in the env, and where its pods run."""
+
+    url: str
+    no_proxy: list[str] = Field(default_factory=list)
+    namespace: NamespaceName
+    pod_selector: Labels
+    port: PortNumber
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        try:
+            _ = parts.port
+        except ValueError as err:
+            raise ValueError(f"{url!r} has an invalid port ({err})") from None
+        return url
+
+    @field_validator("no_proxy")
+    @classmethod
+    def _no_commas(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not entry or "," in entry or entry.strip() != entry:
+                raise ValueError(
+                    f"noProxy entry {entry!r} must be one non-empty name without commas"
+                )
+        return entries
+
+    @cached_property
+    def env(self) -> tuple[tuple[str, str], ...]:
+        """The proxy variables, upper-case first, as containers receive them."""
+        no_proxy = ",".join(self.no_proxy)
+        pairs = (("HTTP_PROXY", self.url), ("HTTPS_PROXY", self.url), ("NO_PROXY", no_proxy))
+        return pairs + tuple((name.lower(), value) for name, value in pairs)
+
+
+class NamespaceDefaults(_Model):
+    """Namespace labels assumed where no cluster is reachable (local runs, the offline CLI)."""
+
+    mode: Mode | None = None
+    inject: Inject | None = None
+
+
+class Policy(_Model):
+    """The whole policy file."""
+
+    label_prefix: str = "egress-guard.io"
+    exempt_namespaces: list[NamespaceName] = Field(
+        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease", "egress-guard"]
+    )
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    proxy: ProxySettings | None = None
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    namespaces: dict[NamespaceName, NamespaceDefaults] = Field(default_factory=dict)
+
+    _memo: dict[object, object] = PrivateAttr(default_factory=dict)
+    """Results of pure functions of this policy (rendered policies), kept for its lifetime."""
+
+    @property
+    def memo(self) -> dict[object, object]:
+        return self._memo
+
+    @field_validator("label_prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str) -> str:
+        if len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
+            raise ValueError(f"{prefix!r} is not a DNS subdomain (e.g. egress-guard.io)")
+        return prefix
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names_are_label_values(cls, profiles: dict[str, Profile]) -> dict[str, Profile]:
+        for name in profiles:
+            if not name:
+                raise ValueError("a profile name may not be empty")
+            _check_label_value(name, "profile name")
+        return profiles
+
+    @model_validator(mode="after")
+    def _proxy_profiles_need_a_proxy(self) -> Policy:
+        if self.proxy is None:
+            needing = sorted(name for name, profile in self.profiles.items() if profile.proxy)
+            if needing:
+                raise ValueError(
+                    f"profiles {', '.join(needing)} set proxy: true, "
+                    "but the file has no proxy section"
+                )
+        return self
+
+    @cached_property
+    def profile_label(self) -> str:
+        return f"{self.label_prefix}/profile"
+
+    @cached_property
+    def mode_label(self) -> str:
+        return f"{self.label_prefix}/mode"
+
+    @cached_property
+    def inject_label(self) -> str:
+        return f"{self.label_prefix}/inject"
+
+    @cached_property
+    def exempt(self) -> frozenset[str]:
+        return frozenset(self.exempt_namespaces)
+
+    @cached_property
+    def profile_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.profiles))
+
+    def static_namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """The labels the `namespaces` table assumes for a namespace, or None if it has no entry."""
+        entry = self.namespaces.get(namespace)
+        if entry is None:
+            return None
+        labels: dict[str, str] = {}
+        if entry.mode is not None:
+            labels[self.mode_label] = entry.mode.value
+        if entry.inject is not None:
+            labels[self.inject_label] = entry.inject.value
+        return labels

@@ -1,0 +1,122 @@
+"""Proxy injection: HTTP_PROXY, HTTPS_PROXY and NO_PROXY (and their lower-case twins) in containers.
+
+The patch adds only what is missing, at the paths it changes, so a second pass over its own output
+finds nothing to do. A value the workload sets itself is never replaced: an application that
+already names a proxy knows something egress-guard does not, and the owner is told by a warning.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.policy.jsonpatch import PatchOp, add, pointer
+from webhook.policy.model import ProxySettings
+from webhook.policy.workloads import containers
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyInjection:
+    """The patch, the warnings, and which variables went into which container."""
+
+    patch: tuple[PatchOp, ...]
+    warnings: tuple[str, ...]
+    injected: Mapping[str, tuple[str, ...]]
+
+
+def _escape_expansion(value: str) -> str:
+    """Kubernetes expands `$(NAME)` in env values; a literal `$(` must be written `$$(`."""
+    return value.replace("$(", "$$(")
+
+
+def _pairs(proxy: ProxySettings) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """Each upper-case variable with its lower-case twin: they are set or left alone together."""
+    upper = proxy.env[:3]
+    return tuple(
+        ((name, _escape_expansion(value)), (name.lower(), _escape_expansion(value)))
+        for name, value in upper
+    )
+
+
+def _missing_entries(
+    env: list[Any], proxy: ProxySettings, container_name: str
+) -> tuple[list[dict[str, str]], list[str]]:
+    existing = {
+        entry["name"]: entry
+        for entry in env
+        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str)
+    }
+    missing: list[dict[str, str]] = []
+    warnings: list[str] = []
+    for pair in _pairs(proxy):
+        present = [name for name, _ in pair if name in existing]
+        ours = all(
+            existing[name].get("value") == value and "valueFrom" not in existing[name]
+            for name, value in pair
+            if name in existing
+        )
+        if present and not ours:
+            warnings.append(
+                f'egress-guard: container "{container_name}" sets its own '
+                f"{'/'.join(present)}; left unchanged"
+            )
+            continue
+        missing.extend(
+            {"name": name, "value": value} for name, value in pair if name not in existing
+        )
+    return missing, warnings
+
+
+def inject_proxy_env(
+    pod: Mapping[str, Any],
+    proxy: ProxySettings,
+    lists: tuple[str, ...],
+    skip: frozenset[str] = frozenset(),
+) -> ProxyInjection:
+    """Patch operations that give every container in `lists` (but those named in `skip`) the
+    proxy variables it lacks."""
+    spec = pod.get("spec")
+    if not isinstance(spec, Mapping):
+        return ProxyInjection(patch=(), warnings=(), injected={})
+    patch: list[PatchOp] = []
+    warnings: list[str] = []
+    injected: dict[str, tuple[str, ...]] = {}
+    for list_name, index, container in containers(spec, lists):
+        name = container.get("name")
+        name = name if isinstance(name, str) else f"{list_name}[{index}]"
+        if name in skip:
+            continue
+        env = container.get("env")
+        if env is not None and not isinstance(env, list):
+            warnings.append(f'egress-guard: container "{name}" has a malformed env; not injected')
+            continue
+        missing, conflicts = _missing_entries(env or [], proxy, name)
+        warnings.extend(conflicts)
+        if not missing:
+            continue
+        env_path = pointer("spec", list_name, index, "env")
+        if env is None:
+            patch.append(add(env_path, missing))
+        else:
+            patch.extend(add(env_path + "/-", entry) for entry in missing)
+        injected[name] = tuple(entry["name"] for entry in missing)
+    return ProxyInjection(patch=tuple(patch), warnings=tuple(warnings), injected=injected)
+
+
+def record_annotation(
+    pod: Mapping[str, Any], key: str, proxy: ProxySettings, injected: Mapping[str, tuple[str, ...]]
+) -> PatchOp:
+    """An annotation on the pod that records what was injected, for people and for audits."""
+    value = json.dumps(
+        {"url": proxy.url, "containers": {name: list(names) for name, names in injected.items()}},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return add("/metadata", {"annotations": {key: value}})
+    if not isinstance(metadata.get("annotations"), Mapping):
+        return add("/metadata/annotations", {key: value})
+    return add(pointer("metadata", "annotations", key), value)

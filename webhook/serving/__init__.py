@@ -1,0 +1,1 @@
+"""Serving: certificates, TLS, and gunicorn running the Flask app; the composition root."""

@@ -1,0 +1,64 @@
+"""The composition root: the controller and app from settings, with real or static parts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask
+
+from webhook.admission.controller import AdmissionController
+from webhook.admission.ports import NamespaceSource, PolicyApplier
+from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.config.policy_file import PolicyStore
+from webhook.config.settings import ClusterMode, ServeSettings
+from webhook.http.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def resolve_cluster_mode(mode: ClusterMode) -> ClusterMode:
+    """`auto`: in-cluster inside a pod, a kubeconfig if one exists, otherwise no cluster."""
+    if mode != "auto":
+        return mode
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "in-cluster"
+    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if any(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
+        return "kubeconfig"
+    return "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    policies: PolicyStore
+    namespaces: NamespaceSource
+    applier: PolicyApplier
+    cluster: ClusterMode
+
+
+def build_components(settings: ServeSettings) -> Components:
+    policies = PolicyStore(settings.config)
+    mode = resolve_cluster_mode(settings.cluster)
+    if mode == "none":
+        return Components(policies, StaticNamespaceSource(policies), ReportingApplier(), mode)
+    raise SystemExit(
+        f"cluster mode {mode!r} is not available in this build yet; use --cluster none"
+    )
+
+
+def build_app(settings: ServeSettings) -> Flask:
+    components = build_components(settings)
+    controller = AdmissionController(
+        policies=components.policies,
+        namespaces=components.namespaces,
+        applier=components.applier,
+    )
+    log.info(
+        "egress-guard ready: policy %s, cluster %s",
+        settings.config or "<embedded example>",
+        components.cluster,
+    )
+    return create_app(controller, max_body_bytes=settings.max_body_bytes)

@@ -1,0 +1,91 @@
+"""gunicorn, configured as egress-guard runs in production: gthread workers over TLS, keep-alive."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from webhook.config.settings import ServeSettings
+from webhook.serving.certs import CertFiles
+from webhook.serving.compose import build_app
+from webhook.serving.tls import context_for
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """JSON lines on stderr for everything: gunicorn's own log, the app's, the decision log."""
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "webhook.http.logs.JsonFormatter"}},
+        "handlers": {"stderr": handler},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        },
+    }
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any]:
+    cert, key = certs.tls_cert.resolve(), certs.tls_key.resolve()
+
+    def tls_context(_config: Any, _default_factory: Any) -> ssl.SSLContext:
+        return context_for(cert, key)
+
+    options: dict[str, Any] = {
+        "bind": [bind_address(settings.host, settings.port)],
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": settings.threads,
+        "keepalive": settings.keepalive_s,
+        "graceful_timeout": settings.graceful_timeout_s,
+        "timeout": 30,
+        "certfile": str(cert),
+        "keyfile": str(key),
+        "ssl_context": tls_context,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level,
+        "logconfig_dict": logging_config(settings.log_level),
+        "proc_name": "egress-guard",
+        "control_socket_disable": True,
+        "preload_app": False,
+    }
+    if Path("/dev/shm").is_dir():
+        options["worker_tmp_dir"] = "/dev/shm"
+    return options
+
+
+class WebhookServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn application whose workers each build their own app after the fork."""
+
+    def __init__(self, settings: ServeSettings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return build_app(self._settings)
+
+
+def run(settings: ServeSettings, certs: CertFiles) -> None:
+    logging.getLogger(__name__).debug("starting gunicorn")
+    WebhookServer(settings, gunicorn_options(settings, certs)).run()
