@@ -1,0 +1,1 @@
+"""One module per subcommand, each exposing `COMMAND`; found and imported only when used."""

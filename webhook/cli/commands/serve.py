@@ -1,0 +1,76 @@
+"""`egress-guard serve`: the webhook over HTTPS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from webhook import __version__
+from webhook.cli.errors import fail
+from webhook.config.policy_file import PolicyFileError, load_policy
+from webhook.config.settings import ServeSettings
+from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs, service_dns_names
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    help="Policy file [default: the embedded example].",
+)
+@click.option("--host", help="Address to listen on [default: 127.0.0.1; in a pod, 0.0.0.0].")
+@click.option("--port", type=int, help="Port to listen on [default: 8443].")
+@click.option(
+    "--cert-dir",
+    type=click.Path(path_type=Path),
+    help="tls.crt/tls.key here; generated with a local CA when absent [default: certs].",
+)
+@click.option("--workers", type=int, help="gunicorn worker processes [default: 2].")
+@click.option("--threads", type=int, help="Threads per worker [default: 4].")
+@click.option(
+    "--cluster",
+    type=click.Choice(["auto", "none", "in-cluster", "kubeconfig"]),
+    help="Where namespace labels come from and policies go [default: auto].",
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(**flags: Any) -> None:
+    """Run the webhook: HTTPS on gunicorn, /validate and /mutate, /healthz and /readyz.
+
+    Every flag may also be set as an EGRESS_GUARD_* environment variable (EGRESS_GUARD_PORT=9443).
+    """
+    from webhook.serving.server import run  # gunicorn loads only for this command
+
+    try:
+        settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as err:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
+    try:
+        load_policy(settings.config)
+    except PolicyFileError as err:
+        fail(str(err))
+    certs = CertFiles(settings.cert_dir)
+    if not (certs.tls_cert.is_file() and certs.tls_key.is_file()):
+        result = ensure_certs(
+            settings.cert_dir,
+            [*LOCAL_DNS, *service_dns_names(settings.service, settings.namespace)],
+            LOCAL_IPS,
+        )
+        click.echo(
+            f"generated a local CA and serving certificate in {settings.cert_dir}/ "
+            f"(CA {result.ca.value}); trust {certs.ca_cert} to call the webhook",
+            err=True,
+        )
+    scheme_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    click.echo(
+        f"egress-guard {__version__} serving https://{scheme_host}:{settings.port} "
+        f"(policy: {settings.config or 'embedded example'}; CA: {certs.ca_cert})",
+        err=True,
+    )
+    run(settings, certs)
+
+
+COMMAND = serve
