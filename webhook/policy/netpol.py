@@ -2,6 +2,10 @@
 
 Pure rendering: the same policy file, namespace and profile always give the same objects, each
 carrying a hash of its own content so that drift (a stale or hand-edited copy) is detectable.
+
+Objects are rendered as the API server stores them (empty lists and empty `matchLabels` left out,
+every port's protocol explicit), so that a live copy read back compares equal to its rendering
+and a comparison never reports drift that is not there.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 DEFAULT_DENY_NAME = "egress-guard-default-deny"
 PROFILE_NAME_PREFIX = "egress-guard-profile-"
+MAX_NAME_LENGTH = 63
+"""A DNS-1123 label: stricter than the subdomain the API asks of a NetworkPolicy name, so the name
+also fits wherever a label value or a DNS label is expected (tooling, selectors, events)."""
+
+_PLAIN_PROFILE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DIGEST_LENGTH = 8
+_DIGEST_SUFFIX = re.compile(rf"-[0-9a-f]{{{_DIGEST_LENGTH}}}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +53,32 @@ class GeneratedKeys:
 
 
 def profile_policy_name(profile: str) -> str:
-    """A valid DNS-1123 name for a profile's policy; odd names keep a hash so none collide."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", profile.lower()).strip("-")
-    if slug == profile and len(slug) <= 40:
-        return PROFILE_NAME_PREFIX + slug
-    digest = hashlib.sha256(profile.encode()).hexdigest()[:8]
-    return f"{PROFILE_NAME_PREFIX}{slug[:40].rstrip('-')}-{digest}"
+    """A DNS-1123 label naming a profile's policy, distinct for every distinct profile name.
+
+    A profile name that is already a short DNS label is used as it is. Any other (upper case,
+    dots, underscores, too long) becomes a slug plus a digest of the exact name, so `Web.API`,
+    `web_api` and `web-api` get three names. A plain name never ends in `-` and eight hex digits,
+    the shape every digest name ends in, so a plain name can never equal a digest name.
+    """
+    room = MAX_NAME_LENGTH - len(PROFILE_NAME_PREFIX)
+    plain = _PLAIN_PROFILE.match(profile) and not _DIGEST_SUFFIX.search(profile)
+    if plain and len(profile) <= room:
+        return PROFILE_NAME_PREFIX + profile
+    digest = hashlib.sha256(profile.encode()).hexdigest()[:_DIGEST_LENGTH]
+    slug = re.sub(r"[^a-z0-9]+", "-", profile.lower()).strip("-")
+    slug = slug[: room - _DIGEST_LENGTH - 1].strip("-") or "x"
+    return f"{PROFILE_NAME_PREFIX}{slug}-{digest}"
 
 
-def content_hash(spec: Mapping[str, Any]) -> str:
-    """A short, stable digest of a policy's spec: equal specs, equal hashes."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+def content_hash(content: Mapping[str, Any]) -> str:
+    """A short, stable digest of a policy's labels and spec: equal content, equal hashes."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _selector(labels: Mapping[str, str]) -> dict[str, Any]:
+    """A label selector as stored: `{}` (everything) rather than an empty matchLabels."""
+    return {"matchLabels": dict(labels)} if labels else {}
 
 
 def _ports(ports: list[PortSpec]) -> list[dict[str, Any]]:
@@ -69,7 +94,7 @@ def _ports(ports: list[PortSpec]) -> list[dict[str, Any]]:
 def _namespace_peer(namespace: str, pod_selector: Mapping[str, str]) -> dict[str, Any]:
     return {
         "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}},
-        "podSelector": {"matchLabels": dict(pod_selector)},
+        "podSelector": _selector(pod_selector),
     }
 
 
@@ -85,9 +110,9 @@ def _rule(destination: Destination) -> dict[str, Any] | None:
     else:
         peer = {}
         if destination.namespace_selector is not None:
-            peer["namespaceSelector"] = {"matchLabels": dict(destination.namespace_selector)}
+            peer["namespaceSelector"] = _selector(destination.namespace_selector)
         if destination.pod_selector is not None:
-            peer["podSelector"] = {"matchLabels": dict(destination.pod_selector)}
+            peer["podSelector"] = _selector(destination.pod_selector)
     rule: dict[str, Any] = {"to": [peer]}
     if destination.ports:
         rule["ports"] = _ports(destination.ports)
@@ -138,17 +163,24 @@ def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
     return _manifest(DEFAULT_DENY_NAME, namespace, spec, component="default-deny", policy=policy)
 
 
-def uses_proxy(profile: Profile, namespace_injects_all: bool) -> bool:
-    return profile.proxy or namespace_injects_all
+def reaches_proxy(profile: Profile, policy: Policy, *, namespace_injects_all: bool) -> bool:
+    """Pods of this profile may reach the proxy: it asks for it, or the namespace injects it."""
+    return policy.proxy is not None and (profile.proxy or namespace_injects_all)
 
 
 def render_profile(
     namespace: str, profile_name: str, policy: Policy, *, namespace_injects_all: bool = False
 ) -> dict[str, Any]:
-    """Pods labelled with the profile: egress to the profile's destinations (and the proxy)."""
+    """Pods labelled with the profile: egress to the profile's destinations (and the proxy).
+
+    A profile that allows nothing still gets its (rule-less) policy, so every profile in use has
+    one and the reconciler reads the same set off the cluster that admission creates.
+    """
     profile = policy.profiles[profile_name]
     rules = [rule for rule in map(_rule, profile.allow) if rule is not None]
-    if policy.proxy is not None and uses_proxy(profile, namespace_injects_all):
+    if policy.proxy is not None and reaches_proxy(
+        profile, policy, namespace_injects_all=namespace_injects_all
+    ):
         proxy = policy.proxy
         rules.append(
             {
@@ -156,11 +188,12 @@ def render_profile(
                 "ports": [{"protocol": "TCP", "port": proxy.port}],
             }
         )
-    spec = {
+    spec: dict[str, Any] = {
         "podSelector": {"matchLabels": {policy.profile_label: profile_name}},
         "policyTypes": ["Egress"],
-        "egress": rules,
     }
+    if rules:
+        spec["egress"] = rules
     return _manifest(
         profile_policy_name(profile_name),
         namespace,
@@ -172,9 +205,12 @@ def render_profile(
 
 
 def unexpressible(profile_name: str, policy: Policy, *, namespace_injects_all: bool) -> list[str]:
-    """Warnings for destinations no NetworkPolicy can express (host names), with what to do."""
+    """Warnings for destinations no NetworkPolicy can express (host names), with what to do.
+
+    Silent only where the pods reach the proxy, which is how a host name is reached.
+    """
     profile = policy.profiles[profile_name]
-    if uses_proxy(profile, namespace_injects_all):
+    if reaches_proxy(profile, policy, namespace_injects_all=namespace_injects_all):
         return []
     return [
         f"egress-guard: profile {profile_name}: no NetworkPolicy can allow host {d.host}; "
@@ -182,3 +218,49 @@ def unexpressible(profile_name: str, policy: Policy, *, namespace_injects_all: b
         for d in profile.allow
         if d.host is not None
     ]
+
+
+def is_generated(obj: Mapping[str, Any]) -> bool:
+    """The object carries egress-guard's managed-by label: egress-guard may change or delete it."""
+    metadata = obj.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return isinstance(labels, Mapping) and labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
+def _metadata_map(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    metadata = obj.get("metadata")
+    value = metadata.get(key) if isinstance(metadata, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def matches_rendered(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """A live copy is in place: same spec, same hash annotation, and every label egress-guard
+    sets. Labels and annotations others add are theirs and do not count as drift."""
+    if live.get("spec") != desired["spec"]:
+        return False
+    live_labels = _metadata_map(live, "labels")
+    live_annotations = _metadata_map(live, "annotations")
+    wanted_labels = _metadata_map(desired, "labels")
+    wanted_annotations = _metadata_map(desired, "annotations")
+    return all(live_labels.get(k) == v for k, v in wanted_labels.items()) and all(
+        live_annotations.get(k) == v for k, v in wanted_annotations.items()
+    )
+
+
+def replacement(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The body that replaces a drifted live copy with its rendering.
+
+    It names the resourceVersion read, so a concurrent change makes the API server answer 409
+    instead of being overwritten, and it keeps labels and annotations others added.
+    """
+    live_metadata = live.get("metadata")
+    live_metadata = live_metadata if isinstance(live_metadata, Mapping) else {}
+    metadata = dict(desired["metadata"])
+    metadata["labels"] = {**_metadata_map(live, "labels"), **_metadata_map(desired, "labels")}
+    metadata["annotations"] = {
+        **_metadata_map(live, "annotations"),
+        **_metadata_map(desired, "annotations"),
+    }
+    if isinstance(live_metadata.get("resourceVersion"), str):
+        metadata["resourceVersion"] = live_metadata["resourceVersion"]
+    return {**desired, "metadata": metadata}
