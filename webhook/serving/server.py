@@ -41,7 +41,9 @@ def bind_address(host: str, port: int) -> str:
 
 
 def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any]:
-    cert, key = certs.tls_cert.resolve(), certs.tls_key.resolve()
+    # absolute(), not resolve(): a Secret volume's tls.crt is a symlink through `..data`, which
+    # is swapped on renewal; pinning its target today would keep the reloader on a deleted file.
+    cert, key = certs.tls_cert.absolute(), certs.tls_key.absolute()
 
     def tls_context(_config: Any, _default_factory: Any) -> ssl.SSLContext:
         return context_for(cert, key)

@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 2.0
 
 
-def _signature(*paths: Path) -> tuple[tuple[int, int], ...] | None:
+def _signature(*paths: Path) -> tuple[tuple[int, int, int], ...] | None:
+    """Identity of the files behind the paths. The inode counts: a Kubernetes Secret volume
+    renews by swapping a symlink to a new directory, which may keep sizes and times alike."""
     try:
-        return tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        stats = [p.stat() for p in paths]
     except OSError:
         return None
+    return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
 
 
 def build_context(cert: Path, key: Path) -> ssl.SSLContext:
