@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from gunicorn.app.base import BaseApplication
 from webhook.config.settings import ServeSettings
 from webhook.serving.certs import CertFiles
 from webhook.serving.compose import build_app
+from webhook.serving.graceful import WORKER_CLASS, DrainingArbiter
 from webhook.serving.tls import context_for
 
 
@@ -51,7 +53,7 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
     options: dict[str, Any] = {
         "bind": [bind_address(settings.host, settings.port)],
         "workers": settings.workers,
-        "worker_class": "gthread",
+        "worker_class": WORKER_CLASS,  # gthread, refusing new connections once stopping
         "threads": settings.threads,
         "keepalive": settings.keepalive_s,
         "graceful_timeout": settings.graceful_timeout_s,
@@ -86,6 +88,13 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         return build_app(self._settings)
+
+    def run(self) -> None:
+        try:
+            DrainingArbiter(self).run()
+        except RuntimeError as err:  # gunicorn's way of saying it cannot start (port in use...)
+            sys.stderr.write(f"error: {err}\n")
+            sys.exit(1)
 
 
 def run(settings: ServeSettings, certs: CertFiles) -> None:
