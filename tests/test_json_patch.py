@@ -1,0 +1,60 @@
+"""The offline commands apply the mutating webhook's patch as the API server does: the result
+must equal an independent JSONPatch implementation's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from builders import PROFILE, apply_patch, container, pod, pod_spec, request
+
+from webhook.cli.json_patch import PatchError
+from webhook.cli.json_patch import apply_patch as apply_offline
+from webhook.policy.evaluate import mutate
+from webhook.policy.model import Policy
+
+PROXY_ALL = {"egress-guard.io/mode": "enforce", "egress-guard.io/inject": "all"}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pytest.param(pod({PROFILE: "none"}), id="no-env"),
+        pytest.param(
+            pod(
+                {PROFILE: "none"},
+                spec=pod_spec(
+                    container("a", env=[{"name": "X", "value": "1"}]),
+                    container("b/c~d"),
+                    initContainers=[container("init")],
+                ),
+                annotations={"keep": "me"},
+            ),
+            id="env-init-annotations",
+        ),
+        pytest.param(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": pod_spec()}, id="bare"
+        ),
+    ],
+)
+def test_offline_patching_equals_the_jsonpatch_package(obj: dict[str, Any], policy: Policy) -> None:
+    decision = mutate(request(obj), PROXY_ALL, policy)
+    assert decision.patch
+    assert apply_offline(obj, decision.patch) == apply_patch(obj, decision.patch)
+    assert "env" not in obj["spec"]["containers"][-1], "the original is left untouched"
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        pytest.param([{"op": "remove", "path": "/a"}], "only add operations", id="remove"),
+        pytest.param([{"op": "add", "path": "a", "value": 1}], "not a JSON pointer", id="pointer"),
+        pytest.param([{"op": "add", "path": "/x/y", "value": 1}], "does not exist", id="parent"),
+        pytest.param([{"op": "add", "path": "/l/5", "value": 1}], "out of range", id="index"),
+        pytest.param([{"op": "add", "path": "/l/01", "value": 1}], "not an array index", id="zero"),
+        pytest.param([{"op": "add", "path": "/s/k", "value": 1}], "neither an object", id="scalar"),
+    ],
+)
+def test_patches_that_do_not_apply_are_refused(ops: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(PatchError, match=message):
+        apply_offline({"l": [1], "s": "text"}, ops)

@@ -1,0 +1,158 @@
+"""The result of `egress-guard check` as data: counts, exit code, and the JSON/YAML document.
+
+The document is the stable, machine-readable form: keys sorted, items in input order, nothing
+that changes from one run to the next (no timings, no random ids).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import yaml
+
+from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
+from webhook.cli.manifests import InputProblem
+from webhook.cli.offline_review import WorkloadReview
+from webhook.policy.decision import Verdict
+
+VERDICT_ORDER = (Verdict.ALLOWED, Verdict.DENIED, Verdict.WARNED, Verdict.AUDITED, Verdict.ERRORED)
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """Everything one `check` run found."""
+
+    reviews: list[WorkloadReview] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Objects that are not workloads, by kind."""
+    namespaces: int = 0
+    """Namespace objects read (they supply labels; they are not reviewed)."""
+    problems: list[InputProblem] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def verdicts(self) -> Counter[Verdict]:
+        return Counter(review.decision.verdict for review in self.reviews)
+
+    @property
+    def refused(self) -> int:
+        """Workloads the API server would refuse (denied, or not decidable)."""
+        return sum(1 for review in self.reviews if not review.decision.allowed)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything is refused, even if some input could not be read (both fail a build,
+        and a denial is the more useful news); otherwise 2 for unreadable input; otherwise 0."""
+        if self.refused:
+            return EXIT_DENIED
+        if self.problems:
+            return EXIT_USAGE
+        return EXIT_OK
+
+    def summary(self) -> dict[str, Any]:
+        verdicts = self.verdicts
+        return {
+            "files": self.files,
+            "objects": len(self.reviews) + self.namespaces + sum(self.skipped.values()),
+            "workloads": len(self.reviews),
+            **{verdict.value: verdicts.get(verdict, 0) for verdict in VERDICT_ORDER},
+            "namespaces": self.namespaces,
+            "skipped": sum(self.skipped.values()),
+            "skippedKinds": dict(sorted(self.skipped.items())),
+            "inputErrors": len(self.problems),
+            "exitCode": self.exit_code,
+        }
+
+    def summary_line(self) -> str:
+        """One sentence a person reads at the end of the table."""
+        verdicts = self.verdicts
+        counts = ", ".join(
+            f"{verdicts.get(verdict, 0)} {verdict.value}"
+            for verdict in VERDICT_ORDER
+            if verdict is not Verdict.ERRORED or verdicts.get(verdict)
+        )
+        workloads = len(self.reviews)
+        line = (
+            f"{workloads} workload{'' if workloads == 1 else 's'} in {self.files} "
+            f"file{'' if self.files == 1 else 's'}: {counts}"
+        )
+        skipped = sum(self.skipped.values())
+        if skipped:
+            top = ", ".join(f"{count} {kind}" for kind, count in self.skipped.most_common(4))
+            more = ", ..." if len(self.skipped) > 4 else ""
+            line += f"; {skipped} other objects skipped ({top}{more})"
+        if self.namespaces:
+            line += f"; {self.namespaces} Namespace{'' if self.namespaces == 1 else 's'} read"
+        if self.problems:
+            count = len(self.problems)
+            line += f"; {count} input error{'' if count == 1 else 's'}"
+        return line
+
+    def document(self, *, show_generated: bool = False) -> dict[str, Any]:
+        return {
+            "items": [review_document(r, show_generated=show_generated) for r in self.reviews],
+            "inputErrors": [problem.as_dict() for problem in self.problems],
+            "summary": self.summary(),
+        }
+
+
+def review_document(review: WorkloadReview, *, show_generated: bool = False) -> dict[str, Any]:
+    """One workload's entry in the JSON/YAML output."""
+    decision = review.decision
+    item: dict[str, Any] = {
+        "source": review.manifest.source.as_dict(),
+        "namespace": review.namespace,
+        "apiVersion": review.manifest.api_version,
+        "kind": review.kind,
+        "name": review.name,
+        "verdict": decision.verdict.value,
+        "allowed": decision.allowed,
+        "code": decision.code,
+        "message": decision.message,
+        "reasons": list(decision.violations),
+        "warnings": list(decision.warnings),
+        "note": decision.note,
+        "namespaceLabels": {
+            "labels": dict(review.labels.labels or {}),
+            "from": review.labels.origin,
+        },
+        "injected": {
+            "networkPolicies": list(review.network_policy_names),
+            "proxyEnv": {name: list(names) for name, names in review.proxy_env.items()},
+            "proxyEnvOn": "pod" if review.is_pod else "pods it creates",
+        },
+    }
+    if decision.audit_annotations:
+        item["auditAnnotations"] = dict(decision.audit_annotations)
+    if show_generated:
+        item["generated"] = {
+            "networkPolicies": [dict(m) for m in review.network_policies],
+            "patchedObject": review.patched,
+        }
+    return item
+
+
+def to_json(document: Mapping[str, Any]) -> str:
+    return orjson.dumps(
+        document, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    ).decode()
+
+
+def to_yaml(document: Mapping[str, Any] | list[Any]) -> str:
+    """YAML with sorted keys; the objects are plain JSON data, so safe_dump suffices."""
+    return yaml.safe_dump(
+        _plain(document), sort_keys=True, default_flow_style=False, allow_unicode=True
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and tuples as dicts and lists, which safe_dump knows how to write."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,74 @@
+"""`check -o table`: one row per workload, kubectl-style, and a summary line.
+
+Free text (the reasons) is the last column so the others stay aligned; on a terminal it is cut to
+the terminal's width, in a pipe or a CI log it is printed whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from webhook.cli.check_report import CheckReport
+from webhook.cli.offline_review import WorkloadReview, cluster_warnings
+
+HEADERS = ("NAMESPACE", "KIND/NAME", "VERDICT", "INJECTED", "REASONS")
+
+
+def injected_text(review: WorkloadReview) -> str:
+    parts: list[str] = []
+    if review.network_policies:
+        parts.append("netpol: " + ", ".join(review.network_policy_names))
+    if review.proxy_env:
+        where = "" if review.is_pod else " (its pods)"
+        parts.append(f"proxy env{where}: " + ", ".join(review.proxy_env))
+    return "; ".join(parts) or "-"
+
+
+def _without_subject(text: str, review: WorkloadReview) -> str:
+    """A reason without its `Kind "name"` opening: the KIND/NAME column already says it."""
+    subject = f'{review.kind} "{review.name}"'
+    if text.startswith(subject):
+        return text[len(subject) :].lstrip(" :")
+    return text
+
+
+def reasons_text(review: WorkloadReview) -> str:
+    decision = review.decision
+    if decision.violations:
+        return "; ".join(_without_subject(v, review) for v in decision.violations)
+    if not decision.allowed and decision.message:
+        return decision.message
+    warnings = [
+        _without_subject(w.removeprefix("egress-guard: "), review)
+        for w in cluster_warnings(decision.warnings)
+    ]
+    if warnings:
+        return "warning: " + "; ".join(warnings)
+    return f"({decision.note})" if decision.note else "-"
+
+
+def row(review: WorkloadReview) -> tuple[str, ...]:
+    return (
+        review.namespace,
+        f"{review.kind}/{review.name}",
+        review.decision.verdict.value,
+        injected_text(review),
+        reasons_text(review),
+    )
+
+
+def render_table(report: CheckReport, width: int | None = None) -> str:
+    """The table and the summary line; `width` cuts each line (a terminal's width), or not."""
+    rows: list[Sequence[str]] = [HEADERS, *(row(review) for review in report.reviews)]
+    lines: list[str] = []
+    if report.reviews:
+        widths = [max(len(r[column]) for r in rows) for column in range(len(HEADERS) - 1)]
+        for cells in rows:
+            line = "   ".join(
+                [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])] + [cells[-1]]
+            ).rstrip()
+            if width is not None and len(line) > width:
+                line = line[: max(width - 3, 0)] + "..."
+            lines.append(line)
+    lines.append(report.summary_line())
+    return "\n".join(lines) + "\n"
