@@ -20,6 +20,7 @@ from webhook.admission.ports import (
 )
 from webhook.policy.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
 from webhook.policy.evaluate import Action, mutate, triage, validate
+from webhook.policy.namespace import namespace_context
 from webhook.policy.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class Outcome:
 
     decision: Decision
     applied: tuple[ApplyOutcome, ...] = field(default=())
+    mode: str = ""
+    """The namespace's mode (enforce, warn, audit); empty where it is not managed."""
 
 
 @dataclass(slots=True)
@@ -64,17 +67,21 @@ class AdmissionController:
                     f"this request: {err}",
                 )
             )
+        namespace_mode = namespace_context(request.namespace, labels, policy).mode
+        mode = namespace_mode.value if namespace_mode is not None else ""
         if action is Action.MUTATE:
-            return Outcome(mutate(request, labels, policy, found))
+            return Outcome(mutate(request, labels, policy, found), mode=mode)
         decision = validate(request, labels, policy, found)
         if not decision.intents or not decision.allowed:
-            return Outcome(decision)
+            return Outcome(decision, mode=mode)
         if request.dry_run:
             names = ", ".join(name for intent in decision.intents for name in intent.names)
-            return Outcome(decision.with_warnings(f"egress-guard: dry run: would ensure {names}"))
-        return self._carry_out(decision)
+            return Outcome(
+                decision.with_warnings(f"egress-guard: dry run: would ensure {names}"), mode=mode
+            )
+        return self._carry_out(decision, mode)
 
-    def _carry_out(self, decision: Decision) -> Outcome:
+    def _carry_out(self, decision: Decision, mode: str) -> Outcome:
         """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""
         applied: list[ApplyOutcome] = []
         extra_warnings: list[str] = []
@@ -99,6 +106,7 @@ class AdmissionController:
                             warnings=bounded_warnings(decision.warnings),
                         ),
                         tuple(applied),
+                        mode,
                     )
                 extra_warnings.append(shorten(f"egress-guard: NetworkPolicies not ensured: {err}"))
                 continue
@@ -109,4 +117,4 @@ class AdmissionController:
                 )
         if extra_warnings:
             decision = decision.with_warnings(*extra_warnings)
-        return Outcome(decision, tuple(applied))
+        return Outcome(decision, tuple(applied), mode)
