@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from local_apiserver import LocalApiServer
 
 from webhook.config.policy_file import load_policy
 from webhook.policy.model import Policy
@@ -12,3 +16,18 @@ from webhook.policy.model import Policy
 def policy() -> Policy:
     """The embedded example policy (profiles none, stripe, internal, web-via-proxy)."""
     return load_policy(None)
+
+
+@pytest.fixture
+def local_api() -> Iterator[LocalApiServer]:
+    """A fresh local API server on a free loopback port (see local_apiserver.py), with the
+    namespace egress-guard runs in; stopped when the test ends."""
+    with LocalApiServer(max_lifetime_s=120) as api:
+        api.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "egress-guard"}})
+        yield api
+
+
+@pytest.fixture
+def kubeconfig(local_api: LocalApiServer, tmp_path: Path) -> Path:
+    """A kubeconfig file whose current context is `local_api`."""
+    return local_api.kubeconfig(tmp_path / "kubeconfig")

@@ -44,9 +44,13 @@ def build_components(settings: ServeSettings) -> Components:
     mode = resolve_cluster_mode(settings.cluster)
     if mode == "none":
         return Components(policies, StaticNamespaceSource(policies), ReportingApplier(), mode)
-    raise SystemExit(
-        f"cluster mode {mode!r} is not available in this build yet; use --cluster none"
-    )
+    from webhook.cluster.kube import ClusterConfigError, connect  # loads the Kubernetes client
+
+    try:
+        connection = connect(mode, policies)
+    except ClusterConfigError as err:
+        raise SystemExit(f"{err}; or run with --cluster none") from None
+    return Components(policies, connection.namespaces, connection.applier, mode)
 
 
 def build_app(settings: ServeSettings) -> Flask:

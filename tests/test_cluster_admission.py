@@ -1,0 +1,352 @@
+"""Admission against a cluster: namespace labels and NetworkPolicies through the real client.
+
+Every test drives the real cluster layer (`webhook.cluster.kube.connect`) against the local API
+server, and reads what happened off the server: the objects it holds and the calls it received.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import PROFILE, ns_labels, policy_with, request, workload
+from local_apiserver import Call, Fault, LocalApiServer
+
+from webhook.admission.controller import AdmissionController, Outcome
+from webhook.cluster.kube import ClusterConnection, connect
+from webhook.cluster.namespaces import NamespaceCache
+from webhook.policy.decision import Verdict
+from webhook.policy.evaluate import Action
+from webhook.policy.model import Policy
+from webhook.policy.netpol import (
+    DEFAULT_DENY_NAME,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    render_default_deny,
+    render_profile,
+)
+
+STRIPE = "egress-guard-profile-stripe"
+HASH_KEY = "egress-guard.io/policy-hash"
+ENSURE_BUDGET_S = 2.0
+
+
+class SwappablePolicy:
+    """A PolicySource whose policy a test replaces, as a reload of the file would."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def current(self) -> Policy:
+        return self.policy
+
+
+@dataclass
+class Cluster:
+    api: LocalApiServer
+    connection: ClusterConnection
+    controller: AdmissionController
+    policies: SwappablePolicy
+
+    def admit(
+        self, namespace: str = "payments", profile: str | None = "stripe", **options: Any
+    ) -> Outcome:
+        labels = {"app": "web"} if profile is None else {"app": "web", PROFILE: profile}
+        obj = workload("Deployment", labels)
+        return self.controller.review(request(obj, namespace=namespace, **options), Action.VALIDATE)
+
+    def api_calls(self) -> list[Call]:
+        """Calls but the long-running namespace watch."""
+        return [call for call in self.api.calls if call.verb != "watch"]
+
+
+def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+@pytest.fixture
+def cluster(local_api: LocalApiServer, kubeconfig: Path, policy: Policy) -> Iterator[Cluster]:
+    local_api.seed(
+        namespace("payments", ns_labels("enforce")),
+        namespace("previews", ns_labels("warn", "networkpolicy")),
+        namespace("plain", {}),
+    )
+    policies = SwappablePolicy(policy)
+    connection = connect("kubeconfig", policies, kubeconfig=str(kubeconfig))
+    assert connection.namespaces.synced.wait(10), "the namespace cache never filled"
+    controller = AdmissionController(policies, connection.namespaces, connection.applier)
+    local_api.reset_calls()
+    try:
+        yield Cluster(local_api, connection, controller, policies)
+    finally:
+        connection.close()
+
+
+def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+class TestEnsure:
+    def test_first_admission_creates_both_policies_before_answering(
+        self, cluster: Cluster, policy: Policy
+    ) -> None:
+        outcome = cluster.admit()
+        assert outcome.decision.allowed
+        (applied,) = outcome.applied
+        assert applied.created == (DEFAULT_DENY_NAME, STRIPE)
+        deny = cluster.api.get("networkpolicies", DEFAULT_DENY_NAME, "payments")
+        stripe = cluster.api.get("networkpolicies", STRIPE, "payments")
+        assert deny is not None and stripe is not None
+        assert deny["spec"] == render_default_deny("payments", policy)["spec"]
+        assert stripe["spec"] == render_profile("payments", "stripe", policy)["spec"]
+        assert stripe["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY
+        assert [(c.verb, c.resource) for c in cluster.api_calls()] == [
+            ("create", "networkpolicies"),
+            ("create", "networkpolicies"),
+        ]
+
+    def test_a_second_admission_makes_no_call(self, cluster: Cluster) -> None:
+        cluster.admit()
+        cluster.api.reset_calls()
+        outcome = cluster.admit()
+        assert outcome.decision.allowed
+        assert outcome.applied[0].unchanged == (DEFAULT_DENY_NAME, STRIPE)
+        assert cluster.api_calls() == []
+
+    def test_another_profile_later_costs_one_call(self, cluster: Cluster) -> None:
+        cluster.admit(profile="stripe")
+        cluster.api.reset_calls()
+        outcome = cluster.admit(profile="internal")
+        assert outcome.applied[0].created == ("egress-guard-profile-internal",)
+        assert [(c.verb, c.name) for c in cluster.api_calls()] == [
+            ("create", "egress-guard-profile-internal")
+        ]
+
+    def test_policies_already_in_place_are_found_not_rewritten(
+        self, cluster: Cluster, policy: Policy
+    ) -> None:
+        cluster.api.seed(
+            render_default_deny("payments", policy), render_profile("payments", "stripe", policy)
+        )
+        cluster.api.reset_calls()
+        outcome = cluster.admit()
+        assert outcome.applied[0].unchanged == (DEFAULT_DENY_NAME, STRIPE)
+        assert cluster.api.count(writes=True) == 2  # two creates answered 409 AlreadyExists
+        assert cluster.api.count("update") == 0
+        assert all(c.status == 409 for c in cluster.api_calls() if c.verb == "create")
+
+    def test_concurrent_admissions_create_each_policy_exactly_once(self, cluster: Cluster) -> None:
+        start = threading.Barrier(16)
+        outcomes: list[Outcome] = []
+
+        def admit() -> None:
+            start.wait(5)
+            outcomes.append(cluster.admit())
+
+        threads = [threading.Thread(target=admit) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(outcomes) == 16
+        assert all(outcome.decision.allowed for outcome in outcomes)
+        assert cluster.api.count("create", "networkpolicies") == 2
+        assert len(cluster.api.objects("networkpolicies", "payments")) == 2
+        created = [name for o in outcomes for name in o.applied[0].created]
+        assert sorted(created) == [DEFAULT_DENY_NAME, STRIPE]
+
+    def test_a_drifted_policy_is_updated(self, cluster: Cluster, policy: Policy) -> None:
+        stale = render_profile("payments", "stripe", policy)
+        stale["spec"] = {**stale["spec"], "egress": []}
+        stale["metadata"]["annotations"] = {HASH_KEY: "0000000000000000"}
+        stale["metadata"]["labels"] = {**stale["metadata"]["labels"], "team": "pay"}
+        cluster.api.seed(stale)
+        outcome = cluster.admit()
+        assert outcome.applied[0].updated == (STRIPE,)
+        live = cluster.api.get("networkpolicies", STRIPE, "payments")
+        assert live is not None
+        assert live["spec"] == render_profile("payments", "stripe", policy)["spec"]
+        assert live["metadata"]["labels"]["team"] == "pay"  # others' labels are kept
+        assert live["metadata"]["generation"] == 2
+
+    def test_a_resource_version_conflict_is_retried(self, cluster: Cluster, policy: Policy) -> None:
+        stale = render_profile("payments", "stripe", policy)
+        stale["metadata"]["annotations"] = {HASH_KEY: "stale"}
+        cluster.api.seed(stale)
+        cluster.api.add_fault(
+            Fault(verb="update", status=409, reason="Conflict", message="modified", times=1)
+        )
+        outcome = cluster.admit()
+        assert outcome.decision.allowed
+        assert outcome.applied[0].updated == (STRIPE,)
+        assert cluster.api.count("update") == 2
+
+    def test_a_same_named_hand_made_policy_is_never_overwritten(self, cluster: Cluster) -> None:
+        hand_made = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": STRIPE, "namespace": "payments", "labels": {"owner": "me"}},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
+        }
+        (before,) = cluster.api.seed(hand_made)
+        outcome = cluster.admit()
+        assert not outcome.decision.allowed
+        assert "was not generated by egress-guard" in outcome.decision.message
+        assert "will not overwrite it" in outcome.decision.message
+        assert cluster.api.get("networkpolicies", STRIPE, "payments") == before
+
+    def test_a_new_policy_file_is_checked_again_once(
+        self, cluster: Cluster, policy: Policy
+    ) -> None:
+        cluster.admit()
+        changed = policy_with(
+            policy,
+            profiles={**policy.model_dump(by_alias=True)["profiles"], "stripe": {"allow": []}},
+        )
+        cluster.policies.policy = changed
+        cluster.api.reset_calls()
+        outcome = cluster.admit()
+        assert outcome.applied[0].updated == (STRIPE,)
+        assert outcome.applied[0].unchanged == (DEFAULT_DENY_NAME,)
+        live = cluster.api.get("networkpolicies", STRIPE, "payments")
+        assert live is not None and "egress" not in live["spec"]
+        cluster.api.reset_calls()
+        cluster.admit()
+        assert cluster.api_calls() == []
+
+
+class TestDryRun:
+    def test_a_dry_run_writes_nothing_and_says_what_it_would_do(self, cluster: Cluster) -> None:
+        outcome = cluster.admit(dry_run=True)
+        assert outcome.decision.allowed
+        assert any("dry run" in w and STRIPE in w for w in outcome.decision.warnings)
+        assert cluster.api.count(writes=True) == 0
+        assert cluster.api.objects("networkpolicies") == []
+
+
+class TestFailures:
+    def test_api_down_denies_in_enforce_with_a_clear_message_quickly(
+        self, cluster: Cluster
+    ) -> None:
+        cluster.api.go_down()
+        started = time.monotonic()
+        outcome = cluster.admit()
+        elapsed = time.monotonic() - started
+        decision = outcome.decision
+        assert not decision.allowed
+        assert decision.verdict is Verdict.DENIED
+        assert decision.code == 503
+        assert "could not ensure the NetworkPolicies" in decision.message
+        assert "refused the connection" in decision.message
+        assert "never runs with open egress" in decision.message
+        assert elapsed < ENSURE_BUDGET_S
+
+    def test_a_slow_api_denies_within_the_time_budget(self, cluster: Cluster) -> None:
+        cluster.api.add_fault(Fault(verb="create", delay_s=6.0, times=None))
+        started = time.monotonic()
+        outcome = cluster.admit()
+        elapsed = time.monotonic() - started
+        assert not outcome.decision.allowed
+        assert "did not answer in time" in outcome.decision.message
+        assert elapsed < ENSURE_BUDGET_S + 0.5
+        cluster.api.clear_faults()
+
+    def test_a_forbidden_answer_names_the_missing_permission(self, cluster: Cluster) -> None:
+        cluster.api.add_fault(Fault(verb="create", status=403, reason="Forbidden", times=None))
+        outcome = cluster.admit()
+        assert not outcome.decision.allowed
+        assert "networkpolicies" in outcome.decision.message
+        assert "deploy/rbac.yaml" in outcome.decision.message
+
+    def test_warn_mode_admits_with_a_warning_when_the_api_is_down(self, cluster: Cluster) -> None:
+        cluster.api.go_down()
+        outcome = cluster.admit(namespace="previews")
+        assert outcome.decision.allowed
+        assert any("NetworkPolicies not ensured" in w for w in outcome.decision.warnings)
+
+    def test_an_unknown_namespace_while_the_api_is_down_is_an_error_not_an_allow(
+        self, cluster: Cluster
+    ) -> None:
+        cluster.api.go_down()
+        outcome = cluster.admit(namespace="created-just-now")
+        assert not outcome.decision.allowed
+        assert outcome.decision.code == 503
+        assert "could not read namespace 'created-just-now'" in outcome.decision.message
+
+    def test_admission_recovers_when_the_api_comes_back(self, cluster: Cluster) -> None:
+        cluster.api.go_down()
+        assert not cluster.admit().decision.allowed
+        cluster.api.come_up()
+        outcome = cluster.admit()
+        assert outcome.decision.allowed
+        assert outcome.applied[0].created == (DEFAULT_DENY_NAME, STRIPE)
+
+
+class TestNamespaces:
+    def test_label_changes_arrive_by_the_watch_without_a_request_path_call(
+        self, cluster: Cluster
+    ) -> None:
+        assert cluster.admit(namespace="plain").applied == ()
+        client_side = cluster.connection.namespaces
+        plain = cluster.api.get("namespaces", "plain")
+        assert plain is not None
+        plain["metadata"]["labels"] = {**plain["metadata"]["labels"], **ns_labels("enforce")}
+        cluster.api.store.update(
+            cluster.api.resource("namespaces"), "", "plain", plain, dry_run=False, strict=False
+        )
+        wait_for(
+            lambda: (client_side.labels("plain") or {}).get(PROFILE.replace("profile", "mode"))
+        )
+        cluster.api.reset_calls()
+        outcome = cluster.admit(namespace="plain")
+        assert outcome.applied[0].created == (DEFAULT_DENY_NAME, STRIPE)
+        assert [c.resource for c in cluster.api_calls()] == ["networkpolicies"] * 2
+
+
+class TestFirstLookup:
+    """The cache without its watch: what a lookup costs before the watch has delivered."""
+
+    @pytest.fixture
+    def cache(self, local_api: LocalApiServer, kubeconfig: Path) -> Iterator[NamespaceCache]:
+        from webhook.cluster.client import api_client
+
+        local_api.seed(namespace("payments", ns_labels("enforce")))
+        local_api.reset_calls()
+        api = api_client("kubeconfig", kubeconfig=str(kubeconfig))
+        yield NamespaceCache(api)
+        api.close()
+
+    def test_a_known_namespace_costs_one_get_then_nothing(
+        self, cache: NamespaceCache, local_api: LocalApiServer
+    ) -> None:
+        for _ in range(5):
+            labels = cache.labels("payments")
+            assert labels is not None and labels[PROFILE.replace("profile", "mode")] == "enforce"
+        assert local_api.counts() == {("get", "namespaces"): 1}
+
+    def test_concurrent_first_lookups_share_one_get(
+        self, cache: NamespaceCache, local_api: LocalApiServer
+    ) -> None:
+        local_api.add_fault(Fault(verb="get", delay_s=0.3))
+        threads = [threading.Thread(target=cache.labels, args=("payments",)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert local_api.count("get", "namespaces") == 1
+
+    def test_a_missing_namespace_is_none_and_not_remembered(
+        self, cache: NamespaceCache, local_api: LocalApiServer
+    ) -> None:
+        assert cache.labels("ghost") is None
+        local_api.seed(namespace("ghost", {}))
+        assert cache.labels("ghost") == {"kubernetes.io/metadata.name": "ghost"}
+        assert local_api.count("get", "namespaces") == 2

@@ -1,0 +1,161 @@
+"""Calls to the Kubernetes API through the official client: raw JSON, bounded time, two errors.
+
+The typed client methods are called with `_preload_content=False` so that egress-guard reads the
+JSON the API server sent (what its hashes and comparisons are about), not a model's round trip.
+Every call gets a timeout cut to what is left of the caller's time budget, and the client's own
+retries are off (see `client.py`), so that a call never takes longer than the caller allowed.
+
+Failures come out as one of two exceptions: `ApiUnreachable` (no answer: refused, timed out,
+reset, TLS) or `ApiRejected` (the API server answered with an error `Status`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+JsonObject = dict[str, Any]
+
+CONNECT_TIMEOUT_S = 0.5
+"""A loopback or in-cluster API server accepts a connection in milliseconds; longer means down."""
+READ_TIMEOUT_S = 1.5
+
+
+class ApiUnreachable(Exception):
+    """The API server did not answer in time, or could not be reached at all."""
+
+
+class ApiRejected(Exception):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def conflict(self) -> bool:
+        """A stale resourceVersion (or failed precondition): re-read and try again."""
+        return self.status == 409 and self.reason != "AlreadyExists"
+
+
+@dataclass(slots=True)
+class Deadline:
+    """A time budget shared by the calls of one operation."""
+
+    budget_s: float
+    clock: Callable[[], float] = time.monotonic
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def remaining(self) -> float:
+        return self.budget_s - (self.clock() - self.started)
+
+    def timeout(
+        self, connect_s: float = CONNECT_TIMEOUT_S, read_s: float = READ_TIMEOUT_S
+    ) -> tuple[float, float]:
+        """(connect, read) timeouts for the next call, cut to the budget left; raises
+        ApiUnreachable when nothing is left."""
+        left = self.remaining()
+        if left <= 0.01:
+            raise ApiUnreachable(f"no answer within the {self.budget_s:g} s budget")
+        return (min(connect_s, left), min(read_s, left))
+
+
+def describe_unreachable(err: Exception) -> str:
+    """What a person should read: `connection refused`, not a urllib3 pool repr."""
+    cause: BaseException = err
+    if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+        cause = err.reason
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError too
+        if "refused" in str(cause).lower():
+            return "the Kubernetes API refused the connection"
+        return f"the Kubernetes API could not be reached ({cause})"
+    if isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+        return "timed out connecting to the Kubernetes API"
+    if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+        return "the Kubernetes API did not answer in time"
+    text = str(cause)
+    if isinstance(cause, urllib3.exceptions.ProtocolError):
+        return "the connection to the Kubernetes API was cut"
+    return f"the Kubernetes API could not be reached ({text})"
+
+
+def _rejected(err: ApiException) -> ApiRejected | ApiUnreachable:
+    status = int(err.status or 0)
+    if status == 0:  # the client's way of reporting a TLS failure
+        return ApiUnreachable(f"the Kubernetes API could not be reached ({err.reason})")
+    reason, message = str(err.reason or ""), ""
+    try:
+        body = json.loads(err.body or "")
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict):
+        reason = str(body.get("reason") or reason)
+        message = str(body.get("message") or "")
+    return ApiRejected(status, reason, message)
+
+
+def call_json(
+    method: Callable[..., Any], *args: Any, timeout: tuple[float, float], **kwargs: Any
+) -> JsonObject:
+    """Call a typed client method and return the JSON object the API server answered."""
+    try:
+        response = method(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+    except ApiException as err:
+        raise _rejected(err) from None
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise ApiUnreachable(describe_unreachable(err)) from None
+    try:
+        data = response.data
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise ApiUnreachable(describe_unreachable(err)) from None
+    finally:
+        response.release_conn()
+    try:
+        document = json.loads(data)
+    except ValueError:
+        raise ApiUnreachable("the Kubernetes API answered something that is not JSON") from None
+    if not isinstance(document, dict):
+        raise ApiUnreachable("the Kubernetes API answered something that is not an object")
+    return document
+
+
+def list_all(
+    method: Callable[..., Any],
+    *args: Any,
+    timeout: tuple[float, float],
+    page_size: int = 500,
+    max_pages: int = 10_000,
+    **kwargs: Any,
+) -> tuple[list[JsonObject], str]:
+    """Every item of a list call, a page at a time, and the list's resourceVersion."""
+    items: list[JsonObject] = []
+    token: str | None = None
+    resource_version = ""
+    for _ in range(max_pages):
+        page = call_json(method, *args, timeout=timeout, limit=page_size, _continue=token, **kwargs)
+        items.extend(item for item in page.get("items") or () if isinstance(item, dict))
+        metadata = page.get("metadata") or {}
+        resource_version = str(metadata.get("resourceVersion") or "")
+        token = metadata.get("continue") or None
+        if not token:
+            return items, resource_version
+    raise ApiUnreachable(f"a list did not end after {max_pages} pages")
