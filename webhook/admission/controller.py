@@ -17,10 +17,14 @@ from webhook.admission.ports import (
     PolicyApplier,
     PolicyApplyError,
     PolicySource,
+    WorkloadSource,
+    WorkloadsUnavailable,
 )
 from webhook.policy.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
 from webhook.policy.evaluate import Action, mutate, triage, validate
+from webhook.policy.model import Policy
 from webhook.policy.namespace import namespace_context
+from webhook.policy.namespace_preview import NamespaceChange, namespace_change, preview
 from webhook.policy.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ class AdmissionController:
     policies: PolicySource
     namespaces: NamespaceSource
     applier: PolicyApplier
+    workloads: WorkloadSource | None = None
+    """Lists a namespace's workloads for the namespace preview; None: no preview of workloads."""
 
     def review(self, request: AdmissionRequest, action: Action) -> Outcome:
         """Decide one review and carry out its intents; never raises."""
@@ -54,6 +60,10 @@ class AdmissionController:
 
     def _review(self, request: AdmissionRequest, action: Action) -> Outcome:
         policy = self.policies.current()
+        if action is Action.VALIDATE and request.kind == "Namespace":
+            change = namespace_change(request, policy)
+            if change is not None:
+                return Outcome(self._preview(change, policy))
         found = triage(request, policy, action)
         if found.workload is None:
             return Outcome(allowed(note=found.note))
@@ -80,6 +90,22 @@ class AdmissionController:
                 decision.with_warnings(f"egress-guard: dry run: would ensure {names}"), mode=mode
             )
         return self._carry_out(decision, mode)
+
+    def _preview(self, change: NamespaceChange, policy: Policy) -> Decision:
+        """Warnings about the workloads a namespace's new mode would refuse; the namespace change
+        itself is always allowed, whatever happens while listing."""
+        if change.created or self.workloads is None:
+            return preview(change, (), complete=True, policy=policy)
+        try:
+            listing = self.workloads.workloads(change.name)
+        except WorkloadsUnavailable as err:
+            return preview(change, (), complete=False, policy=policy, unavailable=str(err))
+        except Exception:
+            log.exception("listing the workloads of namespace %s failed", change.name)
+            return preview(
+                change, (), complete=False, policy=policy, unavailable="see the egress-guard log"
+            )
+        return preview(change, listing.workloads, complete=listing.complete, policy=policy)
 
     def _carry_out(self, decision: Decision, mode: str) -> Outcome:
         """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from webhook.policy.decision import EnsureNetworkPolicies
 from webhook.policy.model import Policy
@@ -51,4 +51,26 @@ class ApplyOutcome:
 class PolicyApplier(Protocol):
     def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
         """Make the intent's NetworkPolicies exist as rendered; raise PolicyApplyError if not."""
+        ...
+
+
+class WorkloadsUnavailable(Exception):
+    """A namespace's workloads could not be listed (API down, forbidden, too slow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadListing:
+    """A namespace's workloads (raw objects with kind set), and whether that is all of them:
+    `complete` is False when the listing stopped at its limit or time budget."""
+
+    workloads: tuple[Mapping[str, Any], ...]
+    complete: bool = True
+
+
+class WorkloadSource(Protocol):
+    def workloads(self, namespace: str) -> WorkloadListing:
+        """The namespace's Pods and workload objects, bounded in number and time.
+
+        Raises WorkloadsUnavailable when nothing could be listed.
+        """
         ...

@@ -6,9 +6,10 @@ NetworkPolicies are reported, not applied: egress-guard says what it would creat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from webhook.admission.ports import ApplyOutcome, PolicySource
+from webhook.admission.ports import ApplyOutcome, PolicySource, WorkloadListing
 from webhook.policy.decision import EnsureNetworkPolicies
 
 
@@ -39,3 +40,13 @@ class ReportingApplier:
 
     def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
         return ApplyOutcome(reported=intent.names)
+
+
+class StaticWorkloadSource:
+    """A namespace's workloads from a fixed table (empty: no cluster, so nothing runs)."""
+
+    def __init__(self, workloads: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+        self._workloads = {name: tuple(objs) for name, objs in (workloads or {}).items()}
+
+    def workloads(self, namespace: str) -> WorkloadListing:
+        return WorkloadListing(self._workloads.get(namespace, ()))
