@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook.admission.controller import AdmissionController
 from webhook.admission.review import ReviewError, parse_review, render_response
@@ -51,8 +51,12 @@ def create_app(
             return _json_error(
                 415, f"Content-Type must be application/json, not {request.mimetype or 'absent'}"
             )
+        body = request.get_data(cache=False)
+        if request.content_length is None and len(body) >= max_body_bytes:
+            # A streamed (chunked) body is cut at the limit rather than refused: refuse it here.
+            return _too_large()
         try:
-            review = parse_review(request.get_data(cache=False))
+            review = parse_review(body)
         except ReviewError as err:
             return _json_error(err.status, str(err))
         outcome = state.controller.review(review.request, action)
@@ -78,6 +82,13 @@ def create_app(
         if problem is not None:
             return Response(f"not ready: {problem}\n", status=503, mimetype="text/plain")
         return Response(b"ok\n", mimetype="text/plain")
+
+    def _too_large() -> Response:
+        return _json_error(413, f"body larger than the limit of {max_body_bytes} bytes")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Response:
+        return _too_large()
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
