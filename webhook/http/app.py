@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from webhook.admission.controller import AdmissionController
 from webhook.admission.review import ReviewError, parse_review, render_response
 from webhook.http.logs import log_decision
+from webhook.http.metrics import CONTENT_TYPE, WebhookMetrics
 from webhook.policy.evaluate import Action
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -28,6 +29,7 @@ class WebhookState:
     controller: AdmissionController
     ready: Callable[[], str | None]
     """None when ready, otherwise the reason it is not."""
+    metrics: WebhookMetrics
 
 
 def _json_error(status: int, message: str) -> Response:
@@ -39,29 +41,30 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ready: Callable[[], str | None] = lambda: None,
+    metrics: WebhookMetrics | None = None,
 ) -> Flask:
     app = Flask("egress_guard")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    state = WebhookState(controller=controller, ready=ready)
+    state = WebhookState(controller=controller, ready=ready, metrics=metrics or WebhookMetrics())
     app.extensions[EXTENSION] = state
 
     def answer(action: Action) -> Response:
         started = time.perf_counter()
         if request.mimetype != "application/json":
+            state.metrics.invalid_review()
             return _json_error(
                 415, f"Content-Type must be application/json, not {request.mimetype or 'absent'}"
             )
-        body = request.get_data(cache=False)
-        if request.content_length is None and len(body) >= max_body_bytes:
-            # A streamed (chunked) body is cut at the limit rather than refused: refuse it here.
-            return _too_large()
         try:
-            review = parse_review(body)
+            review = parse_review(request.get_data(cache=False))
         except ReviewError as err:
+            state.metrics.invalid_review()
             return _json_error(err.status, str(err))
         outcome = state.controller.review(review.request, action)
         body = render_response(review.api_version, review.request.uid, outcome.decision)
-        log_decision(review.request, action, outcome, time.perf_counter() - started)
+        latency_s = time.perf_counter() - started
+        log_decision(review.request, action, outcome, latency_s)
+        state.metrics.observe(review.request, action, outcome, latency_s)
         return Response(body, status=200, mimetype="application/json")
 
     @app.post("/validate")
@@ -83,12 +86,9 @@ def create_app(
             return Response(f"not ready: {problem}\n", status=503, mimetype="text/plain")
         return Response(b"ok\n", mimetype="text/plain")
 
-    def _too_large() -> Response:
-        return _json_error(413, f"body larger than the limit of {max_body_bytes} bytes")
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_: RequestEntityTooLarge) -> Response:
-        return _too_large()
+    @app.get("/metrics")
+    def metrics_text() -> Response:
+        return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
@@ -96,6 +96,7 @@ def create_app(
 
     @app.errorhandler(Exception)
     def unexpected_error(err: Exception) -> Response:
+        state.metrics.internal_error()
         app.logger.exception("unhandled error")
         return _json_error(500, "internal error; see the egress-guard log")
 

@@ -15,6 +15,7 @@ from webhook.config.settings import ServeSettings
 from webhook.serving.certs import CertFiles
 from webhook.serving.compose import build_app
 from webhook.serving.graceful import WORKER_CLASS, DrainingArbiter
+from webhook.serving.metrics_dir import mark_worker_dead
 from webhook.serving.tls import context_for
 
 
@@ -68,6 +69,7 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
         "proc_name": "egress-guard",
         "control_socket_disable": True,
         "preload_app": False,
+        "child_exit": mark_worker_dead,
     }
     if Path("/dev/shm").is_dir():
         options["worker_tmp_dir"] = "/dev/shm"

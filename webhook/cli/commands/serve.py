@@ -42,7 +42,7 @@ def serve(**flags: Any) -> None:
 
     Every flag may also be set as an EGRESS_GUARD_* environment variable (EGRESS_GUARD_PORT=9443).
     """
-    from webhook.serving.server import run  # gunicorn loads only for this command
+    from webhook.serving.metrics_dir import multiprocess_dir
 
     try:
         settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
@@ -70,7 +70,10 @@ def serve(**flags: Any) -> None:
         f"(policy: {settings.config or 'embedded example'}; CA: {certs.ca_cert})",
         err=True,
     )
-    run(settings, certs)
+    with multiprocess_dir():  # before anything imports prometheus_client
+        from webhook.serving.server import run  # gunicorn loads only for this command
+
+        run(settings, certs)
 
 
 COMMAND = serve

@@ -1,0 +1,143 @@
+"""Prometheus metrics for the webhook, correct across gunicorn's worker processes.
+
+With PROMETHEUS_MULTIPROC_DIR set (`serve` sets it), every worker writes its values to files in
+that directory and `/metrics`, whichever worker answers, adds up all of them. The review path
+costs a dictionary lookup and a few increments: labelled children are cached per label tuple, and
+kinds outside the known set are counted as `other` so a stray kind cannot grow the series.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from webhook.admission.controller import Outcome
+from webhook.policy.decision import Verdict
+from webhook.policy.evaluate import Action
+from webhook.policy.request import AdmissionRequest
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE: str = CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Seconds: most reviews take about a millisecond; the API server gives up after a few seconds."""
+
+KNOWN_KINDS = frozenset(
+    (
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+        "Namespace",
+    )
+)
+"""Kinds counted under their own name; any other is `other` (the webhook rules bound the set)."""
+
+
+class WebhookMetrics:
+    """The webhook's counters and histogram, in a registry of their own (not the global one)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.reviews = Counter(
+            "egress_guard_reviews",
+            "Admission reviews answered, by webhook action, operation, kind, verdict and mode.",
+            ["action", "operation", "kind", "verdict", "mode"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "egress_guard_review_duration_seconds",
+            "Time to answer an admission review, from body read to response rendered.",
+            ["action"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.network_policies = Counter(
+            "egress_guard_network_policies_ensured",
+            "NetworkPolicies ensured during admission, by result "
+            "(created, updated, unchanged; reported: no cluster to apply them to).",
+            ["result"],
+            registry=registry,
+        )
+        self.injections = Counter(
+            "egress_guard_proxy_injections",
+            "Pods (or ephemeral containers) given the proxy variables by the mutating webhook.",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "egress_guard_errors",
+            "Reviews that failed: invalid (not an AdmissionReview, 4xx), evaluation (answered "
+            "with an error verdict), internal (an unexpected exception, 500).",
+            ["reason"],
+            registry=registry,
+        )
+        self._reviews: dict[tuple[str, str, str, str, str], Any] = {}
+        self._latency = {action: self.latency.labels(action.value) for action in Action}
+        self._policy_results = {
+            key: self.network_policies.labels(key)
+            for key in ("created", "updated", "unchanged", "reported")
+        }
+        self._errors = {
+            key: self.errors.labels(key) for key in ("invalid", "evaluation", "internal")
+        }
+
+    def observe(
+        self, request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+    ) -> None:
+        """Count one answered review."""
+        decision = outcome.decision
+        key = (
+            action.value,
+            request.operation or "UNKNOWN",
+            request.kind if request.kind in KNOWN_KINDS else "other",
+            decision.verdict.value,
+            outcome.mode or "unmanaged",
+        )
+        child = self._reviews.get(key)
+        if child is None:
+            child = self._reviews.setdefault(key, self.reviews.labels(*key))
+        child.inc()
+        self._latency[action].observe(latency_s)
+        if decision.verdict is Verdict.ERRORED:
+            self._errors["evaluation"].inc()
+        if action is Action.MUTATE and decision.patch:
+            self.injections.inc()
+        for applied in outcome.applied:
+            for result, names in (
+                ("created", applied.created),
+                ("updated", applied.updated),
+                ("unchanged", applied.unchanged),
+                ("reported", applied.reported),
+            ):
+                if names:
+                    self._policy_results[result].inc(len(names))
+
+    def invalid_review(self) -> None:
+        self._errors["invalid"].inc()
+
+    def internal_error(self) -> None:
+        self._errors["internal"].inc()
+
+    def exposition(self) -> bytes:
+        """The text format: summed over every worker's files in multiprocess mode."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return bytes(generate_latest(self.registry))
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(registry))
