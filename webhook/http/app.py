@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook.admission.controller import AdmissionController
 from webhook.admission.review import ReviewError, parse_review, render_response
@@ -55,8 +55,12 @@ def create_app(
             return _json_error(
                 415, f"Content-Type must be application/json, not {request.mimetype or 'absent'}"
             )
+        body = request.get_data(cache=False)
+        if request.content_length is None and len(body) >= max_body_bytes:
+            # A streamed (chunked) body is cut at the limit rather than refused: refuse it here.
+            return _too_large()
         try:
-            review = parse_review(request.get_data(cache=False))
+            review = parse_review(body)
         except ReviewError as err:
             state.metrics.invalid_review()
             return _json_error(err.status, str(err))
@@ -89,6 +93,13 @@ def create_app(
     @app.get("/metrics")
     def metrics_text() -> Response:
         return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)
+
+    def _too_large() -> Response:
+        return _json_error(413, f"body larger than the limit of {max_body_bytes} bytes")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Response:
+        return _too_large()
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
