@@ -10,8 +10,8 @@ from pathlib import Path
 from flask import Flask
 
 from webhook.admission.controller import AdmissionController
-from webhook.admission.ports import NamespaceSource, PolicyApplier
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.admission.ports import NamespaceSource, PolicyApplier, WorkloadSource
+from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import PolicyStore
 from webhook.config.settings import ClusterMode, ServeSettings
 from webhook.http.app import create_app
@@ -37,20 +37,36 @@ class Components:
     namespaces: NamespaceSource
     applier: PolicyApplier
     cluster: ClusterMode
+    workloads: WorkloadSource | None = None
+    """For the namespace preview: a namespace's workloads (none without a cluster)."""
 
 
 def build_components(settings: ServeSettings) -> Components:
     policies = PolicyStore(settings.config)
     mode = resolve_cluster_mode(settings.cluster)
     if mode == "none":
-        return Components(policies, StaticNamespaceSource(policies), ReportingApplier(), mode)
+        return Components(
+            policies,
+            StaticNamespaceSource(policies),
+            ReportingApplier(),
+            mode,
+            workloads=StaticWorkloadSource(),
+        )
     from webhook.cluster.kube import ClusterConfigError, connect  # loads the Kubernetes client
 
     try:
         connection = connect(mode, policies)
     except ClusterConfigError as err:
         raise SystemExit(f"{err}; or run with --cluster none") from None
-    return Components(policies, connection.namespaces, connection.applier, mode)
+    from webhook.cluster.kube_workloads import KubeWorkloadSource
+
+    return Components(
+        policies,
+        connection.namespaces,
+        connection.applier,
+        mode,
+        workloads=KubeWorkloadSource(connection.api),
+    )
 
 
 def build_app(settings: ServeSettings) -> Flask:
@@ -59,6 +75,7 @@ def build_app(settings: ServeSettings) -> Flask:
         policies=components.policies,
         namespaces=components.namespaces,
         applier=components.applier,
+        workloads=components.workloads,
     )
     log.info(
         "egress-guard ready: policy %s, cluster %s",
