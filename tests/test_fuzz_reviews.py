@@ -1,0 +1,162 @@
+"""Fuzzing the transport: random and mutated reviews never produce a 5xx or a malformed answer.
+
+Every answer is either a clean 4xx with a JSON error, or HTTP 200 with a well-formed
+AdmissionReview echoing the request's uid. Examples scale with EGRESS_GUARD_FUZZ_EXAMPLES.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from builders import PROFILE, container, pod, pod_spec, review_document, workload
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from webhook.admission.controller import AdmissionController
+from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.http.app import create_app
+from webhook.policy.model import Policy
+
+EXAMPLES = int(os.environ.get("EGRESS_GUARD_FUZZ_EXAMPLES", "250"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+class FixedPolicy:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def current(self) -> Policy:
+        return self.policy
+
+
+@pytest.fixture(scope="module")
+def client(policy: Policy) -> FlaskClient:
+    source = FixedPolicy(policy)
+    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
+    return create_app(controller, max_body_bytes=256 * 1024).test_client()
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+SEEDS = [
+    review_document(workload("Deployment")),
+    review_document(workload("CronJob", {PROFILE: "stripe"})),
+    review_document(
+        pod({PROFILE: "none"}, pod_spec(container(env=[{"name": "A", "value": "1"}]))),
+        namespace="shop",
+    ),
+    review_document(workload("StatefulSet"), namespace="staging"),
+    review_document(workload("DaemonSet"), operation="UPDATE", oldObject=workload("DaemonSet")),
+]
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path to a node of a JSON document."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from paths(child, (*prefix, index))
+
+
+def replaced(document: Any, path: tuple[Any, ...], new: Any, delete: bool) -> Any:
+    if not path:
+        return new
+    copied = copy.deepcopy(document)
+    parent = copied
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = new
+    return copied
+
+
+@st.composite
+def mutated_reviews(draw: st.DrawFn) -> Any:
+    """A valid review with one to three nodes replaced by random JSON or deleted."""
+    document: Any = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        candidates = list(paths(document))
+        path = draw(st.sampled_from(candidates))
+        document = replaced(
+            document, path, draw(json_values), delete=bool(path) and draw(st.booleans())
+        )
+    return document
+
+
+def check_answer(reply: Any, sent: Any) -> None:
+    assert reply.status_code < 500, reply.get_data(as_text=True)
+    body = orjson.loads(reply.get_data())
+    if reply.status_code != 200:
+        assert 400 <= reply.status_code < 500
+        assert isinstance(body["error"], str) and body["error"]
+        return
+    assert body["kind"] == "AdmissionReview"
+    assert body["apiVersion"] == sent["apiVersion"]
+    response = body["response"]
+    assert response["uid"] == sent["request"]["uid"]
+    assert isinstance(response["allowed"], bool)
+    if not response["allowed"]:
+        assert isinstance(response["status"]["message"], str)
+        # 500 would mean the core raised and the controller caught it: the core must not raise.
+        assert response["status"]["code"] in (403, 503), response["status"]
+    for warning in response.get("warnings", []):
+        assert isinstance(warning, str) and len(warning) <= 120
+    if "patch" in response:
+        assert response["patchType"] == "JSONPatch"
+        ops = orjson.loads(base64.b64decode(response["patch"]))
+        assert isinstance(ops, list) and all(op["op"] == "add" for op in ops)
+        assert all(isinstance(op["path"], str) and op["path"].startswith("/") for op in ops)
+
+
+@pytest.mark.parametrize("path", ["/validate", "/mutate"])
+@FUZZ
+@given(document=mutated_reviews())
+def test_mutated_reviews_get_a_well_formed_answer(
+    client: FlaskClient, path: str, document: Any
+) -> None:
+    reply = client.post(path, data=orjson.dumps(document), content_type="application/json")
+    check_answer(reply, document)
+
+
+@FUZZ
+@given(document=json_values)
+def test_random_json_is_a_clean_4xx_or_an_answer(client: FlaskClient, document: Any) -> None:
+    reply = client.post("/validate", data=orjson.dumps(document), content_type="application/json")
+    check_answer(reply, document)
+
+
+@FUZZ
+@given(body=st.binary(max_size=512))
+def test_random_bytes_are_a_clean_4xx(client: FlaskClient, body: bytes) -> None:
+    reply = client.post("/mutate", data=body, content_type="application/json")
+    assert 400 <= reply.status_code < 500
+    assert orjson.loads(reply.get_data())["error"]
