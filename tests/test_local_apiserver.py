@@ -335,7 +335,7 @@ class TestWatch:
 
         threading.Thread(target=change_later, daemon=True).start()
         response = core.list_namespace(
-            watch=True, resource_version=since, timeout_seconds=2, _preload_content=False
+            watch=True, resource_version=since, timeout_seconds=1, _preload_content=False
         )
         lines = [json.loads(line) for line in response.read().splitlines() if line]
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [("ADDED", "late")]

@@ -1,0 +1,164 @@
+"""`egress-guard reconcile`: bring existing namespaces to the NetworkPolicies admission makes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from webhook.cli.errors import EXIT_DENIED, fail
+from webhook.config.policy_file import PolicyFileError, PolicyStore
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _default_lease_namespace() -> str:
+    """The pod's own namespace in a cluster, else egress-guard's usual one."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "egress-guard"
+    except OSError:
+        return "egress-guard"
+
+
+def _default_identity() -> str:
+    """Unique per replica: the pod name (the hostname in a pod) and the process id."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{os.getpid()}"
+
+
+def _configure_logging(level: str) -> None:
+    from webhook.http.logs import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+@click.command()
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    envvar="EGRESS_GUARD_CONFIG",
+    help="Policy file [default: the embedded example].",
+)
+@click.option(
+    "--cluster",
+    type=click.Choice(["auto", "in-cluster", "kubeconfig"]),
+    default="auto",
+    show_default=True,
+    envvar="EGRESS_GUARD_CLUSTER",
+    help="Credentials: the pod's service account, or a kubeconfig.",
+)
+@click.option("--kubeconfig", type=click.Path(path_type=Path), help="Kubeconfig file to use.")
+@click.option("--context", help="Kubeconfig context to use.")
+@click.option("--once", is_flag=True, help="One pass, then exit (1 if anything failed).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="Delete generated policies no longer wanted (namespace opted out, profile unused).",
+)
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option(
+    "--lease-name", default="egress-guard-reconciler", show_default=True, help="Lease to hold."
+)
+@click.option("--lease-namespace", help="Namespace of the Lease [default: the pod's own].")
+@click.option("--identity", help="This replica's name in the Lease [default: hostname_pid].")
+@click.option(
+    "--lease-duration",
+    type=click.FloatRange(min=3.0),
+    default=15.0,
+    show_default=True,
+    help="Seconds a silent leader keeps the lease; renewal every fifth of it.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def reconcile(**flags: Any) -> None:
+    """Create, update and prune generated NetworkPolicies in every opted-in namespace.
+
+    With several replicas, only the holder of the Lease acts. Objects egress-guard did not
+    generate and exempt namespaces are never touched.
+    """
+    _configure_logging(flags["log_level"])
+    from webhook.cluster.client import ClusterConfigError, api_client
+    from webhook.cluster.lease import LeaderElector, LeaseSettings
+    from webhook.cluster.reconcile_loop import reconcile_once, run_loop
+    from webhook.cluster.reconciler import Reconciler, ReconcileReport
+    from webhook.serving.compose import resolve_cluster_mode
+
+    try:
+        policies = PolicyStore(flags["config"])
+    except PolicyFileError as err:
+        fail(str(err))
+    mode = "kubeconfig" if flags["kubeconfig"] else resolve_cluster_mode(flags["cluster"])
+    if mode not in ("in-cluster", "kubeconfig"):
+        fail("no cluster found: run in a pod, or pass --kubeconfig (or set KUBECONFIG)")
+    try:
+        api = api_client(
+            mode,
+            kubeconfig=str(flags["kubeconfig"]) if flags["kubeconfig"] else None,
+            context=flags["context"],
+        )
+    except ClusterConfigError as err:
+        fail(str(err))
+    reconciler = Reconciler(api, policies, prune=flags["prune"])
+    elector = None
+    if flags["leader_elect"]:
+        duration = flags["lease_duration"]
+        try:
+            settings = LeaseSettings(
+                namespace=flags["lease_namespace"] or _default_lease_namespace(),
+                name=flags["lease_name"],
+                identity=flags["identity"] or _default_identity(),
+                duration_s=duration,
+                renew_deadline_s=duration * 2 / 3,
+                retry_period_s=duration / 5,
+            )
+        except ValueError as err:
+            fail(str(err))
+        elector = LeaderElector(api, settings)
+    log = logging.getLogger("egress_guard.reconcile")
+
+    def record(report: ReconcileReport) -> None:
+        log.info("reconcile pass: %s", report.summary(), extra={"fields": report.as_fields()})
+
+    if flags["once"]:
+        report = reconcile_once(reconciler, elector)
+        if report is None:
+            holder = elector.holder if elector else None
+            click.echo(f"not the leader ({holder or 'another replica'} holds the lease)", err=True)
+            return
+        record(report)
+        click.echo(f"reconciled {report.summary()}", err=True)
+        if report.errors or report.refused:
+            sys.exit(EXIT_DENIED)
+        return
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run_loop(reconciler, elector, interval_s=flags["interval"], stop=stop, on_report=record)
+
+
+COMMAND = reconcile

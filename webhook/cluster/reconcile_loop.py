@@ -1,0 +1,70 @@
+"""The reconciler as a long-running process: passes every interval, on the leader only.
+
+The elector renews the Lease on a thread of its own, so a long pass never lets the lease lapse;
+the pass asks `is_leader()` before every write and stops if leadership was lost meanwhile. A
+replica that becomes leader reconciles at once instead of waiting for its next interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from webhook.cluster.lease import LeaderElector
+from webhook.cluster.reconciler import Reconciler, ReconcileReport
+
+log = logging.getLogger(__name__)
+
+ReportSink = Callable[[ReconcileReport], None]
+
+
+def reconcile_once(reconciler: Reconciler, elector: LeaderElector | None) -> ReconcileReport | None:
+    """One pass, if this replica wins the lease (None when another replica holds it)."""
+    if elector is None:
+        return reconciler.run_once()
+    if not elector.try_acquire_or_renew():
+        return None
+    try:
+        return reconciler.run_once(may_act=elector.is_leader)
+    finally:
+        elector.release()
+
+
+def run_loop(
+    reconciler: Reconciler,
+    elector: LeaderElector | None,
+    *,
+    interval_s: float,
+    stop: threading.Event,
+    on_report: ReportSink,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Reconcile every `interval_s` while leader, until `stop` is set (then give the lease up)."""
+    if elector is None:
+        while not stop.is_set():
+            on_report(reconciler.run_once())
+            stop.wait(interval_s)
+        return
+    elector_stop = threading.Event()
+    elector_thread = threading.Thread(
+        target=elector.run, args=(elector_stop,), name="egress-guard-lease", daemon=True
+    )
+    elector_thread.start()
+    poll_s = min(elector.settings.retry_period_s / 2, interval_s)
+    try:
+        was_leader = False
+        next_pass = clock()
+        while not stop.is_set():
+            leader = elector.is_leader()
+            if leader and not was_leader:
+                next_pass = clock()  # just became leader: catch up now
+            was_leader = leader
+            if leader and clock() >= next_pass:
+                on_report(reconciler.run_once(may_act=elector.is_leader))
+                next_pass = clock() + interval_s
+            stop.wait(poll_s)
+    finally:
+        elector_stop.set()
+        elector_thread.join(elector.settings.retry_period_s * 2)

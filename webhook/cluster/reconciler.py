@@ -1,0 +1,205 @@
+"""One reconcile pass: read the cluster, plan with the pure core, carry the plan out.
+
+Reads are cluster-wide lists (namespaces, generated NetworkPolicies, and each workload kind), so a
+pass costs a fixed handful of calls whatever the number of namespaces. If any read fails the pass
+changes nothing: pruning on a partial picture would delete policies that workloads still need.
+Each write is bounded in time, checked against `may_act` first (a leader that lost its lease
+stops), and a failed write is reported without stopping the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from webhook.admission.ports import PolicySource
+from webhook.cluster.api_calls import (
+    CONNECT_TIMEOUT_S,
+    ApiRejected,
+    ApiUnreachable,
+    Deadline,
+    JsonObject,
+    list_all,
+)
+from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
+from webhook.policy.model import Policy
+from webhook.policy.namespace import namespace_context
+from webhook.policy.netpol import MANAGED_BY, MANAGED_BY_LABEL
+from webhook.policy.reconcile_plan import (
+    NamespaceState,
+    ReconcilePlan,
+    plan_reconcile,
+    workload_profile,
+)
+
+log = logging.getLogger(__name__)
+
+LIST_TIMEOUT = (CONNECT_TIMEOUT_S * 2, 30.0)
+WRITE_BUDGET_S = 10.0
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What a pass found and did; `errors` empty means the cluster is as the policy says."""
+
+    namespaces: int = 0
+    managed: int = 0
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    refused: list[str] = field(default_factory=list)
+    """Same-named policies egress-guard did not generate: left alone, and said."""
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
+    """The pass stopped early because this replica is no longer the leader."""
+
+    def as_fields(self) -> dict[str, Any]:
+        return {
+            "namespaces": self.namespaces,
+            "managedNamespaces": self.managed,
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "kept": self.kept,
+            "unchanged": self.unchanged,
+            "refused": self.refused,
+            "errors": self.errors,
+            "stoppedEarly": self.stopped,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{self.namespaces} namespaces ({self.managed} with NetworkPolicies): "
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.deleted)} deleted, {len(self.kept)} kept, "
+            f"{self.unchanged} in place, {len(self.refused)} refused, {len(self.errors)} errors"
+            + (" (stopped: no longer the leader)" if self.stopped else "")
+        )
+
+
+WorkloadLister = Callable[..., Any]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        policies: PolicySource,
+        *,
+        prune: bool = True,
+        write_budget_s: float = WRITE_BUDGET_S,
+    ) -> None:
+        self._policies = policies
+        self._prune = prune
+        self._write_budget_s = write_budget_s
+        self._writer = PolicyWriter(api)
+        core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
+        self._core = core
+        self._net = client.NetworkingV1Api(api)
+        self._workload_lists: tuple[tuple[str, WorkloadLister], ...] = (
+            ("Pod", core.list_pod_for_all_namespaces),
+            ("ReplicationController", core.list_replication_controller_for_all_namespaces),
+            ("Deployment", apps.list_deployment_for_all_namespaces),
+            ("StatefulSet", apps.list_stateful_set_for_all_namespaces),
+            ("DaemonSet", apps.list_daemon_set_for_all_namespaces),
+            ("ReplicaSet", apps.list_replica_set_for_all_namespaces),
+            ("Job", batch.list_job_for_all_namespaces),
+            ("CronJob", batch.list_cron_job_for_all_namespaces),
+        )
+
+    def run_once(self, may_act: Callable[[], bool] = lambda: True) -> ReconcileReport:
+        policy = self._policies.current()
+        report = ReconcileReport()
+        try:
+            states, generated = self._read(policy, report)
+        except (ApiUnreachable, ApiRejected) as err:
+            report.errors.append(f"reading the cluster failed, nothing changed: {err}")
+            log.warning("reconcile: %s", report.errors[-1])
+            return report
+        plan = plan_reconcile(policy, states, generated, prune=self._prune)
+        report.unchanged = plan.in_place
+        report.kept = [f"{namespace}/{name}" for namespace, name in plan.kept]
+        self._carry_out(plan, report, may_act)
+        return report
+
+    def _read(
+        self, policy: Policy, report: ReconcileReport
+    ) -> tuple[list[NamespaceState], list[JsonObject]]:
+        namespaces, _ = list_all(self._core.list_namespace, timeout=LIST_TIMEOUT)
+        labels_by_name: dict[str, Mapping[str, str]] = {}
+        for item in namespaces:
+            metadata = item.get("metadata") or {}
+            if isinstance(metadata.get("name"), str):
+                labels_by_name[metadata["name"]] = metadata.get("labels") or {}
+        managed = {
+            name
+            for name, labels in labels_by_name.items()
+            if namespace_context(name, labels, policy).inject.network_policies
+        }
+        report.namespaces, report.managed = len(labels_by_name), len(managed)
+        generated, _ = list_all(
+            self._net.list_network_policy_for_all_namespaces,
+            timeout=LIST_TIMEOUT,
+            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+        )
+        profiles: dict[str, set[str]] = {name: set() for name in managed}
+        if managed:
+            for kind, lister in self._workload_lists:
+                items, _ = list_all(lister, timeout=LIST_TIMEOUT)
+                for item in items:
+                    namespace = str((item.get("metadata") or {}).get("namespace") or "")
+                    if namespace in profiles:
+                        profile = workload_profile(kind, item, policy)
+                        if profile is not None:
+                            profiles[namespace].add(profile)
+        states = [
+            NamespaceState(name, labels, frozenset(profiles.get(name, ())))
+            for name, labels in labels_by_name.items()
+        ]
+        return states, generated
+
+    def _carry_out(
+        self, plan: ReconcilePlan, report: ReconcileReport, may_act: Callable[[], bool]
+    ) -> None:
+        steps: list[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]] = [
+            *(("ensure", desired, None) for desired in plan.creates),
+            *(("ensure", update.desired, update.live) for update in plan.updates),
+            *(("delete", live, None) for live in plan.deletes),
+        ]
+        for action, manifest, live in steps:
+            if not may_act():
+                report.stopped = True
+                log.warning("reconcile: no longer the leader; stopping this pass")
+                return
+            metadata = manifest["metadata"]
+            where = f"{metadata['namespace']}/{metadata['name']}"
+            deadline = Deadline(self._write_budget_s)
+            try:
+                if action == "delete":
+                    if self._writer.delete(manifest, deadline):
+                        report.deleted.append(where)
+                        log.info("reconcile: deleted NetworkPolicy %s", where)
+                    continue
+                result = self._writer.ensure(manifest, deadline, live=live)
+            except ForeignPolicy as err:
+                report.refused.append(where)
+                log.warning("reconcile: %s", err)
+                continue
+            except (ApiUnreachable, ApiRejected) as err:
+                report.errors.append(f"{where}: {err}")
+                log.warning("reconcile: %s: %s", where, err)
+                continue
+            if result is Written.CREATED:
+                report.created.append(where)
+            elif result is Written.UPDATED:
+                report.updated.append(where)
+            else:
+                report.unchanged += 1
+            if result is not Written.UNCHANGED:
+                log.info("reconcile: %s NetworkPolicy %s", result.value, where)

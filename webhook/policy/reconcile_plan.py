@@ -1,0 +1,134 @@
+"""What the reconciler should change: namespaces, their workloads' profiles and the generated
+policies found -> creates, updates and deletes. Pure: the cluster layer reads and writes.
+
+The desired state is the one admission produces: in every namespace whose effective inject
+includes NetworkPolicies, the default-deny policy, plus one allow policy per profile its
+workloads declare. Anything generated that is not desired is pruned (when pruning is on): a
+namespace that opted out, a profile no longer used or no longer defined. Exempt namespaces are
+never acted in, and only objects carrying egress-guard's managed-by label are ever changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.policy.checks.profile_label import declared_profile
+from webhook.policy.model import Policy
+from webhook.policy.namespace import namespace_context
+from webhook.policy.netpol import is_generated, matches_rendered
+from webhook.policy.netpol_intents import network_policy_intents
+from webhook.policy.workloads import find_workload, mapping_at
+
+Manifest = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceState:
+    """A namespace as the reconciler found it: its labels and the profiles its workloads use."""
+
+    name: str
+    labels: Mapping[str, str]
+    profiles: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    live: Manifest
+    desired: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePlan:
+    """Changes to make, in the order to make them: creates, then updates, then deletes (so a
+    namespace is never left with less than it had while its new policies are being made)."""
+
+    creates: tuple[Manifest, ...] = ()
+    updates: tuple[Update, ...] = ()
+    deletes: tuple[Manifest, ...] = ()
+    kept: tuple[tuple[str, str], ...] = ()
+    """(namespace, name) of generated policies no longer wanted but left, pruning being off."""
+    in_place: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.creates or self.updates or self.deletes)
+
+
+def workload_profile(kind: str, obj: Mapping[str, Any], policy: Policy) -> str | None:
+    """The defined profile a live workload's pods declare (None for none, or one being deleted).
+
+    `kind` comes from the list the object was read from: list items carry no kind of their own.
+    """
+    metadata = mapping_at(obj, ("metadata",)) or {}
+    if metadata.get("deletionTimestamp"):
+        return None
+    workload = find_workload(obj, kind, str(metadata.get("name") or ""))
+    return declared_profile(workload, policy) if workload is not None else None
+
+
+def desired_policies(state: NamespaceState, policy: Policy) -> dict[str, Manifest]:
+    """The generated policies a namespace should have, by name."""
+    if state.name in policy.exempt:
+        return {}
+    context = namespace_context(state.name, state.labels, policy)
+    if not context.inject.network_policies:
+        return {}
+    wanted: dict[str, Manifest] = {}
+    for profile in (None, *sorted(state.profiles)):
+        if profile is not None and profile not in policy.profiles:
+            continue
+        for intent in network_policy_intents(state.name, context, policy, profile):
+            for manifest in intent.manifests:
+                wanted[str(manifest["metadata"]["name"])] = manifest
+    return wanted
+
+
+def _key(manifest: Manifest) -> tuple[str, str]:
+    metadata = manifest.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def plan_reconcile(
+    policy: Policy,
+    namespaces: Iterable[NamespaceState],
+    generated: Iterable[Manifest],
+    *,
+    prune: bool,
+) -> ReconcilePlan:
+    """The changes that bring the cluster to the desired state.
+
+    `generated` is what a list of NetworkPolicies labelled managed-by=egress-guard returned;
+    anything in it without that label is ignored all the same, as is anything in a namespace not
+    in `namespaces` (deleted meanwhile) or exempt.
+    """
+    states = {state.name: state for state in namespaces}
+    live: dict[tuple[str, str], Manifest] = {}
+    for obj in generated:
+        namespace, name = _key(obj)
+        if is_generated(obj) and namespace in states and namespace not in policy.exempt:
+            live[(namespace, name)] = obj
+    creates: list[Manifest] = []
+    updates: list[Update] = []
+    in_place = 0
+    wanted_keys: set[tuple[str, str]] = set()
+    for name in sorted(states):
+        for policy_name, desired in sorted(desired_policies(states[name], policy).items()):
+            key = (name, policy_name)
+            wanted_keys.add(key)
+            current = live.get(key)
+            if current is None:
+                creates.append(desired)
+            elif matches_rendered(current, desired):
+                in_place += 1
+            else:
+                updates.append(Update(live=current, desired=desired))
+    unwanted = [live[key] for key in sorted(live) if key not in wanted_keys]
+    return ReconcilePlan(
+        creates=tuple(creates),
+        updates=tuple(updates),
+        deletes=tuple(unwanted) if prune else (),
+        kept=() if prune else tuple(_key(obj) for obj in unwanted),
+        in_place=in_place,
+    )
