@@ -210,3 +210,21 @@ def test_standard_input_is_read_once_as_yaml_or_json() -> None:
     assert [m.metadata["name"] for m in inputs.manifests] == ["y1", "y2"]
     files, _ = find_files(["-", "-"])
     assert len(files) == 1
+
+
+def test_a_document_nested_too_deeply_is_a_problem_and_the_others_are_read() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    text = "---\n" + POD.format(name="a") + f"---\napiVersion: v1\nkind: Pod\nspec: {deep}\n"
+    text += "---\n" + POD.format(name="c")
+    manifests, problems = parse(text)
+    assert [m.metadata["name"] for m in manifests] == ["a", "c"]
+    assert [(p.line, p.message) for p in problems] == [
+        (9, "is nested too deeply to be a Kubernetes object")
+    ]
+
+
+def test_binary_values_stay_base64_text_as_in_json() -> None:
+    text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+    text += "data:\n  k: !!binary |\n    aGVs\n    bG8=\n"
+    manifests, _ = parse(text)
+    assert manifests[0].obj["data"] == {"k": "aGVsbG8="}

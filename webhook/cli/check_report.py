@@ -138,7 +138,9 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
 
 def to_json(document: Mapping[str, Any]) -> str:
     return orjson.dumps(
-        document, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        document,
+        default=str,  # anything YAML can hold that JSON cannot (a set, say) is shown as text
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
     ).decode()
 
 

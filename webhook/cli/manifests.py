@@ -24,6 +24,8 @@ STDIN_NAME = "<stdin>"
 MAX_LIST_DEPTH = 4
 """A List inside a List is unwrapped, but not without end."""
 
+TOO_DEEP = "is nested too deeply to be a Kubernetes object"
+
 _HELM_SOURCE = re.compile(r"^# Source: (?P<source>\S.*?)\s*$", re.MULTILINE)
 _DOCUMENT_START = re.compile(r"^---(?:[ \t]|$)", re.MULTILINE)
 
@@ -56,12 +58,15 @@ def _key_text(key: Any) -> str:
     return "null" if key is None else str(key)
 
 
-def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
-    return str(loader.construct_scalar(node))
+def _construct_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    """Timestamps and binary stay the text they are in JSON (binary: base64, a Secret's data)."""
+    text = str(loader.construct_scalar(node))
+    return "".join(text.split()) if node.tag.endswith(":binary") else text
 
 
 _ManifestLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_as_text)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:binary", _construct_as_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,12 +249,21 @@ def _yaml_documents(text: str, name: str) -> Iterator[Manifest | InputProblem]:
                 except yaml.YAMLError as err:
                     yield _yaml_problem(err, name, text, offset_line)
                     continue
+                except RecursionError:
+                    yield InputProblem(name, start + 1, TOO_DEEP)
+                    continue
                 yield from _objects(value, source, node, offset_line, 0)
             return
-        except yaml.YAMLError as err:
-            problem = _yaml_problem(err, name, text, offset_line)
+        except (yaml.YAMLError, RecursionError) as err:
+            if isinstance(err, yaml.YAMLError):
+                problem = _yaml_problem(err, name, text, offset_line)
+                after = problem.line
+            else:  # no mark to go by: the document after the last one read
+                line = offset_line + previous_end + 2 if previous_end >= 0 else offset_line + 1
+                problem = InputProblem(name, line, TOO_DEEP)
+                after = line + 1
             yield problem
-            resume = _next_document_start(text, offset_char, problem.line)
+            resume = _next_document_start(text, offset_char, after)
             if resume is None:
                 return
             offset_line = text.count("\n", 0, resume)
