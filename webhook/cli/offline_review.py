@@ -111,12 +111,16 @@ def cluster_warnings(warnings: tuple[str, ...]) -> list[str]:
     return [warning for warning in warnings if not warning.startswith(REPORTED_PREFIXES)]
 
 
+def is_namespace(manifest: Manifest) -> bool:
+    return manifest.kind == "Namespace" and manifest.api_version == "v1"
+
+
 def namespace_objects(manifests: list[Manifest]) -> dict[str, Manifest]:
     """The Namespace objects of the input by name (the last one wins, as with kubectl apply)."""
     found: dict[str, Manifest] = {}
     for manifest in manifests:
         name = manifest.metadata.get("name")
-        if manifest.kind == "Namespace" and isinstance(name, str) and name:
+        if is_namespace(manifest) and isinstance(name, str) and name:
             found[name] = manifest
     return found
 

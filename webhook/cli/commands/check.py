@@ -33,6 +33,7 @@ from webhook.cli.manifests import (
 from webhook.cli.offline_review import (
     NamespaceAssumptions,
     OfflineReviewer,
+    is_namespace,
     namespace_objects,
 )
 from webhook.cli.output_junit import render_junit
@@ -100,7 +101,7 @@ def review_inputs(
     reviewer = OfflineReviewer(assumptions)
     report = CheckReport(problems=inputs.problems, files=inputs.files)
     for manifest in inputs.manifests:
-        if manifest.kind == "Namespace" and manifest.api_version == "v1":
+        if is_namespace(manifest):
             report.namespaces += 1
         elif reviewer.is_workload(manifest):
             report.reviews.append(reviewer.review(manifest, namespace))
