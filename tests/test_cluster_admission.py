@@ -350,3 +350,26 @@ class TestFirstLookup:
         local_api.seed(namespace("ghost", {}))
         assert cache.labels("ghost") == {"kubernetes.io/metadata.name": "ghost"}
         assert local_api.count("get", "namespaces") == 2
+
+
+def test_a_thousand_admissions_in_one_namespace_cost_only_the_first_calls(
+    cluster: Cluster, policy: Policy
+) -> None:
+    """The measurement behind the hot-path rule: four profiles and three kinds, 1,000 reviews;
+    the API sees the default-deny and one create per profile, and nothing after the warm-up."""
+    profiles = ("stripe", "internal", "none", "web-via-proxy")
+    kinds = ("Deployment", "Pod", "CronJob")
+    outcomes: list[Outcome] = []
+    warm_up_calls = 0
+    for index in range(1000):
+        obj = workload(kinds[index % 3], {PROFILE: profiles[index % 4]}, name=f"w{index}")
+        outcomes.append(cluster.controller.review(request(obj), Action.VALIDATE))
+        if index == len(profiles) - 1:
+            warm_up_calls = len(cluster.api_calls())
+    assert all(outcome.decision.allowed for outcome in outcomes)
+    calls = cluster.api_calls()
+    assert warm_up_calls == len(calls) == 1 + len(profiles)
+    assert cluster.api.counts() == {("create", "networkpolicies"): 5}
+    assert sorted(o["metadata"]["name"] for o in cluster.api.objects("networkpolicies")) == sorted(
+        [DEFAULT_DENY_NAME, *(f"egress-guard-profile-{p}" for p in profiles)]
+    )
