@@ -9,12 +9,16 @@ does not know survive.
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from webhook.cluster.client import ClusterKind
 
 KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 MAX_CONFLICT_RETRIES = 5
@@ -33,22 +37,16 @@ class InjectResult:
     changed: bool
 
 
-def api_client(kubeconfig: Path | None = None, context: str | None = None) -> Any:
-    """A client for the cluster: the pod's service account in a pod, the kubeconfig elsewhere."""
-    import os
+def _client(kubeconfig: Path | None, context: str | None) -> Any:
+    """The pod's service account inside a pod (unless a kubeconfig is named), else a kubeconfig."""
+    from webhook.cluster.client import ClusterConfigError, api_client
 
-    from kubernetes import client, config
-
-    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return client.ApiClient(configuration)
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    mode: ClusterKind = "in-cluster" if in_pod and not (kubeconfig or context) else "kubeconfig"
     try:
-        return config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig) if kubeconfig else None, context=context
-        )
-    except (config.ConfigException, OSError) as err:
-        raise WebhookConfigError(f"no usable kubeconfig: {err}") from None
+        return api_client(mode, kubeconfig=str(kubeconfig) if kubeconfig else None, context=context)
+    except ClusterConfigError as err:
+        raise WebhookConfigError(str(err)) from None
 
 
 def ca_bundle_patch(
@@ -161,7 +159,7 @@ def inject_ca_bundle(
     from kubernetes.client.exceptions import ApiException
 
     ca_bundle = base64.b64encode(pem).decode()
-    client = client if client is not None else api_client(kubeconfig, context)
+    client = client if client is not None else _client(kubeconfig, context)
     results: list[InjectResult] = []
     for name in names:
         found = False

@@ -1,0 +1,563 @@
+"""Every object that deploys egress-guard, as data: built from the policy and a few options.
+
+The choices that keep a cluster safe live here, once, with their reasons:
+
+- The webhooks see only namespaces that opted in (the `mode` label exists) and never the system
+  namespaces, egress-guard's own namespace, or any namespace the policy exempts: a broken
+  egress-guard can then never stop the control plane or itself from starting.
+- Validation fails closed (`failurePolicy: Fail`): a workload is admitted only once egress-guard
+  has checked its profile and ensured its NetworkPolicies.
+- Mutation fails open (`failurePolicy: Ignore`). The proxy variables are a convenience, not the
+  enforcement: any program may ignore HTTP_PROXY. What enforces egress is the validating webhook
+  (the profile label, and the NetworkPolicies ensured before admission), so a pod that escapes
+  proxy injection is still caught by validation. Failing open also keeps `kubectl debug`
+  (pods/ephemeralcontainers) usable while egress-guard itself is the incident.
+- `sideEffects: NoneOnDryRun`: NetworkPolicies are created only when the request is not a dry run.
+- Short timeouts: the API server waits at most that long before the failure policy applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import __version__
+from webhook.config.settings import ServeSettings
+from webhook.policy.model import Policy
+
+Manifest = dict[str, Any]
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+"""Never sent to the webhooks, whatever the policy says."""
+
+METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
+"""Set by the API server on every namespace to its name: selectors can exclude by name."""
+
+VALIDATE_PATH, MUTATE_PATH = "/validate", "/mutate"
+CONTAINER_PORT: int = ServeSettings.model_fields["port"].default
+SERVICE_PORT = 443
+VALIDATION_TIMEOUT_S = 5
+"""Validation may create NetworkPolicies through the API before it answers."""
+MUTATION_TIMEOUT_S = 3
+NAMESPACE_PREVIEW_TIMEOUT_S = 3
+
+WORKLOAD_RESOURCES: Mapping[str, tuple[str, ...]] = {
+    "": ("pods", "replicationcontrollers"),
+    "apps": ("deployments", "statefulsets", "daemonsets", "replicasets"),
+    "batch": ("jobs", "cronjobs"),
+}
+"""API group -> the workload resources of that group the validating webhook reviews."""
+
+CERT_MANAGER_INJECT = "cert-manager.io/inject-ca-from"
+
+CONFIG_DIR = "/etc/egress-guard"
+POLICY_DIR = f"{CONFIG_DIR}/policy"
+CERT_DIR = f"{CONFIG_DIR}/tls"
+POLICY_KEY = "policy.yaml"
+TMP_DIR = "/tmp"
+"""An emptyDir of the pod's own (the root filesystem is read-only)."""
+METRICS_DIR = f"{TMP_DIR}/metrics"
+RUN_AS = 65532
+"""The non-root user and group the image runs as (the Dockerfile creates it)."""
+
+PRE_STOP_SLEEP_S = 5
+"""Time for the endpoint removal to reach every API server before the server stops accepting."""
+GRACEFUL_TIMEOUT_S: int = ServeSettings.model_fields["graceful_timeout_s"].default
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOptions:
+    namespace: str = "egress-guard"
+    image: str = f"egress-guard:{__version__}"
+    name: str = "egress-guard"
+    """Name of the Deployment, Service, ServiceAccount and webhook configurations."""
+    replicas: int = 2
+
+    @property
+    def tls_secret(self) -> str:
+        return f"{self.name}-tls"
+
+    @property
+    def policy_config_map(self) -> str:
+        return f"{self.name}-policy"
+
+    @property
+    def serving_certificate(self) -> str:
+        return f"{self.name}-serving"
+
+
+def labels(options: DeployOptions, component: str = "webhook") -> dict[str, str]:
+    return {**selector_labels(options, component), "app.kubernetes.io/part-of": "egress-guard"}
+
+
+def selector_labels(options: DeployOptions, component: str = "webhook") -> dict[str, str]:
+    return {"app.kubernetes.io/name": options.name, "app.kubernetes.io/component": component}
+
+
+def _metadata(options: DeployOptions, name: str, *, namespaced: bool = True) -> Manifest:
+    metadata: Manifest = {"name": name}
+    if namespaced:
+        metadata["namespace"] = options.namespace
+    metadata["labels"] = labels(options)
+    return metadata
+
+
+def excluded_namespaces(policy: Policy, options: DeployOptions) -> list[str]:
+    """Namespaces the webhooks never see: the system ones, egress-guard's own, the exempt."""
+    return sorted({*SYSTEM_NAMESPACES, options.namespace, *policy.exempt_namespaces})
+
+
+def namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
+    """Opted-in namespaces (the mode label exists), minus the excluded ones by name."""
+    return {
+        "matchExpressions": [
+            {"key": policy.mode_label, "operator": "Exists"},
+            {
+                "key": METADATA_NAME_LABEL,
+                "operator": "NotIn",
+                "values": excluded_namespaces(policy, options),
+            },
+        ]
+    }
+
+
+def webhook_name(policy: Policy, purpose: str) -> str:
+    """A fully qualified webhook name under the policy's label prefix (at least three parts)."""
+    name = f"{purpose}.{policy.label_prefix}"
+    if len(name) > 253:
+        raise ValueError(f"labelPrefix {policy.label_prefix!r} is too long for a webhook name")
+    return name
+
+
+def _client_config(options: DeployOptions, path: str) -> Manifest:
+    return {
+        "service": {
+            "namespace": options.namespace,
+            "name": options.name,
+            "path": path,
+            "port": SERVICE_PORT,
+        }
+    }
+
+
+def workload_rules() -> list[Manifest]:
+    return [
+        {
+            "apiGroups": [group],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": list(resources),
+            "scope": "Namespaced",
+        }
+        for group, resources in WORKLOAD_RESOURCES.items()
+    ]
+
+
+def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> Manifest:
+    workloads = {
+        "name": webhook_name(policy, "workloads.validate"),
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": _client_config(options, VALIDATE_PATH),
+        "failurePolicy": "Fail",
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": namespace_selector(policy, options),
+        "rules": workload_rules(),
+        "sideEffects": "NoneOnDryRun",
+        "timeoutSeconds": VALIDATION_TIMEOUT_S,
+    }
+    # Namespaces being opted in (or out) carry the mode label before or after the change: the
+    # objectSelector matches either, so the preview warns as the label is set. Advisory only,
+    # hence Ignore: a namespace label change must never depend on egress-guard being up.
+    mode_present = {"matchExpressions": [{"key": policy.mode_label, "operator": "Exists"}]}
+    namespaces = {
+        "name": webhook_name(policy, "namespaces.validate"),
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": _client_config(options, VALIDATE_PATH),
+        "failurePolicy": "Ignore",
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": METADATA_NAME_LABEL,
+                    "operator": "NotIn",
+                    "values": excluded_namespaces(policy, options),
+                }
+            ]
+        },
+        "objectSelector": mode_present,
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["namespaces"],
+                "scope": "Cluster",
+            }
+        ],
+        "sideEffects": "NoneOnDryRun",
+        "timeoutSeconds": NAMESPACE_PREVIEW_TIMEOUT_S,
+    }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": _metadata(options, options.name, namespaced=False),
+        "webhooks": [workloads, namespaces],
+    }
+
+
+def mutating_webhook_configuration(policy: Policy, options: DeployOptions) -> Manifest:
+    pods = {
+        "name": webhook_name(policy, "pods.mutate"),
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": _client_config(options, MUTATE_PATH),
+        "failurePolicy": "Ignore",
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": namespace_selector(policy, options),
+        # Only pods are mutated: their containers are what runs. Templates stay as written, so
+        # controllers and GitOps tools never see drift they did not cause.
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            },
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["UPDATE"],
+                "resources": ["pods/ephemeralcontainers"],
+                "scope": "Namespaced",
+            },
+        ],
+        # Containers added by a later mutating webhook (a sidecar injector) get the variables too.
+        "reinvocationPolicy": "IfNeeded",
+        "sideEffects": "NoneOnDryRun",
+        "timeoutSeconds": MUTATION_TIMEOUT_S,
+    }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": _metadata(options, options.name, namespaced=False),
+        "webhooks": [pods],
+    }
+
+
+def namespace(options: DeployOptions) -> Manifest:
+    """egress-guard's own namespace: no mode label (never managed, and excluded by name in
+    every webhook), and Pod Security `restricted`, which the Deployment below meets."""
+    metadata = _metadata(options, options.namespace, namespaced=False)
+    metadata["labels"] |= {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def service_account(options: DeployOptions) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(options, options.name),
+    }
+
+
+def policy_config_map(policy_text: str, options: DeployOptions) -> Manifest:
+    """The policy file as written (comments included): mounted, and reloaded on change."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(options, options.policy_config_map),
+        "data": {POLICY_KEY: policy_text},
+    }
+
+
+def anti_affinity(selector: Mapping[str, str]) -> Manifest:
+    """Replicas on different nodes when the cluster allows it (preferred, not required: a
+    required rule would stall a rolling update with maxSurge on a two-node cluster; the
+    PodDisruptionBudget guards voluntary evictions)."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": dict(selector)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+
+
+def pod_security_context() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probe(path: str, period_s: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def container_security_context() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _env(name: str, value: str) -> Manifest:
+    return {"name": name, "value": value}
+
+
+def deployment(options: DeployOptions) -> Manifest:
+    selector = selector_labels(options)
+    container = {
+        "name": "webhook",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["serve"],
+        "env": [
+            _env("EGRESS_GUARD_HOST", "0.0.0.0"),  # the pod's own interfaces: kubelet and Service
+            _env("EGRESS_GUARD_PORT", str(CONTAINER_PORT)),
+            _env("EGRESS_GUARD_CONFIG", f"{POLICY_DIR}/{POLICY_KEY}"),
+            _env("EGRESS_GUARD_CERT_DIR", CERT_DIR),
+            _env("EGRESS_GUARD_CLUSTER", "in-cluster"),
+            _env("EGRESS_GUARD_WORKERS", "2"),
+            _env("EGRESS_GUARD_GRACEFUL_TIMEOUT_S", str(GRACEFUL_TIMEOUT_S)),
+            _env("EGRESS_GUARD_SERVICE", options.name),
+            {
+                "name": "EGRESS_GUARD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            _env("PROMETHEUS_MULTIPROC_DIR", METRICS_DIR),
+        ],
+        "ports": [{"name": "https", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "readinessProbe": _probe("/readyz", period_s=5, failures=2),
+        "livenessProbe": _probe("/healthz", period_s=10, failures=3),
+        "startupProbe": _probe("/healthz", period_s=2, failures=30),
+        # The endpoint leaves the Service while the server still answers; only then SIGTERM.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_S}}},
+        "resources": {
+            "requests": {"cpu": "200m", "memory": "192Mi"},
+            "limits": {"memory": "384Mi"},
+        },
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "policy", "mountPath": POLICY_DIR, "readOnly": True},
+            {"name": "tls", "mountPath": CERT_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_DIR},
+        ],
+    }
+    pod_spec = {
+        "serviceAccountName": options.name,
+        "priorityClassName": "system-cluster-critical",
+        "terminationGracePeriodSeconds": PRE_STOP_SLEEP_S + GRACEFUL_TIMEOUT_S + 10,
+        "securityContext": pod_security_context(),
+        "affinity": anti_affinity(selector),
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector},
+            }
+        ],
+        "containers": [container],
+        "volumes": [
+            {"name": "policy", "configMap": {"name": options.policy_config_map}},
+            {"name": "tls", "secret": {"secretName": options.tls_secret, "defaultMode": 0o440}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(options, options.name),
+        "spec": {
+            "replicas": options.replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector},
+            # Never below the replica count during a rollout: every review has a ready server.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(options),
+                    "annotations": {"kubectl.kubernetes.io/default-container": "webhook"},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def pod_disruption_budget(options: DeployOptions) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(options, options.name),
+        "spec": {
+            "minAvailable": 1,
+            "selector": {"matchLabels": selector_labels(options)},
+            # A pod that is not ready serves nobody: draining its node must not wait for it.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def service(options: DeployOptions) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(options, options.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(options),
+            "ports": [
+                {"name": "https", "port": SERVICE_PORT, "targetPort": "https", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def service_dns_names(options: DeployOptions) -> list[str]:
+    base = f"{options.name}.{options.namespace}"
+    return [options.name, base, f"{base}.svc", f"{base}.svc.cluster.local"]
+
+
+def cert_manager_objects(options: DeployOptions) -> list[Manifest]:
+    """A self-signed root, a CA issuer, and the serving certificate in the Secret the pods mount.
+
+    The CA keeps its key across renewals (`rotationPolicy: Never`), so serving certificates it
+    signed before stay valid under the renewed CA the injector puts in caBundle.
+    """
+    selfsigned, ca = f"{options.name}-selfsigned", f"{options.name}-ca"
+    ecdsa = {"algorithm": "ECDSA", "size": 256}
+    return [
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Issuer",
+            "metadata": _metadata(options, selfsigned),
+            "spec": {"selfSigned": {}},
+        },
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": _metadata(options, ca),
+            "spec": {
+                "isCA": True,
+                "commonName": f"{options.name} CA",
+                "secretName": ca,
+                "duration": "87600h",
+                "renewBefore": "8760h",
+                "privateKey": {**ecdsa, "rotationPolicy": "Never"},
+                "issuerRef": {"name": selfsigned, "kind": "Issuer"},
+            },
+        },
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Issuer",
+            "metadata": _metadata(options, ca),
+            "spec": {"ca": {"secretName": ca}},
+        },
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": _metadata(options, options.serving_certificate),
+            "spec": {
+                "secretName": options.tls_secret,
+                "dnsNames": service_dns_names(options),
+                "duration": "8760h",
+                "renewBefore": "720h",
+                "privateKey": {**ecdsa, "rotationPolicy": "Always"},
+                "usages": ["digital signature", "server auth"],
+                "issuerRef": {"name": ca, "kind": "Issuer"},
+            },
+        },
+    ]
+
+
+def ca_injection_patches(options: DeployOptions) -> list[Manifest]:
+    """Strategic merge patches: cert-manager's injector fills caBundle on both configurations."""
+    annotation = {CERT_MANAGER_INJECT: f"{options.namespace}/{options.serving_certificate}"}
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": options.name, "annotations": annotation},
+        }
+        for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    """One file of the rendered tree: its documents and a comment saying what it is."""
+
+    path: str
+    documents: Sequence[Manifest]
+    comment: str
+
+
+def base_files(policy: Policy, policy_text: str, options: DeployOptions) -> list[ManifestFile]:
+    return [
+        ManifestFile("namespace.yaml", [namespace(options)], "egress-guard's own namespace"),
+        ManifestFile("serviceaccount.yaml", [service_account(options)], "the webhook's identity"),
+        ManifestFile(
+            "configmap.yaml",
+            [policy_config_map(policy_text, options)],
+            "the policy file, reloaded by the server when it changes",
+        ),
+        ManifestFile("deployment.yaml", [deployment(options)], "the webhook server"),
+        ManifestFile(
+            "pdb.yaml", [pod_disruption_budget(options)], "one replica always up through drains"
+        ),
+        ManifestFile("service.yaml", [service(options)], "what the API server calls"),
+        ManifestFile(
+            "webhooks.yaml",
+            [
+                validating_webhook_configuration(policy, options),
+                mutating_webhook_configuration(policy, options),
+            ],
+            "which requests the API server sends, and what happens when egress-guard is down",
+        ),
+    ]
+
+
+def base_objects(policy: Policy, policy_text: str, options: DeployOptions) -> list[Manifest]:
+    return [doc for f in base_files(policy, policy_text, options) for doc in f.documents]
+
+
+def with_cert_manager(objects: Sequence[Manifest], options: DeployOptions) -> list[Manifest]:
+    """The base objects as the cert-manager overlay builds them: annotated, plus certificates."""
+    annotation = ca_injection_patches(options)[0]["metadata"]["annotations"]
+    result: list[Manifest] = []
+    for obj in objects:
+        if obj["kind"] in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            metadata = {**obj["metadata"], "annotations": {**annotation}}
+            result.append({**obj, "metadata": metadata})
+        else:
+            result.append(obj)
+    return [*result, *cert_manager_objects(options)]

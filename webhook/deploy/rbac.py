@@ -1,0 +1,135 @@
+"""RBAC for egress-guard: exactly the calls the webhook and the reconciler make, and no more.
+
+Two service accounts, so that each process holds only what it uses:
+
+- `<name>` runs `serve`. It reads namespaces (a GET for a namespace not seen yet, list and watch
+  for its label cache) and creates, reads and updates the NetworkPolicies it generates; it never
+  deletes one. It creates Events (denials are to be recorded as Events).
+- `<name>-reconciler` runs `reconcile`. It lists namespaces and the generated NetworkPolicies
+  cluster-wide, creates, updates and deletes (prunes) them, and holds one Lease, by name, in
+  egress-guard's own namespace.
+
+Both list and watch Pods and every workload kind: the reconciler to learn which profiles are in
+use, the webhook to preview what a namespace's new mode would refuse. Nothing here can read
+Secrets or change a workload. RBAC cannot tell a generated NetworkPolicy from a hand-made one, so
+the code never writes an object without egress-guard's managed-by label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from webhook.deploy.manifests import DeployOptions, Manifest, labels
+
+Rule = tuple[str, Sequence[str], Sequence[str]]
+"""(API group, resources, verbs)"""
+
+WORKLOAD_READER_RULES: tuple[Rule, ...] = (
+    ("", ("pods", "replicationcontrollers"), ("list", "watch")),
+    ("apps", ("deployments", "statefulsets", "daemonsets", "replicasets"), ("list", "watch")),
+    ("batch", ("jobs", "cronjobs"), ("list", "watch")),
+)
+WEBHOOK_RULES: tuple[Rule, ...] = (
+    ("", ("namespaces",), ("get", "list", "watch")),
+    ("networking.k8s.io", ("networkpolicies",), ("get", "create", "update")),
+    ("", ("events",), ("create",)),
+)
+RECONCILER_RULES: tuple[Rule, ...] = (
+    ("", ("namespaces",), ("list",)),
+    ("networking.k8s.io", ("networkpolicies",), ("get", "list", "create", "update", "delete")),
+    ("", ("events",), ("create",)),
+)
+LEASE_GROUP = "coordination.k8s.io"
+
+
+def reconciler_account(options: DeployOptions) -> str:
+    return f"{options.name}-reconciler"
+
+
+def lease_name(options: DeployOptions) -> str:
+    """The Lease replicas of the reconciler compete for (`reconcile --lease-name`)."""
+    return f"{options.name}-reconciler"
+
+
+def _rules(rules: Sequence[Rule]) -> list[Manifest]:
+    return [
+        {"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+        for group, resources, verbs in rules
+    ]
+
+
+def _meta(options: DeployOptions, name: str, *, namespaced: bool = False) -> Manifest:
+    metadata: Manifest = {"name": name}
+    if namespaced:
+        metadata["namespace"] = options.namespace
+    metadata["labels"] = labels(options)
+    return metadata
+
+
+def _subject(options: DeployOptions, account: str) -> Manifest:
+    return {"kind": "ServiceAccount", "name": account, "namespace": options.namespace}
+
+
+def _cluster_role(options: DeployOptions, name: str, rules: Sequence[Rule]) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(options, name),
+        "rules": _rules(rules),
+    }
+
+
+def _binding(
+    options: DeployOptions, kind: str, name: str, role_kind: str, accounts: Sequence[str]
+) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": _meta(options, name, namespaced=kind == "RoleBinding"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
+        "subjects": [_subject(options, account) for account in accounts],
+    }
+
+
+def rbac_manifests(options: DeployOptions) -> list[Manifest]:
+    """The reconciler's ServiceAccount (the webhook's is in serviceaccount.yaml), the roles, and
+    their bindings."""
+    webhook, reconciler = options.name, reconciler_account(options)
+    lease_role = f"{options.name}-leader-election"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(options, reconciler, namespaced=True),
+        },
+        _cluster_role(options, f"{webhook}-webhook", WEBHOOK_RULES),
+        _cluster_role(options, f"{webhook}-reconciler", RECONCILER_RULES),
+        _cluster_role(options, f"{webhook}-workload-reader", WORKLOAD_READER_RULES),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(options, lease_role, namespaced=True),
+            "rules": [
+                # create cannot be limited by name (the object does not exist yet)
+                {"apiGroups": [LEASE_GROUP], "resources": ["leases"], "verbs": ["create"]},
+                {
+                    "apiGroups": [LEASE_GROUP],
+                    "resources": ["leases"],
+                    "resourceNames": [lease_name(options)],
+                    "verbs": ["get", "update"],
+                },
+            ],
+        },
+        _binding(options, "ClusterRoleBinding", f"{webhook}-webhook", "ClusterRole", [webhook]),
+        _binding(
+            options, "ClusterRoleBinding", f"{webhook}-reconciler", "ClusterRole", [reconciler]
+        ),
+        _binding(
+            options,
+            "ClusterRoleBinding",
+            f"{webhook}-workload-reader",
+            "ClusterRole",
+            [webhook, reconciler],
+        ),
+        _binding(options, "RoleBinding", lease_role, "Role", [reconciler]),
+    ]

@@ -1,0 +1,77 @@
+"""The reconciler's Deployment: `egress-guard reconcile` under its own service account.
+
+It converges namespaces that existed before egress-guard, or changed while it was away, to what
+admission would have made. Two replicas share one Lease, so one acts and the other takes over
+within a lease duration when it goes. It serves no traffic: no Service, no probes on a port; a
+stuck process loses the Lease and its peer carries on.
+"""
+
+from __future__ import annotations
+
+from webhook.deploy.manifests import (
+    POLICY_DIR,
+    POLICY_KEY,
+    TMP_DIR,
+    DeployOptions,
+    Manifest,
+    anti_affinity,
+    container_security_context,
+    labels,
+    pod_security_context,
+    selector_labels,
+)
+from webhook.deploy.rbac import lease_name, reconciler_account
+
+COMPONENT = "reconciler"
+
+
+def reconciler_deployment(options: DeployOptions) -> Manifest:
+    selector = selector_labels(options, COMPONENT)
+    container = {
+        "name": COMPONENT,
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["reconcile", "--lease-name", lease_name(options)],
+        "env": [
+            {"name": "EGRESS_GUARD_CONFIG", "value": f"{POLICY_DIR}/{POLICY_KEY}"},
+            {"name": "EGRESS_GUARD_CLUSTER", "value": "in-cluster"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "policy", "mountPath": POLICY_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_DIR},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{options.name}-{COMPONENT}",
+            "namespace": options.namespace,
+            "labels": labels(options, COMPONENT),
+        },
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels(options, COMPONENT)},
+                "spec": {
+                    "serviceAccountName": reconciler_account(options),
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": pod_security_context(),
+                    "affinity": anti_affinity(selector),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "policy", "configMap": {"name": options.policy_config_map}},
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                    ],
+                },
+            },
+        },
+    }
