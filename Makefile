@@ -35,3 +35,6 @@ lock: $(STAMP)  ## refresh constraints.txt from the current environment
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+image:  ## build the container image (needs Docker or a compatible builder)
+	docker build -t egress-guard:$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' webhook/__init__.py) .

@@ -26,6 +26,10 @@ class ServeSettings(BaseSettings):
         default=120, ge=1, description="above the API server's 90 s idle timeout"
     )
     graceful_timeout_s: int = Field(default=25, ge=1)
+    worker_tmp_dir: Path | None = Field(
+        default=None,
+        description="gunicorn's heartbeat files; /dev/shm when it exists (a disk write stalls)",
+    )
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     cluster: ClusterMode = "auto"
     service: str = "egress-guard"

@@ -344,6 +344,7 @@ def deployment(options: DeployOptions) -> Manifest:
             _env("EGRESS_GUARD_CLUSTER", "in-cluster"),
             _env("EGRESS_GUARD_WORKERS", "2"),
             _env("EGRESS_GUARD_GRACEFUL_TIMEOUT_S", str(GRACEFUL_TIMEOUT_S)),
+            _env("EGRESS_GUARD_WORKER_TMP_DIR", "/dev/shm"),  # a tmpfs in every container
             _env("EGRESS_GUARD_SERVICE", options.name),
             {
                 "name": "EGRESS_GUARD_NAMESPACE",

@@ -71,7 +71,9 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
         "preload_app": False,
         "child_exit": mark_worker_dead,
     }
-    if Path("/dev/shm").is_dir():
+    if settings.worker_tmp_dir is not None:
+        options["worker_tmp_dir"] = str(settings.worker_tmp_dir)
+    elif Path("/dev/shm").is_dir():
         options["worker_tmp_dir"] = "/dev/shm"
     return options
 

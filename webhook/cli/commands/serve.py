@@ -36,6 +36,11 @@ from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs,
     type=click.Choice(["auto", "none", "in-cluster", "kubeconfig"]),
     help="Where namespace labels come from and policies go [default: auto].",
 )
+@click.option(
+    "--worker-tmp-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="gunicorn's worker heartbeat files [default: /dev/shm when present].",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(**flags: Any) -> None:
     """Run the webhook: HTTPS on gunicorn, /validate and /mutate, /healthz and /readyz.
