@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8443
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint typecheck unit lock clean bench image
 
@@ -28,6 +29,9 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## the benchmark beside an nginx floor (installs wrk, hey, nginx-light if root)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lock: $(STAMP)  ## refresh constraints.txt from the current environment
 	{ head -1 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^egress-guard'; } > constraints.txt.new

@@ -1,0 +1,1 @@
+"""The egress-guard benchmark: `make bench` (or `python -m bench`)."""

@@ -1,0 +1,377 @@
+"""Benchmark egress-guard as it runs in production, beside an nginx floor, in one run.
+
+    python -m bench            # full run (about 4 minutes), results in bench/results/
+    python -m bench --quick    # a short smoke run of every scenario (CI)
+
+The server is pinned to core 0 with one gunicorn worker (gthread, TLS, keep-alive, decision logs
+on, as deployed); the load generator to core 1. Server CPU per review is read from /proc.
+Figures that matter are ratios taken side by side in this run: machines here are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.floor import start_nginx
+from bench.loadgen import LoadResult, hey_paced, missing_tools, wrk
+from bench.payloads import write
+from bench.procstat import sample
+
+HERE = Path(__file__).resolve().parent
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+COLUMNS = (
+    "target",
+    "payload",
+    "conc.",
+    "reviews/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "errors",
+    "CPU µs/review",
+    "RSS MiB",
+)
+BUDGET_RATE = 3000.0
+BUDGET_P99_MS = 10.0
+BUDGET_CPU_RATIO = 25.0
+BUDGET_SIZE_RATIO = 1.5
+
+
+@dataclass
+class Row:
+    target: str
+    payload: str
+    concurrency: int
+    rate: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    cpu_us_per_review: float
+    rss_mib: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_tools() -> None:
+    missing = missing_tools()
+    if not missing:
+        return
+    packages = {"wrk": "wrk", "hey": "hey", "nginx": "nginx-light", "taskset": "util-linux"}
+    wanted = sorted({packages[tool] for tool in missing})
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {' '.join(wanted)} with apt-get ...", file=sys.stderr)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", *wanted], check=True, stdout=subprocess.DEVNULL
+        )
+        if not missing_tools():
+            return
+    sys.exit(f"the benchmark needs {', '.join(missing)}: apt-get install {' '.join(wanted)}")
+
+
+def wait_ready(url: str, ca: Path, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the server exited during start-up")
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready in {timeout} s")
+
+
+def start_egress_guard(workdir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
+    log = (workdir / "egress-guard.log").open("wb")
+    process = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            SERVER_CPU,
+            sys.executable,
+            "-m",
+            "webhook",
+            "serve",
+            "--config",
+            str(workdir / "policy.yaml"),
+            "--cert-dir",
+            str(workdir / "certs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--threads",
+            str(threads),
+            "--cluster",
+            "none",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    wait_ready(f"https://127.0.0.1:{port}/healthz", workdir / "certs" / "ca.crt", process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def measure(
+    *,
+    target: str,
+    pid: int,
+    url: str,
+    body: Path,
+    payload: str,
+    concurrency: int,
+    seconds: float,
+    workdir: Path,
+) -> Row:
+    wrk(
+        url, body, connections=concurrency, seconds=min(1.0, seconds), cpu=LOAD_CPU, workdir=workdir
+    )
+    before = sample(pid)
+    result = wrk(url, body, connections=concurrency, seconds=seconds, cpu=LOAD_CPU, workdir=workdir)
+    after = sample(pid)
+    return row(
+        target=target,
+        payload=payload,
+        concurrency=concurrency,
+        result=result,
+        cpu_s=after.cpu_s - before.cpu_s,
+        rss=after.rss,
+    )
+
+
+def row(
+    *, target: str, payload: str, concurrency: int, result: LoadResult, cpu_s: float, rss: int
+) -> Row:
+    return Row(
+        target=target,
+        payload=payload,
+        concurrency=concurrency,
+        rate=result.rate,
+        p50_ms=result.p50_ms,
+        p90_ms=result.p90_ms,
+        p99_ms=result.p99_ms,
+        errors=result.errors,
+        cpu_us_per_review=cpu_s / result.requests * 1e6 if result.requests else float("nan"),
+        rss_mib=rss / 2**20,
+    )
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nginx": subprocess.run(
+            ["nginx", "-v"], capture_output=True, text=True, check=False
+        ).stderr.strip(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def find(rows: list[Row], target: str, payload: str, concurrency: int) -> Row:
+    return next(
+        r for r in rows if (r.target, r.payload, r.concurrency) == (target, payload, concurrency)
+    )
+
+
+def report(rows: list[Row], paced: LoadResult, info: dict[str, str], quick: bool) -> str:
+    lines = [
+        f"# egress-guard benchmark{' (quick)' if quick else ''}",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        "Server pinned to core 0 (one gunicorn gthread worker, TLS, keep-alive, decision log on);",
+        "load generator (wrk) pinned to core 1. CPU is the server's user+system time per review.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---|---|" + "---:|" * (len(COLUMNS) - 2),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.target} | {r.payload} | {r.concurrency} | {r.rate:,.0f} | {r.p50_ms:.2f} | "
+            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.cpu_us_per_review:,.0f} | "
+            f"{r.rss_mib:.0f} |"
+        )
+    eg8, ng8 = find(rows, "egress-guard", "deploy-6k", 8), find(rows, "nginx", "deploy-6k", 8)
+    eg1, ng1 = find(rows, "egress-guard", "deploy-6k", 1), find(rows, "nginx", "deploy-6k", 1)
+    big = find(rows, "egress-guard", "deploy-38k", 8)
+    cpu_ratio = eg8.cpu_us_per_review / ng8.cpu_us_per_review
+    size_ratio = big.cpu_us_per_review / eg8.cpu_us_per_review
+    checks = [
+        (
+            "reviews/s, 6 KB Deployment, c=8",
+            f"{eg8.rate:,.0f}",
+            f">= {BUDGET_RATE:,.0f}",
+            eg8.rate >= BUDGET_RATE,
+        ),
+        (
+            "p99, 6 KB Deployment, c=8",
+            f"{eg8.p99_ms:.2f} ms",
+            f"< {BUDGET_P99_MS:g} ms",
+            eg8.p99_ms < BUDGET_P99_MS,
+        ),
+        (
+            "CPU per review vs nginx, c=8",
+            f"{cpu_ratio:.1f}x",
+            f"<= {BUDGET_CPU_RATIO:g}x",
+            cpu_ratio <= BUDGET_CPU_RATIO,
+        ),
+        (
+            "CPU per review, 38 KB vs 6 KB",
+            f"{size_ratio:.2f}x",
+            f"<= {BUDGET_SIZE_RATIO:g}x",
+            size_ratio <= BUDGET_SIZE_RATIO,
+        ),
+        ("p50 at c=1 vs nginx", f"{eg1.p50_ms / ng1.p50_ms:.1f}x", "(reported)", True),
+        (
+            f"paced {paced.rate:,.0f} reviews/s (hey), p99",
+            f"{paced.p99_ms:.2f} ms",
+            f"errors {paced.errors}",
+            paced.errors == 0,
+        ),
+    ]
+    lines += ["", "| budget | measured | goal | |", "|---|---:|---:|---|"]
+    lines += [
+        f"| {name} | {value} | {goal} | {'ok' if ok else 'MISSED'} |"
+        for name, value, goal, ok in checks
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 s per scenario (a smoke run)")
+    parser.add_argument("--seconds", type=float, help="seconds per scenario [10; quick: 2]")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads [4]")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("the benchmark pins server and load generator to two different cores: need 2")
+    ensure_tools()
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    concurrencies = [1, 8, 32]
+    workdir = HERE / "work"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    payloads = write(workdir)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "certs",
+            "generate",
+            "--out",
+            str(workdir / "certs"),
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    rows: list[Row] = []
+    port, nginx_port = free_port(), free_port()
+    certs = workdir / "certs"
+    server = start_egress_guard(workdir, port, args.threads)
+    nginx = start_nginx(workdir, nginx_port, certs / "tls.crt", certs / "tls.key", SERVER_CPU)
+    deploy = next(body for payload, body in payloads if payload.name == "deploy-6k")
+    try:
+        for payload, body in payloads:
+            for concurrency in concurrencies:
+                print(f"egress-guard {payload.name} c={concurrency} ...", file=sys.stderr)
+                rows.append(
+                    measure(
+                        target="egress-guard",
+                        pid=server.pid,
+                        url=f"https://127.0.0.1:{port}{payload.path}",
+                        body=body,
+                        payload=payload.name,
+                        concurrency=concurrency,
+                        seconds=seconds,
+                        workdir=workdir,
+                    )
+                )
+                if body == deploy:  # the floor, measured right beside it
+                    print(f"nginx floor c={concurrency} ...", file=sys.stderr)
+                    rows.append(
+                        measure(
+                            target="nginx",
+                            pid=nginx.pid,
+                            url=f"https://127.0.0.1:{nginx_port}/validate",
+                            body=body,
+                            payload=payload.name,
+                            concurrency=concurrency,
+                            seconds=seconds,
+                            workdir=workdir,
+                        )
+                    )
+        print("egress-guard paced 1,000 reviews/s ...", file=sys.stderr)
+        paced = hey_paced(
+            f"https://127.0.0.1:{port}/validate",
+            deploy,
+            rate=1000,
+            connections=8,
+            seconds=seconds,
+            cpu=LOAD_CPU,
+        )
+    finally:
+        stop(server)
+        stop(nginx)
+    info = machine()
+    text = report(rows, paced, info, args.quick)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M") + ("-quick" if args.quick else "")
+    (args.out / f"{stem}.md").write_text(text)
+    (args.out / f"{stem}.json").write_text(
+        json.dumps(
+            {"machine": info, "rows": [asdict(r) for r in rows], "paced": asdict(paced)}, indent=2
+        )
+    )
+    print(f"results: {args.out / stem}.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
