@@ -180,8 +180,8 @@ def elector(kube: client.ApiClient, identity: str, clock: Any = time.monotonic) 
         namespace="egress-guard",
         name="egress-guard-reconciler",
         identity=identity,
-        duration_s=3.0,
-        renew_deadline_s=2.0,
+        duration_s=4.0,
+        renew_deadline_s=3.0,
         retry_period_s=0.2,
     )
     return LeaderElector(kube, settings, clock=clock)
@@ -221,7 +221,7 @@ class TestLease:
         crashed, candidate = elector(kube, "a"), elector(kube, "b", clock)
         assert crashed.try_acquire_or_renew()
         assert not candidate.try_acquire_or_renew()  # observed now
-        clock.now += 2.9
+        clock.now += 3.9
         assert not candidate.try_acquire_or_renew()
         clock.now += 0.2
         assert candidate.try_acquire_or_renew()
@@ -254,7 +254,7 @@ class TestLease:
         leader = elector(kube, "a", clock)
         assert leader.try_acquire_or_renew()
         local_api.go_down()
-        clock.now += 1.0
+        clock.now += 2.0
         assert leader.try_acquire_or_renew()  # still within the renew deadline
         clock.now += 1.1
         assert not leader.try_acquire_or_renew()

@@ -79,7 +79,7 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One round: read the lease, then take or renew it if this identity may. Never raises;
         an API failure leaves leadership to expire at its renew deadline."""
-        deadline = Deadline(self.settings.retry_period_s)
+        deadline = Deadline(self.settings.renew_deadline_s / 2)
         try:
             return self._round(deadline)
         except (ApiUnreachable, ApiRejected) as err:
@@ -91,7 +91,7 @@ class LeaderElector:
         if not self.is_leader():
             return
         self._renewed_at = None
-        deadline = Deadline(self.settings.retry_period_s)
+        deadline = Deadline(self.settings.renew_deadline_s / 2)
         try:
             live = self._read(deadline)
             if live is None or _spec(live).get("holderIdentity") != self.settings.identity:
@@ -127,6 +127,7 @@ class LeaderElector:
 
     def _round(self, deadline: Deadline) -> bool:
         settings = self.settings
+        started = self._clock()
         now = self._wall_clock()
         live = self._read(deadline)
         if live is None:
@@ -143,7 +144,7 @@ class LeaderElector:
                 if err.already_exists:
                     return False  # another candidate created it first
                 raise
-            return self._won(settings.identity)
+            return self._won(settings.identity, started)
         spec = _spec(live)
         holder = str(spec.get("holderIdentity") or "")
         record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"))
@@ -174,11 +175,13 @@ class LeaderElector:
             log.info(
                 "lease %s acquired by %s (from %s)", settings.name, settings.identity, holder or "-"
             )
-        return self._won(settings.identity)
+        return self._won(settings.identity, started)
 
-    def _won(self, identity: str) -> bool:
+    def _won(self, identity: str, started: float) -> bool:
+        """Leadership counts from when the round began, not when the answer came: never later
+        than the renewal the API server recorded."""
         self.holder = identity
-        self._renewed_at = self._clock()
+        self._renewed_at = started
         return True
 
     def _read(self, deadline: Deadline) -> JsonObject | None:
