@@ -1,0 +1,277 @@
+"""deploy/rbac.yaml: valid, as rendered, enough for every call egress-guard makes, and no more.
+
+The local API server enforces the file's rules (evaluated as Kubernetes' RBAC authorizer does)
+while the webhook's and the reconciler's real code paths run with their own service accounts:
+nothing may be refused, and every permission granted must be one that those runs used (or one
+listed below as planned, with the reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import PROFILE, ns_labels, request, workload
+from local_apiserver import Call, LocalApiServer
+from openapi_schema import assert_schema_valid
+
+from webhook.admission.controller import AdmissionController
+from webhook.cluster.client import api_client
+from webhook.cluster.kube import connect
+from webhook.cluster.kube_workloads import KubeWorkloadSource
+from webhook.cluster.lease import LeaderElector, LeaseSettings
+from webhook.cluster.reconcile_loop import reconcile_once
+from webhook.cluster.reconciler import Reconciler
+from webhook.config.policy_file import PolicyStore
+from webhook.deploy.manifests import DeployOptions
+from webhook.deploy.rbac import lease_name, rbac_manifests
+from webhook.deploy.tree import GENERATED
+from webhook.deploy.yaml_text import dump_documents, load_documents
+from webhook.policy.evaluate import Action
+from webhook.policy.model import Policy
+from webhook.policy.netpol import render_default_deny, render_profile
+
+RBAC_FILE = Path(__file__).resolve().parents[1] / "deploy" / "rbac.yaml"
+WEBHOOK_USER = "system:serviceaccount:egress-guard:egress-guard"
+RECONCILER_USER = "system:serviceaccount:egress-guard:egress-guard-reconciler"
+
+PLANNED: set[tuple[str, str, str, str]] = {
+    # denial Events are planned for both processes
+    (WEBHOOK_USER, "", "events", "create"),
+    (RECONCILER_USER, "", "events", "create"),
+    # watches of pods and workloads, for the namespace preview and a watching reconciler
+    *(
+        (user, group, resource, "watch")
+        for user in (WEBHOOK_USER, RECONCILER_USER)
+        for group, resource in (
+            ("", "pods"),
+            ("", "replicationcontrollers"),
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("apps", "daemonsets"),
+            ("apps", "replicasets"),
+            ("batch", "jobs"),
+            ("batch", "cronjobs"),
+        )
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    user: str
+    namespace: str | None
+    """None: cluster-wide (a ClusterRoleBinding)."""
+    group: str
+    resource: str
+    verb: str
+    names: frozenset[str]
+
+
+class Rbac:
+    """Kubernetes' RBAC authorizer over a set of manifests (allow-only, as RBAC is)."""
+
+    def __init__(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        docs = list(documents)
+        roles = {
+            (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs
+        }
+        self.grants: list[Grant] = []
+        for binding in docs:
+            if binding["kind"] not in ("ClusterRoleBinding", "RoleBinding"):
+                continue
+            scope = binding["metadata"].get("namespace")
+            ref = binding["roleRef"]
+            role_namespace = scope if ref["kind"] == "Role" else None
+            role = roles[(ref["kind"], role_namespace, ref["name"])]
+            for subject in binding["subjects"]:
+                user = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+                for rule in role["rules"]:
+                    for group in rule["apiGroups"]:
+                        for resource in rule["resources"]:
+                            for verb in rule["verbs"]:
+                                self.grants.append(
+                                    Grant(
+                                        user,
+                                        scope,
+                                        group,
+                                        resource,
+                                        verb,
+                                        frozenset(rule.get("resourceNames", ())),
+                                    )
+                                )
+
+    def allows(self, call: Call) -> bool:
+        return any(self._covers(grant, call) for grant in self.grants)
+
+    @staticmethod
+    def _covers(grant: Grant, call: Call) -> bool:
+        resource = f"{call.resource}/{call.subresource}" if call.subresource else call.resource
+        if (grant.user, grant.group, grant.resource, grant.verb) != (
+            call.user,
+            call.group,
+            resource,
+            call.verb,
+        ):
+            return False
+        if grant.namespace is not None and grant.namespace != call.namespace:
+            return False
+        if grant.names:  # never matches create, list or watch: the name is not known
+            return call.verb not in ("create", "list", "watch") and call.name in grant.names
+        return True
+
+    def granted(self) -> set[tuple[str, str, str, str]]:
+        return {(g.user, g.group, g.resource, g.verb) for g in self.grants}
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[dict[str, Any]]:
+    return load_documents(RBAC_FILE.read_text())
+
+
+def test_the_file_is_the_rendering_of_the_rules(documents: list[dict[str, Any]]) -> None:
+    comment = "what the webhook and the reconciler may do, and no more\n" + GENERATED
+    assert RBAC_FILE.read_text() == dump_documents(rbac_manifests(DeployOptions()), comment)
+    assert {d["kind"] for d in documents} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+        "ClusterRoleBinding",
+        "RoleBinding",
+    }
+
+
+def test_every_document_is_valid_for_the_kubernetes_schema(
+    documents: list[dict[str, Any]],
+) -> None:
+    for document in documents:
+        assert_schema_valid(document)
+
+
+def test_nothing_reads_secrets_or_writes_workloads(documents: list[dict[str, Any]]) -> None:
+    rbac = Rbac(documents)
+    assert not any(g.resource in ("secrets", "*") or g.verb == "*" for g in rbac.grants)
+    workload_resources = {"pods", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+    assert all(g.verb in ("list", "watch") for g in rbac.grants if g.resource in workload_resources)
+    assert not any(g.user == WEBHOOK_USER and g.verb == "delete" for g in rbac.grants), (
+        "the webhook never deletes"
+    )
+
+
+@pytest.fixture
+def enforcing(
+    documents: list[dict[str, Any]], policy: Policy
+) -> Iterator[tuple[LocalApiServer, Rbac]]:
+    rbac = Rbac(documents)
+    users = {"webhook-token": WEBHOOK_USER, "reconciler-token": RECONCILER_USER}
+    with LocalApiServer(users=users, authorizer=rbac.allows, max_lifetime_s=120) as api:
+        api.seed(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "egress-guard"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": "payments", "labels": ns_labels()},
+            },
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "opted-out"}},
+            {
+                **workload("Deployment", {PROFILE: "internal"}, name="ledger"),
+                "metadata": {"name": "ledger", "namespace": "payments"},
+            },
+            render_default_deny("opted-out", policy),
+        )
+        drifted = render_profile("payments", "stripe", policy)
+        drifted["metadata"]["annotations"] = {"egress-guard.io/policy-hash": "stale"}
+        api.seed(drifted)
+        # for the reconciler: a drifted policy to update, and a hand-made same-named one that
+        # its create runs into (then reads, and leaves alone)
+        api.seed(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": "shop", "labels": ns_labels()},
+            },
+            {
+                **workload("Deployment", {PROFILE: "stripe"}, name="cart"),
+                "metadata": {"name": "cart", "namespace": "shop"},
+            },
+            {**render_default_deny("shop", policy), "spec": {"podSelector": {}}},
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "egress-guard-profile-stripe", "namespace": "shop"},
+                "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
+            },
+        )
+        yield api, rbac
+
+
+def test_the_roles_cover_every_call_and_grant_nothing_unused(
+    enforcing: tuple[LocalApiServer, Rbac], tmp_path: Path
+) -> None:
+    api, rbac = enforcing
+    webhook_config = api.kubeconfig(tmp_path / "webhook", "webhook-token")
+    reconciler_config = api.kubeconfig(tmp_path / "reconciler", "reconciler-token")
+
+    policies = PolicyStore(None)
+    connection = connect("kubeconfig", policies, kubeconfig=str(webhook_config))
+    try:
+        assert connection.namespaces.synced.wait(10)
+        connection.namespaces.labels("created-later")  # a namespace not seen yet: one GET
+        controller = AdmissionController(policies, connection.namespaces, connection.applier)
+        outcome = controller.review(
+            request(workload("Deployment", {PROFILE: "stripe"}), namespace="payments"),
+            Action.VALIDATE,
+        )
+        assert outcome.decision.allowed, outcome.decision.message
+        assert outcome.applied[0].created and outcome.applied[0].updated
+        assert KubeWorkloadSource(connection.api).workloads("payments").complete
+    finally:
+        connection.close()
+
+    kube = api_client("kubeconfig", kubeconfig=str(reconciler_config))
+    settings = LeaseSettings(
+        namespace="egress-guard",
+        name=lease_name(DeployOptions()),
+        identity="replica-1",
+        duration_s=3,
+        renew_deadline_s=2,
+        retry_period_s=0.5,
+    )
+    report = reconcile_once(Reconciler(kube, policies), LeaderElector(kube, settings))
+    assert report is not None and not report.errors, report
+    assert report.created and report.updated and report.deleted
+    assert report.refused == ["shop/egress-guard-profile-stripe"]
+    kube.close()
+
+    refused = [call for call in api.calls if call.status in (401, 403)]
+    assert refused == []
+    used = {(c.user, c.group, c.resource, c.verb) for c in api.calls}
+    assert rbac.granted() - used == PLANNED
+
+
+def test_what_is_not_granted_is_refused(enforcing: tuple[LocalApiServer, Rbac]) -> None:
+    _, rbac = enforcing
+
+    def allowed(user: str, verb: str, group: str, resource: str, **where: str) -> bool:
+        return rbac.allows(Call(verb=verb, group=group, resource=resource, user=user, **where))
+
+    assert not allowed(WEBHOOK_USER, "delete", "networking.k8s.io", "networkpolicies", name="x")
+    assert not allowed(WEBHOOK_USER, "create", "coordination.k8s.io", "leases", namespace="eg")
+    assert not allowed(
+        RECONCILER_USER, "get", "coordination.k8s.io", "leases", namespace="egress-guard", name="x"
+    )
+    assert not allowed(
+        RECONCILER_USER, "create", "coordination.k8s.io", "leases", namespace="default"
+    )
+    assert not allowed(RECONCILER_USER, "update", "", "namespaces", name="payments")
+    assert allowed(
+        RECONCILER_USER,
+        "update",
+        "coordination.k8s.io",
+        "leases",
+        namespace="egress-guard",
+        name="egress-guard-reconciler",
+    )
