@@ -10,11 +10,12 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from webhook.admission.controller import AdmissionController
+from webhook.admission.controller import AdmissionController, Outcome
 from webhook.admission.review import ReviewError, parse_review, render_response
 from webhook.http.logs import log_decision
 from webhook.http.metrics import CONTENT_TYPE, WebhookMetrics
 from webhook.policy.evaluate import Action
+from webhook.policy.request import AdmissionRequest
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 """Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""
@@ -30,6 +31,8 @@ class WebhookState:
     ready: Callable[[], str | None]
     """None when ready, otherwise the reason it is not."""
     metrics: WebhookMetrics
+    on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None
+    """Told of every answered review after the answer is rendered (denial Events)."""
 
 
 def _json_error(status: int, message: str) -> Response:
@@ -42,10 +45,16 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ready: Callable[[], str | None] = lambda: None,
     metrics: WebhookMetrics | None = None,
+    on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None,
 ) -> Flask:
     app = Flask("egress_guard")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    state = WebhookState(controller=controller, ready=ready, metrics=metrics or WebhookMetrics())
+    state = WebhookState(
+        controller=controller,
+        ready=ready,
+        metrics=metrics or WebhookMetrics(),
+        on_review=on_review,
+    )
     app.extensions[EXTENSION] = state
 
     def answer(action: Action) -> Response:
@@ -69,6 +78,8 @@ def create_app(
         latency_s = time.perf_counter() - started
         log_decision(review.request, action, outcome, latency_s)
         state.metrics.observe(review.request, action, outcome, latency_s)
+        if state.on_review is not None:
+            state.on_review(review.request, action, outcome)
         return Response(body, status=200, mimetype="application/json")
 
     @app.post("/validate")

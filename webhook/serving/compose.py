@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
 
-from webhook.admission.controller import AdmissionController
+from webhook.admission.controller import AdmissionController, Outcome
 from webhook.admission.ports import NamespaceSource, PolicyApplier, WorkloadSource
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import PolicyStore
 from webhook.config.settings import ClusterMode, ServeSettings
 from webhook.http.app import create_app
+from webhook.policy.evaluate import Action
+from webhook.policy.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Components:
     cluster: ClusterMode
     workloads: WorkloadSource | None = None
     """For the namespace preview: a namespace's workloads (none without a cluster)."""
+    on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None
+    """Told of every answered review: records enforce-mode denials as Events in a cluster."""
 
 
 def build_components(settings: ServeSettings) -> Components:
@@ -58,6 +63,7 @@ def build_components(settings: ServeSettings) -> Components:
         connection = connect(mode, policies)
     except ClusterConfigError as err:
         raise SystemExit(f"{err}; or run with --cluster none") from None
+    from webhook.cluster.events import DenialEvents
     from webhook.cluster.kube_workloads import KubeWorkloadSource
 
     return Components(
@@ -66,6 +72,7 @@ def build_components(settings: ServeSettings) -> Components:
         connection.applier,
         mode,
         workloads=KubeWorkloadSource(connection.api),
+        on_review=DenialEvents(connection.api).observe,
     )
 
 
@@ -82,4 +89,6 @@ def build_app(settings: ServeSettings) -> Flask:
         settings.config or "<embedded example>",
         components.cluster,
     )
-    return create_app(controller, max_body_bytes=settings.max_body_bytes)
+    return create_app(
+        controller, max_body_bytes=settings.max_body_bytes, on_review=components.on_review
+    )
