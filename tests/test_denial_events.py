@@ -14,13 +14,12 @@ from flask.testing import FlaskClient
 from local_apiserver import RESOURCES, Fault, LocalApiServer, ResourceType
 from openapi_schema import assert_schema_valid
 
-from webhook.admission.controller import AdmissionController, Outcome
+from webhook.admission.controller import AdmissionController
 from webhook.cluster.client import api_client
 from webhook.cluster.events import REASON, DenialEvents, denial_event
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.http.app import create_app
-from webhook.policy.decision import denied
 from webhook.policy.evaluate import Action
 
 EVENTS = ResourceType("", "v1", "events", "Event", namespaced=True)
@@ -120,7 +119,10 @@ def test_a_burst_is_rate_limited_and_dropped_events_are_counted() -> None:
     now = [0.0]
     recorder = DenialEvents(api=None, per_second=2.0, clock=lambda: now[0])
     recorder._ensure_writer = lambda: None  # type: ignore[method-assign]  # count, write nothing
-    outcome = Outcome(denied("no profile", ("no profile",)), mode="enforce")
+    store = PolicyStore(None)
+    controller = AdmissionController(store, StaticNamespaceSource(store), ReportingApplier())
+    outcome = controller.review(request(workload("Deployment")), Action.VALIDATE)
+    assert (outcome.decision.allowed, outcome.mode) == (False, "enforce")
     for _ in range(5):
         recorder.observe(request(workload("Deployment")), Action.VALIDATE, outcome)
     assert (recorder._queue.qsize(), recorder.dropped) == (2, 3)
