@@ -3,6 +3,7 @@ it assumes."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from builders import INJECT, MODE, PROFILE, pod, review_document, workload
+from builders import INJECT, MODE, PROFILE, apply_patch, pod, review_document, workload
 from click.testing import CliRunner, Result
 
 from webhook.admission.controller import AdmissionController
@@ -527,3 +528,36 @@ def test_offline_commands_never_load_the_kubernetes_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_pods_warnings_come_from_the_mutating_webhook_first_as_kubectl_shows_them(
+    tmp_path: Path,
+) -> None:
+    """A Pod that sets its own proxy (a mutating warning) and lacks a profile in a warn namespace
+    (validating warnings): check lists them in the API server's order."""
+    config = tmp_path / "policy.yaml"
+    example = Path(__file__).resolve().parents[1] / "webhook" / "data" / "policy.example.yaml"
+    document = yaml.safe_load(example.read_text())
+    document["namespaces"] = {"trial": {"mode": "warn", "inject": "proxy"}}
+    config.write_text(yaml.safe_dump(document))
+    obj = pod(spec={"containers": [{"name": "app", "env": [{"name": "HTTP_PROXY", "value": "x"}]}]})
+    result = run(
+        "-f", "-", "-n", "trial", "--config", str(config), "-o", "json", stdin=json.dumps(obj)
+    )
+    warnings = items(result)[0]["warnings"]
+    policies = PolicyStore(config)
+    controller = AdmissionController(policies, StaticNamespaceSource(policies), ReportingApplier())
+    client = create_app(controller).test_client()
+    mutated = client.post(
+        "/mutate",
+        data=orjson.dumps(review_document(obj, namespace="trial")),
+        content_type="application/json",
+    ).get_json()["response"]
+    patched = apply_patch(obj, orjson.loads(base64.b64decode(mutated["patch"])))
+    validated = client.post(
+        "/validate",
+        data=orjson.dumps(review_document(patched, namespace="trial")),
+        content_type="application/json",
+    ).get_json()["response"]
+    assert mutated["warnings"] and validated["warnings"]
+    assert warnings == [*mutated["warnings"], *validated["warnings"]]
