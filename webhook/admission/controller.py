@@ -23,7 +23,6 @@ from webhook.admission.ports import (
 from webhook.policy.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
 from webhook.policy.evaluate import Action, mutate, triage, validate
 from webhook.policy.model import Policy
-from webhook.policy.namespace import namespace_context
 from webhook.policy.namespace_preview import NamespaceChange, namespace_change, preview
 from webhook.policy.request import AdmissionRequest
 
@@ -36,8 +35,12 @@ class Outcome:
 
     decision: Decision
     applied: tuple[ApplyOutcome, ...] = field(default=())
-    mode: str = ""
-    """The namespace's mode (enforce, warn, audit); empty where it is not managed."""
+
+    @property
+    def mode(self) -> str:
+        """The namespace's mode (enforce, warn, audit); empty where it is not managed."""
+        mode = self.decision.mode
+        return mode.value if mode is not None else ""
 
 
 @dataclass(slots=True)
@@ -77,19 +80,15 @@ class AdmissionController:
                     f"this request: {err}",
                 )
             )
-        namespace_mode = namespace_context(request.namespace, labels, policy).mode
-        mode = namespace_mode.value if namespace_mode is not None else ""
         if action is Action.MUTATE:
-            return Outcome(mutate(request, labels, policy, found), mode=mode)
+            return Outcome(mutate(request, labels, policy, found))
         decision = validate(request, labels, policy, found)
         if not decision.intents or not decision.allowed:
-            return Outcome(decision, mode=mode)
+            return Outcome(decision)
         if request.dry_run:
             names = ", ".join(name for intent in decision.intents for name in intent.names)
-            return Outcome(
-                decision.with_warnings(f"egress-guard: dry run: would ensure {names}"), mode=mode
-            )
-        return self._carry_out(decision, mode)
+            return Outcome(decision.with_warnings(f"egress-guard: dry run: would ensure {names}"))
+        return self._carry_out(decision)
 
     def _preview(self, change: NamespaceChange, policy: Policy) -> Decision:
         """Warnings about the workloads a namespace's new mode would refuse; the namespace change
@@ -107,7 +106,7 @@ class AdmissionController:
             )
         return preview(change, listing.workloads, complete=listing.complete, policy=policy)
 
-    def _carry_out(self, decision: Decision, mode: str) -> Outcome:
+    def _carry_out(self, decision: Decision) -> Outcome:
         """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""
         applied: list[ApplyOutcome] = []
         extra_warnings: list[str] = []
@@ -132,7 +131,6 @@ class AdmissionController:
                             warnings=bounded_warnings(decision.warnings),
                         ),
                         tuple(applied),
-                        mode,
                     )
                 extra_warnings.append(shorten(f"egress-guard: NetworkPolicies not ensured: {err}"))
                 continue
@@ -143,4 +141,4 @@ class AdmissionController:
                 )
         if extra_warnings:
             decision = decision.with_warnings(*extra_warnings)
-        return Outcome(decision, tuple(applied), mode)
+        return Outcome(decision, tuple(applied))

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from webhook.policy.jsonpatch import PatchOp
+from webhook.policy.model import Mode
 
 MAX_WARNING_CHARS = 120
 """The API server passes on warnings up to this length; longer ones are truncated or dropped."""
@@ -65,16 +66,23 @@ class Decision:
     intents: tuple[Intent, ...] = ()
     note: str = ""
     """Why nothing was checked, when nothing was (for the decision log: `namespace not managed`)."""
+    mode: Mode | None = None
+    """The namespace's mode, where it is managed (for logs, metrics and events)."""
 
     def with_warnings(self, *extra: str) -> Decision:
         return replace(self, warnings=bounded_warnings((*self.warnings, *extra)))
 
 
-def allowed(note: str = "", warnings: tuple[str, ...] = ()) -> Decision:
-    return Decision(allowed=True, verdict=Verdict.ALLOWED, note=note, warnings=warnings)
+def allowed(note: str = "", warnings: tuple[str, ...] = (), mode: Mode | None = None) -> Decision:
+    return Decision(allowed=True, verdict=Verdict.ALLOWED, note=note, warnings=warnings, mode=mode)
 
 
-def denied(message: str, violations: tuple[str, ...], warnings: tuple[str, ...] = ()) -> Decision:
+def denied(
+    message: str,
+    violations: tuple[str, ...],
+    warnings: tuple[str, ...] = (),
+    mode: Mode | None = None,
+) -> Decision:
     return Decision(
         allowed=False,
         verdict=Verdict.DENIED,
@@ -82,6 +90,7 @@ def denied(message: str, violations: tuple[str, ...], warnings: tuple[str, ...] 
         message=message,
         violations=violations,
         warnings=bounded_warnings(warnings),
+        mode=mode,
     )
 
 

@@ -7,7 +7,7 @@ the labels, calls these, and carries out what the decision asks for.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +16,7 @@ from webhook.policy.checks.profile_label import check_profile_label, declared_pr
 from webhook.policy.checks.result import Finding
 from webhook.policy.decision import (
     Decision,
+    EnsureNetworkPolicies,
     Verdict,
     allowed,
     bounded_warnings,
@@ -91,14 +92,19 @@ def validate(
     if not namespace.managed:
         return allowed(note="namespace not managed")
     if request.operation == "UPDATE" and _being_deleted(request.object):
-        return allowed(note="object is being deleted", warnings=namespace.notes)
+        return allowed("object is being deleted", namespace.notes, namespace.mode)
     workload = found.workload
     results = [check(workload, policy, namespace) for check in CHECKS]
     violations = tuple(finding for result in results for finding in result.violations)
     warnings = [*namespace.notes, *(f.warning for r in results for f in r.advice)]
     if request.operation == "CREATE":
-        decision = _apply_mode(namespace, violations, warnings, policy)
-        return _with_intents(decision, request.namespace, namespace, policy, workload)
+        if violations and namespace.mode is Mode.ENFORCE:
+            return _apply_mode(namespace, violations, warnings, policy)
+        profile = declared_profile(workload, policy)
+        intents = network_policy_intents(request.namespace, namespace, policy, profile)
+        if intents and profile is not None:
+            warnings.extend(_unexpressible(profile, policy, namespace))
+        return _apply_mode(namespace, violations, warnings, policy, intents)
     if violations and _already_violating(request, workload, policy, namespace):
         warnings[:0] = [
             "egress-guard: allowed because it lacked a valid profile before this update too",
@@ -110,29 +116,20 @@ def validate(
             violations=_messages(violations),
             warnings=bounded_warnings(warnings),
             note="pre-existing violation",
+            mode=namespace.mode,
         )
     return _apply_mode(namespace, violations, warnings, policy)
 
 
-def _with_intents(
-    decision: Decision,
-    namespace_name: str,
-    namespace: NamespaceContext,
-    policy: Policy,
-    workload: Workload,
-) -> Decision:
-    """An admitted workload's NetworkPolicies: the namespace's default-deny, and its profile's."""
-    if not decision.allowed:
-        return decision
-    profile = declared_profile(workload, policy)
-    intents = network_policy_intents(namespace_name, namespace, policy, profile)
-    if not intents:
-        return decision
-    warnings: tuple[str, ...] = ()
-    if profile is not None:
-        injects_all = namespace.inject is Inject.ALL
-        warnings = tuple(unexpressible(profile, policy, namespace_injects_all=injects_all))
-    return replace(decision.with_warnings(*warnings), intents=intents)
+def _unexpressible(profile: str, policy: Policy, namespace: NamespaceContext) -> tuple[str, ...]:
+    """Warnings for the profile's host names (memoised: the same for every review)."""
+    injects_all = namespace.inject is Inject.ALL
+    key = ("unexpressible", profile, injects_all)
+    cached = policy.memo.get(key)
+    if cached is None:
+        cached = tuple(unexpressible(profile, policy, namespace_injects_all=injects_all))
+        policy.memo[key] = cached
+    return cached  # type: ignore[return-value]
 
 
 def _apply_mode(
@@ -140,15 +137,24 @@ def _apply_mode(
     violations: tuple[Finding, ...],
     warnings: list[str],
     policy: Policy,
+    intents: tuple[EnsureNetworkPolicies, ...] = (),
 ) -> Decision:
-    """The verdict the namespace's mode gives these violations (none: allowed)."""
+    """The verdict the namespace's mode gives these violations (none: allowed), carrying the
+    intents of an admitted workload."""
+    mode = namespace.mode
     if not violations:
-        return Decision(allowed=True, verdict=Verdict.ALLOWED, warnings=bounded_warnings(warnings))
+        return Decision(
+            allowed=True,
+            verdict=Verdict.ALLOWED,
+            warnings=bounded_warnings(warnings),
+            intents=intents,
+            mode=mode,
+        )
     messages = _messages(violations)
-    defined = f"egress-guard: defined profiles: {', '.join(policy.profile_names) or '(none)'}"
-    if namespace.mode is Mode.ENFORCE:
-        return denied("; ".join(messages), messages, tuple(warnings))
-    if namespace.mode is Mode.WARN:
+    if mode is Mode.ENFORCE:
+        return denied("; ".join(messages), messages, tuple(warnings), mode=mode)
+    if mode is Mode.WARN:
+        defined = f"egress-guard: defined profiles: {', '.join(policy.profile_names) or '(none)'}"
         return Decision(
             allowed=True,
             verdict=Verdict.WARNED,
@@ -156,6 +162,8 @@ def _apply_mode(
             warnings=bounded_warnings(
                 [*(f"egress-guard (warn): {f.warning}" for f in violations), defined, *warnings]
             ),
+            intents=intents,
+            mode=mode,
         )
     return Decision(
         allowed=True,
@@ -163,6 +171,8 @@ def _apply_mode(
         violations=messages,
         warnings=bounded_warnings(warnings),
         audit_annotations={"mode": Mode.AUDIT.value, "violation": "; ".join(messages)},
+        intents=intents,
+        mode=mode,
     )
 
 
@@ -180,11 +190,12 @@ def mutate(
     if not namespace.managed:
         return allowed(note="namespace not managed")
     if not _wants_proxy(namespace, policy, found.workload):
-        return allowed(note="no proxy injection here")
+        return allowed("no proxy injection here", mode=namespace.mode)
     if policy.proxy is None:
         return allowed(
-            note="no proxy configured",
-            warnings=("egress-guard: proxy injection is asked for, but the policy has no proxy",),
+            "no proxy configured",
+            ("egress-guard: proxy injection is asked for, but the policy has no proxy",),
+            namespace.mode,
         )
     if request.sub_resource == EPHEMERAL_SUBRESOURCE:
         injection = inject_proxy_env(
@@ -211,6 +222,7 @@ def mutate(
         patch=patch,
         warnings=bounded_warnings(injection.warnings),
         note="" if patch else "proxy variables already present",
+        mode=namespace.mode,
     )
 
 
@@ -250,7 +262,5 @@ def _ephemeral_names(old_pod: Any) -> frozenset[str]:
     if not isinstance(items, list):
         return frozenset()
     return frozenset(
-        item["name"]
-        for item in items
-        if isinstance(item, Mapping) and isinstance(item.get("name"), str)
+        item["name"] for item in items if type(item) is dict and isinstance(item.get("name"), str)
     )

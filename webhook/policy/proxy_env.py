@@ -46,7 +46,7 @@ def _missing_entries(
     existing = {
         entry["name"]: entry
         for entry in env
-        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str)
+        if type(entry) is dict and isinstance(entry.get("name"), str)
     }
     missing: list[dict[str, str]] = []
     warnings: list[str] = []

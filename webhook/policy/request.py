@@ -46,5 +46,5 @@ class AdmissionRequest:
 
 
 def _mapping(parent: Any, key: str) -> Mapping[str, Any]:
-    value = parent.get(key) if isinstance(parent, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
+    value = parent.get(key) if type(parent) is dict else None
+    return value if type(value) is dict else {}
