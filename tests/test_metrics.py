@@ -100,11 +100,15 @@ def test_injections_policies_and_errors_are_counted(client: FlaskClient) -> None
     post(client, "/validate", review_document(pod({PROFILE: "stripe"}), namespace="payments"))
     assert client.post("/validate", data=b"{", content_type="application/json").status_code == 400
     assert client.post("/validate", data=b"{}", content_type="text/plain").status_code == 415
+    too_large = b" " * (7 * 1024 * 1024)  # over the default 6 MiB limit
+    assert (
+        client.post("/validate", data=too_large, content_type="application/json").status_code == 413
+    )
     found = scrape(client)
     assert total(found, "egress_guard_proxy_injections_total") == 1  # legacy injects the proxy
     # no cluster: the default-deny and the stripe policy are reported, not applied
     assert total(found, "egress_guard_network_policies_ensured_total", result="reported") == 2
-    assert total(found, "egress_guard_errors_total", reason="invalid") == 2
+    assert total(found, "egress_guard_errors_total", reason="invalid") == 3
     assert total(found, "egress_guard_errors_total", reason="internal") == 0
 
 

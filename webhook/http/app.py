@@ -106,6 +106,7 @@ def create_app(
         return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)
 
     def _too_large() -> Response:
+        state.metrics.invalid_review()
         return _json_error(413, f"body larger than the limit of {max_body_bytes} bytes")
 
     @app.errorhandler(RequestEntityTooLarge)
