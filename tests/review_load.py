@@ -51,7 +51,7 @@ class _ConnectionClosed(Exception):
     """The server closed a kept-alive connection before any byte of an answer came back."""
 
 
-def _closed_by_peer(conn: http.client.HTTPSConnection) -> bool:
+def closed_by_peer(conn: http.client.HTTPSConnection) -> bool:
     """Whether an idle pooled connection has a pending EOF or close_notify (Go checks the same)."""
     sock = conn.sock
     if sock is None:
@@ -85,8 +85,6 @@ class ReviewLoad:
         self._threads: list[threading.Thread] = []
         self._stats = [LoadStats() for _ in range(threads)]
         self._uids = itertools.count()
-        self.sockets_seen: list[set[int]] = [set() for _ in range(threads)]
-        """Per thread, the ids of the TLS sockets its reviews went over."""
 
     def _connect(self, stats: LoadStats) -> tuple[http.client.HTTPSConnection, int]:
         last: Exception | None = None
@@ -133,13 +131,12 @@ class ReviewLoad:
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             uid = f"load-{index}-{next(self._uids)}"
             reused = conn is not None and conn.sock is not None
-            if reused and conn is not None and _closed_by_peer(conn):
+            if reused and conn is not None and closed_by_peer(conn):
                 conn.close()
                 reused = False
             try:
                 if conn is None or conn.sock is None:
                     conn, port = self._connect(stats)
-                self.sockets_seen[index].add(id(conn.sock))
                 try:
                     self._send(conn, uid, reused)
                 except _ConnectionClosed:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from builders import PROFILE, pod, review_document, workload
-from review_load import ReviewLoad, _closed_by_peer
+from review_load import ReviewLoad, closed_by_peer
 from running_server import RunningServer, running_server
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,7 @@ def test_sigterm_under_load_loses_no_review(tmp_path: Path) -> None:
             exit_seconds = time.monotonic() - sent_at
             load.wait_for_answers(load.answered() + 80)
             stats = load.stop()
-            idle_was_closed = _closed_by_peer(idle)
+            idle_was_closed = closed_by_peer(idle)
             idle.close()
             old_log = old.log()
 
