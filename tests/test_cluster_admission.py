@@ -79,6 +79,7 @@ def cluster(local_api: LocalApiServer, kubeconfig: Path, policy: Policy) -> Iter
     policies = SwappablePolicy(policy)
     connection = connect("kubeconfig", policies, kubeconfig=str(kubeconfig))
     assert connection.namespaces.synced.wait(10), "the namespace cache never filled"
+    wait_for(lambda: local_api.count("watch", "namespaces") == 1)  # the watch follows the list
     controller = AdmissionController(policies, connection.namespaces, connection.applier)
     local_api.reset_calls()
     try:
@@ -369,7 +370,10 @@ def test_a_thousand_admissions_in_one_namespace_cost_only_the_first_calls(
     assert all(outcome.decision.allowed for outcome in outcomes)
     calls = cluster.api_calls()
     assert warm_up_calls == len(calls) == 1 + len(profiles)
-    assert cluster.api.counts() == {("create", "networkpolicies"): 5}
+    assert [(c.verb, c.resource, c.status) for c in calls] == [
+        ("create", "networkpolicies", 201)
+    ] * 5
+    assert cluster.api.count("watch") == 0  # no watch was restarted either
     assert sorted(o["metadata"]["name"] for o in cluster.api.objects("networkpolicies")) == sorted(
         [DEFAULT_DENY_NAME, *(f"egress-guard-profile-{p}" for p in profiles)]
     )

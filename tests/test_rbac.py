@@ -8,6 +8,7 @@ listed below as planned, with the reason).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,9 @@ def test_the_roles_cover_every_call_and_grant_nothing_unused(
     connection = connect("kubeconfig", policies, kubeconfig=str(webhook_config))
     try:
         assert connection.namespaces.synced.wait(10)
+        deadline = time.monotonic() + 5
+        while not api.count("watch", "namespaces") and time.monotonic() < deadline:
+            time.sleep(0.02)  # the watch request follows the list
         connection.namespaces.labels("created-later")  # a namespace not seen yet: one GET
         controller = AdmissionController(policies, connection.namespaces, connection.applier)
         outcome = controller.review(

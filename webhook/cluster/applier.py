@@ -20,15 +20,14 @@ from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline
 from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
 from webhook.policy.decision import EnsureNetworkPolicies
 from webhook.policy.model import Policy
-from webhook.policy.netpol import GeneratedKeys
 
 log = logging.getLogger(__name__)
 
 ENSURE_BUDGET_S = 2.0
 """Well inside the API server's webhook timeout (10 s by default), with room for the lookup."""
 
-PolicyKey = tuple[str, str, str]
-"""(namespace, name, content hash)"""
+PolicyKey = tuple[str, str, tuple[tuple[str, str], ...]]
+"""(namespace, name, the rendering's annotations: its content hash)"""
 
 
 class ClusterPolicyApplier:
@@ -54,13 +53,14 @@ class ClusterPolicyApplier:
         if policy is not self._policy:
             self._policy = policy
             self._in_place = set()  # a new policy file: verify everything again, once
-        annotation = GeneratedKeys.of(policy).hash_annotation
         deadline = Deadline(self._budget_s)
         written: dict[Written, list[str]] = {state: [] for state in Written}
         for manifest in intent.manifests:
             metadata = manifest["metadata"]
             name = str(metadata["name"])
-            key = (intent.namespace, name, str(metadata["annotations"][annotation]))
+            # The hash annotation is the manifest's version. Read it without the policy's label
+            # prefix: the intent may come from the policy in force just before a reload.
+            key = (intent.namespace, name, _version(metadata.get("annotations")))
             if key in self._in_place:
                 written[Written.UNCHANGED].append(name)
                 continue
@@ -99,6 +99,12 @@ class ClusterPolicyApplier:
             return result
         finally:
             lock.release()
+
+
+def _version(annotations: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(annotations, Mapping):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in annotations.items()))
 
 
 def _explain(err: ApiRejected, namespace: str) -> str:
