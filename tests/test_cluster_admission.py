@@ -18,10 +18,11 @@ from builders import PROFILE, ns_labels, policy_with, request, workload
 from local_apiserver import Call, Fault, LocalApiServer
 
 from webhook.admission.controller import AdmissionController, Outcome
+from webhook.cluster.client import api_client
 from webhook.cluster.kube import ClusterConnection, connect
 from webhook.cluster.namespaces import NamespaceCache
 from webhook.policy.decision import Verdict
-from webhook.policy.evaluate import Action
+from webhook.policy.evaluate import Action, validate
 from webhook.policy.model import Policy
 from webhook.policy.netpol import (
     DEFAULT_DENY_NAME,
@@ -86,6 +87,11 @@ def cluster(local_api: LocalApiServer, kubeconfig: Path, policy: Policy) -> Iter
         yield Cluster(local_api, connection, controller, policies)
     finally:
         connection.close()
+
+
+def validate_deployment(policy: Policy) -> Any:
+    obj = workload("Deployment", {PROFILE: "stripe"})
+    return validate(request(obj, namespace="payments"), ns_labels(), policy)
 
 
 def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
@@ -223,6 +229,15 @@ class TestEnsure:
         cluster.admit()
         assert cluster.api_calls() == []
 
+    def test_an_intent_from_just_before_a_label_prefix_reload_is_still_ensured(
+        self, cluster: Cluster, policy: Policy
+    ) -> None:
+        decision = validate_deployment(policy)
+        cluster.policies.policy = policy_with(policy, labelPrefix="egress.example.com")
+        (intent,) = decision.intents
+        applied = cluster.connection.applier.ensure(intent)
+        assert applied.created == (DEFAULT_DENY_NAME, STRIPE)
+
 
 class TestDryRun:
     def test_a_dry_run_writes_nothing_and_says_what_it_would_do(self, cluster: Cluster) -> None:
@@ -317,8 +332,6 @@ class TestFirstLookup:
 
     @pytest.fixture
     def cache(self, local_api: LocalApiServer, kubeconfig: Path) -> Iterator[NamespaceCache]:
-        from webhook.cluster.client import api_client
-
         local_api.seed(namespace("payments", ns_labels("enforce")))
         local_api.reset_calls()
         api = api_client("kubeconfig", kubeconfig=str(kubeconfig))
