@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -378,3 +381,44 @@ def test_reconcile_once_returns_none_when_not_leader(
     assert elector(kube, "x").try_acquire_or_renew()
     assert reconcile_once(Reconciler(kube, PolicyStore(None)), elector(kube, "y")) is None
     assert cluster.count("create", "networkpolicies") == 0
+
+
+@pytest.mark.e2e
+def test_the_command_loops_as_leader_and_releases_the_lease_on_sigterm(
+    cluster: LocalApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "webhook",
+        "reconcile",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "1",
+        "--lease-duration",
+        "3",
+        "--identity",
+        "replica-0",
+    ]
+    log = tmp_path / "reconcile.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while STRIPE not in policy_names(cluster, "payments") and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        assert STRIPE in policy_names(cluster, "payments"), log.read_text()
+        lease = cluster.get("leases", "egress-guard-reconciler", "egress-guard")
+        assert lease is not None and lease["spec"]["holderIdentity"] == "replica-0"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    lease = cluster.get("leases", "egress-guard-reconciler", "egress-guard")
+    assert lease is not None and lease["spec"]["holderIdentity"] == ""
+    passes = [line for line in log.read_text().splitlines() if '"reconcile pass' in line]
+    assert passes and '"created"' in passes[0]
