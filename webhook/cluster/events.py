@@ -34,7 +34,8 @@ COMPONENT = "egress-guard"
 MAX_MESSAGE = 1024
 QUEUE_SIZE = 256
 EVENTS_PER_SECOND = 10.0
-WRITE_BUDGET_S = 2.0
+WRITE_BUDGET_S = 5.0
+"""Off the review path, an Event may take its time; only the writer thread waits for it."""
 
 JsonObject = dict[str, Any]
 
@@ -152,7 +153,7 @@ class DenialEvents:
                     self._create,
                     event["metadata"]["namespace"],
                     event,
-                    timeout=Deadline(WRITE_BUDGET_S).timeout(),
+                    timeout=Deadline(WRITE_BUDGET_S).timeout(connect_s=1.0, read_s=WRITE_BUDGET_S),
                 )
                 self.written += 1
             except (ApiRejected, ApiUnreachable) as err:
