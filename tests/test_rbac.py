@@ -21,6 +21,7 @@ from openapi_schema import assert_schema_valid
 
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.client import api_client
+from webhook.cluster.events import DenialEvents
 from webhook.cluster.kube import connect
 from webhook.cluster.kube_workloads import KubeWorkloadSource
 from webhook.cluster.lease import LeaderElector, LeaseSettings
@@ -40,8 +41,7 @@ WEBHOOK_USER = "system:serviceaccount:egress-guard:egress-guard"
 RECONCILER_USER = "system:serviceaccount:egress-guard:egress-guard-reconciler"
 
 PLANNED: set[tuple[str, str, str, str]] = {
-    # denial Events are planned for both processes
-    (WEBHOOK_USER, "", "events", "create"),
+    # Events from the reconciler are planned (the webhook records denials already)
     (RECONCILER_USER, "", "events", "create"),
     # watches of pods and workloads, for the namespace preview and a watching reconciler
     *(
@@ -232,6 +232,13 @@ def test_the_roles_cover_every_call_and_grant_nothing_unused(
         assert outcome.decision.allowed, outcome.decision.message
         assert outcome.applied[0].created and outcome.applied[0].updated
         assert KubeWorkloadSource(connection.api).workloads("payments").complete
+        events = DenialEvents(connection.api)
+        refused = request(workload("Deployment", {"app": "x"}), namespace="payments")
+        events.observe(refused, Action.VALIDATE, controller.review(refused, Action.VALIDATE))
+        deadline = time.monotonic() + 5
+        while not events.written and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert events.written == 1
     finally:
         connection.close()
 

@@ -4,7 +4,7 @@ Two service accounts, so that each process holds only what it uses:
 
 - `<name>` runs `serve`. It reads namespaces (a GET for a namespace not seen yet, list and watch
   for its label cache) and creates, reads and updates the NetworkPolicies it generates; it never
-  deletes one. It creates Events (denials are to be recorded as Events).
+  deletes one. It creates Events (each enforce-mode denial is recorded on the workload).
 - `<name>-reconciler` runs `reconcile`. It lists namespaces and the generated NetworkPolicies
   cluster-wide, creates, updates and deletes (prunes) them, and holds one Lease, by name, in
   egress-guard's own namespace.
