@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook.admission.controller import AdmissionController, Outcome
 from webhook.admission.review import ReviewError, parse_review, render_response
-from webhook.http.logs import log_decision
+from webhook.http.logs import log_decision, log_refusal
 from webhook.http.metrics import CONTENT_TYPE, WebhookMetrics
 from webhook.policy.evaluate import Action
 from webhook.policy.request import AdmissionRequest
@@ -57,11 +57,16 @@ def create_app(
     )
     app.extensions[EXTENSION] = state
 
+    def refuse(status: int, message: str) -> Response:
+        """A body that is no review egress-guard can answer: counted, logged, a JSON 4xx."""
+        state.metrics.invalid_review()
+        log_refusal(request.path, status, message)
+        return _json_error(status, message)
+
     def answer(action: Action) -> Response:
         started = time.perf_counter()
         if request.mimetype != "application/json":
-            state.metrics.invalid_review()
-            return _json_error(
+            return refuse(
                 415, f"Content-Type must be application/json, not {request.mimetype or 'absent'}"
             )
         body = request.get_data(cache=False)
@@ -71,8 +76,7 @@ def create_app(
         try:
             review = parse_review(body)
         except ReviewError as err:
-            state.metrics.invalid_review()
-            return _json_error(err.status, str(err))
+            return refuse(err.status, str(err))
         outcome = state.controller.review(review.request, action)
         body = render_response(review.api_version, review.request.uid, outcome.decision)
         latency_s = time.perf_counter() - started
@@ -106,8 +110,7 @@ def create_app(
         return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)
 
     def _too_large() -> Response:
-        state.metrics.invalid_review()
-        return _json_error(413, f"body larger than the limit of {max_body_bytes} bytes")
+        return refuse(413, f"body larger than the limit of {max_body_bytes} bytes")
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:

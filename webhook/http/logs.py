@@ -34,6 +34,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+def log_refusal(path: str, status: int, message: str) -> None:
+    """A request that was no answerable review: a line, so that a misbehaving client shows."""
+    decision_log.info(
+        "request refused",
+        extra={"fields": {"path": path, "status": status, "reason": message}},
+    )
+
+
 def log_decision(
     request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
 ) -> None:
