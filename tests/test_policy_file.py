@@ -202,6 +202,24 @@ class TestPolicyStore:
         assert "fixed" in store.current().profiles
         assert store.last_error is None
 
+    def test_a_worker_starting_on_a_broken_file_serves_the_last_good_copy(
+        self, tmp_path: Path
+    ) -> None:
+        path, snapshot = tmp_path / "policy.yaml", tmp_path / "last-good.yaml"
+        path.write_text(VALID)
+        first = PolicyStore(path, snapshot=snapshot)  # a worker that started on the good file
+        assert snapshot.read_text() == VALID
+        path.write_text("profiles: [broken\n")
+        replacement = PolicyStore(path, snapshot=snapshot)  # a worker started after the push
+        assert set(replacement.current().profiles) == set(first.current().profiles)
+        assert replacement.last_error is not None and "not valid YAML" in replacement.last_error
+
+    def test_without_a_good_copy_a_broken_file_is_still_an_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "policy.yaml"
+        path.write_text("profiles: 3\n")
+        with pytest.raises(PolicyFileError):
+            PolicyStore(path, snapshot=tmp_path / "absent.yaml")
+
     def test_a_bad_file_at_start_is_an_error_not_a_fallback(self, tmp_path: Path) -> None:
         path = tmp_path / "policy.yaml"
         path.write_text("profiles: 3\n")

@@ -86,11 +86,27 @@ def test_a_broken_policy_pushed_at_runtime_keeps_the_last_good_one(tmp_path: Pat
         answers = [verdict(server, denied_review) for _ in range(20)]
         assert all(not answer["allowed"] for answer in answers), "the broken file took effect"
         wait_for(lambda: "policy reload failed" in server.log(), 10, "the reload error in the log")
+        # A worker replaced now boots on the broken file: it serves the last good policy too.
+        victim = worker_pids(server.process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                len(worker_pids(server.process.pid)) == 2
+                and victim not in worker_pids(server.process.pid)
+            ),
+            30,
+            "gunicorn to replace the killed worker",
+        )
+        answers = [verdict(server, denied_review) for _ in range(20)]
+        assert all(not answer["allowed"] for answer in answers), "a new worker lost the policy"
         policy.write_text(POLICY % "warn")
         wait_for(lambda: verdict(server, denied_review)["allowed"], 10, "the fixed policy")
         stats = load.stop()
-    print(f"\nbroken policy push: {stats.answered} reviews answered, {len(stats.failures)} failed")
-    assert not stats.failures, stats.failures[:5]
+    print(
+        f"\nbroken policy push (and a worker replaced meanwhile): {stats.answered} reviews "
+        f"answered, {len(stats.failures)} failed"
+    )
+    assert len(stats.failures) <= 2, stats.failures[:5]  # in flight on the killed worker
 
 
 def verdict(server: RunningServer, document: Any) -> Any:

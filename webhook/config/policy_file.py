@@ -7,6 +7,7 @@ swaps it atomically); a bad new version is logged and the last good one stays in
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -147,25 +148,50 @@ class PolicyStore:
 
     Checking costs one stat() per interval, on the request path, so no thread is needed and a
     forked worker is never left with a stale one.
+
+    `snapshot` is a file where the last good policy text is kept (the server's workers share one):
+    a worker that starts while the file is broken (gunicorn replaced a crashed one) serves the last
+    good policy, like its siblings, instead of failing to boot and taking the server down.
     """
 
     def __init__(
         self,
         path: Path | None,
         *,
+        snapshot: Path | None = None,
         check_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         on_reload: Callable[[Policy], None] | None = None,
     ) -> None:
         self.path = path
+        self._snapshot = snapshot
         self._interval = check_interval
         self._clock = clock
         self._on_reload = on_reload
         self._lock = threading.Lock()
         self._signature = _signature(path) if path else None
-        self._policy = load_policy(path)
-        self._next_check = clock() + check_interval
         self.last_error: str | None = None
+        try:
+            self._policy = self._load(path)
+        except PolicyFileError as err:
+            if snapshot is None or not snapshot.is_file():
+                raise
+            self._policy = parse_policy(snapshot.read_text(encoding="utf-8"), str(snapshot))
+            self.last_error = str(err)
+            log.error("policy file not valid; serving the last good policy: %s", err)
+        self._next_check = clock() + check_interval
+
+    def _load(self, path: Path | None) -> Policy:
+        text, source = read_policy_text(path)
+        policy = parse_policy(text, source)
+        if self._snapshot is not None:
+            try:
+                tmp = self._snapshot.with_name(f".{self._snapshot.name}.{os.getpid()}")
+                tmp.write_text(text, encoding="utf-8")
+                tmp.replace(self._snapshot)
+            except OSError as err:
+                log.warning("cannot keep a copy of the last good policy in %s: %s", tmp, err)
+        return policy
 
     def current(self) -> Policy:
         if self.path is not None and self._clock() >= self._next_check:
@@ -182,7 +208,7 @@ class PolicyStore:
                 return
             self._signature = signature
             try:
-                policy = load_policy(path)
+                policy = self._load(path)
             except PolicyFileError as err:
                 self.last_error = str(err)
                 log.error("policy reload failed; the previous policy stays in force: %s", err)

@@ -35,3 +35,7 @@ class ServeSettings(BaseSettings):
     service: str = "egress-guard"
     namespace: str = "egress-guard"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    policy_snapshot: Path | None = Field(
+        default=None,
+        description="where workers keep the last good policy text (set by serve for its workers)",
+    )

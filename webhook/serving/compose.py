@@ -47,7 +47,7 @@ class Components:
 
 
 def build_components(settings: ServeSettings) -> Components:
-    policies = PolicyStore(settings.config)
+    policies = PolicyStore(settings.config, snapshot=settings.policy_snapshot)
     mode = resolve_cluster_mode(settings.cluster)
     if mode == "none":
         return Components(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +79,20 @@ def serve(**flags: Any) -> None:
         f"(policy: {settings.config or 'embedded example'}; CA: {certs.ca_cert})",
         err=True,
     )
-    with multiprocess_dir():  # before anything imports prometheus_client
+    with multiprocess_dir(), policy_snapshot() as snapshot:  # before prometheus_client loads
         from webhook.serving.server import run  # gunicorn loads only for this command
 
-        run(settings, certs)
+        run(settings.model_copy(update={"policy_snapshot": snapshot}), certs)
+
+
+@contextlib.contextmanager
+def policy_snapshot() -> Iterator[Path]:
+    """A private file where the workers keep the last good policy, removed when serving ends."""
+    directory = Path(tempfile.mkdtemp(prefix="egress-guard-policy-"))
+    try:
+        yield directory / "last-good.yaml"  # the first worker to load the policy writes it
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 COMMAND = serve
