@@ -103,7 +103,7 @@ def wait_ready(url: str, ca: Path, process: subprocess.Popen[bytes], timeout: fl
     raise RuntimeError(f"{url} not ready in {timeout} s")
 
 
-def start_egress_guard(workdir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
+def start_egress_guard(workdir: Path, port: int, threads: int | None) -> subprocess.Popen[bytes]:
     log = (workdir / "egress-guard.log").open("wb")
     process = subprocess.Popen(
         [
@@ -124,8 +124,7 @@ def start_egress_guard(workdir: Path, port: int, threads: int) -> subprocess.Pop
             str(port),
             "--workers",
             "1",
-            "--threads",
-            str(threads),
+            *(["--threads", str(threads)] if threads else []),
             "--cluster",
             "none",
         ],
@@ -282,7 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 s per scenario (a smoke run)")
     parser.add_argument("--seconds", type=float, help="seconds per scenario [10; quick: 2]")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads [4]")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker [serve's default]")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:

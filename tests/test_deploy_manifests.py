@@ -357,10 +357,17 @@ def test_the_paths_the_webhooks_call_are_served() -> None:
     from webhook.config.policy_file import PolicyStore
     from webhook.http.app import create_app
 
+    from builders import review_document, workload
+
     store = PolicyStore(None)
     app = create_app(AdmissionController(store, StaticNamespaceSource(store), ReportingApplier()))
-    routes = {rule.rule for rule in app.url_map.iter_rules()}
-    assert {VALIDATE_PATH, MUTATE_PATH, "/readyz", "/healthz", "/metrics"} <= routes
+    client = app.test_client()
+    for path in (VALIDATE_PATH, MUTATE_PATH):
+        reply = client.post(path, json=review_document(workload("Deployment"), uid="p"))
+        assert reply.status_code == 200, path
+        assert reply.get_json()["response"]["uid"] == "p", path
+    for probe in ("/readyz", "/healthz", "/metrics"):
+        assert client.get(probe).status_code == 200, probe
 
 
 # --- rendering from other policies and options ---------------------------------------------

@@ -21,7 +21,13 @@ class ServeSettings(BaseSettings):
     port: int = Field(default=8443, ge=1, le=65535)
     cert_dir: Path = Path("certs")
     workers: int = Field(default=2, ge=1, le=64)
-    threads: int = Field(default=4, ge=1, le=256)
+    threads: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="two: one review may wait on the API server while the other is answered; "
+        "more only add GIL contention on a core (p99 doubles at four)",
+    )
     keepalive_s: int = Field(
         default=120, ge=1, description="above the API server's 90 s idle timeout"
     )

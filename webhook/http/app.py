@@ -1,18 +1,20 @@
-"""The Flask application: `create_app()` builds one around an admission controller."""
+"""The Flask application: `create_app()` builds one around an admission controller.
+
+The review paths, POST /validate and /mutate, are served by `AdmissionEndpoints` in front of
+Flask's request handling (see that module for why); Flask serves the rest.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 
 from webhook.admission.controller import AdmissionController, Outcome
-from webhook.admission.review import ReviewError, parse_review, render_response
-from webhook.http.logs import log_decision, log_refusal
+from webhook.http.admission_endpoints import AdmissionEndpoints
 from webhook.http.metrics import CONTENT_TYPE, WebhookMetrics
 from webhook.policy.evaluate import Action
 from webhook.policy.request import AdmissionRequest
@@ -57,42 +59,7 @@ def create_app(
     )
     app.extensions[EXTENSION] = state
 
-    def refuse(status: int, message: str) -> Response:
-        """A body that is no review egress-guard can answer: counted, logged, a JSON 4xx."""
-        state.metrics.invalid_review()
-        log_refusal(request.path, status, message)
-        return _json_error(status, message)
-
-    def answer(action: Action) -> Response:
-        started = time.perf_counter()
-        if request.mimetype != "application/json":
-            return refuse(
-                415, f"Content-Type must be application/json, not {request.mimetype or 'absent'}"
-            )
-        body = request.get_data(cache=False)
-        if request.content_length is None and len(body) >= max_body_bytes:
-            # A streamed (chunked) body is cut at the limit rather than refused: refuse it here.
-            return _too_large()
-        try:
-            review = parse_review(body)
-        except ReviewError as err:
-            return refuse(err.status, str(err))
-        outcome = state.controller.review(review.request, action)
-        body = render_response(review.api_version, review.request.uid, outcome.decision)
-        latency_s = time.perf_counter() - started
-        log_decision(review.request, action, outcome, latency_s)
-        state.metrics.observe(review.request, action, outcome, latency_s)
-        if state.on_review is not None:
-            state.on_review(review.request, action, outcome)
-        return Response(body, status=200, mimetype="application/json")
-
-    @app.post("/validate")
-    def validate() -> Response:
-        return answer(Action.VALIDATE)
-
-    @app.post("/mutate")
-    def mutate() -> Response:
-        return answer(Action.MUTATE)
+    app.wsgi_app = AdmissionEndpoints(app.wsgi_app, state, max_body_bytes)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -108,13 +75,6 @@ def create_app(
     @app.get("/metrics")
     def metrics_text() -> Response:
         return Response(state.metrics.exposition(), content_type=CONTENT_TYPE)
-
-    def _too_large() -> Response:
-        return refuse(413, f"body larger than the limit of {max_body_bytes} bytes")
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_: RequestEntityTooLarge) -> Response:
-        return _too_large()
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:

@@ -51,6 +51,3 @@ class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled and not self._listeners_shut)
-
-
-WORKER_CLASS = f"{DrainingThreadWorker.__module__}.{DrainingThreadWorker.__qualname__}"

@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from webhook.config.settings import ServeSettings
 from webhook.serving.certs import CertFiles
 from webhook.serving.compose import build_app
-from webhook.serving.graceful import WORKER_CLASS, DrainingArbiter
+from webhook.serving.graceful import DrainingArbiter
 from webhook.serving.metrics_dir import mark_worker_dead
 from webhook.serving.tls import context_for
+from webhook.serving.worker import WORKER_CLASS
 
 
 def logging_config(level: str) -> dict[str, Any]:
@@ -39,6 +41,18 @@ def logging_config(level: str) -> dict[str, Any]:
     }
 
 
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger without the access log, which the decision log replaces.
+
+    gunicorn builds every access-log line's fields before the log level can drop it, whenever a
+    logging configuration is given (as here): about 30 µs of every review, spent on nothing.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if self.cfg.accesslog:
+            super().access(resp, req, environ, request_time)
+
+
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -54,7 +68,7 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
     options: dict[str, Any] = {
         "bind": [bind_address(settings.host, settings.port)],
         "workers": settings.workers,
-        "worker_class": WORKER_CLASS,  # gthread, refusing new connections once stopping
+        "worker_class": WORKER_CLASS,  # gthread: drains on stop, frozen settings
         "threads": settings.threads,
         "keepalive": settings.keepalive_s,
         "graceful_timeout": settings.graceful_timeout_s,
@@ -66,6 +80,7 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
         "errorlog": "-",
         "loglevel": settings.log_level,
         "logconfig_dict": logging_config(settings.log_level),
+        "logger_class": GunicornLogger,
         "proc_name": "egress-guard",
         "control_socket_disable": True,
         "preload_app": False,
@@ -102,5 +117,11 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
 
 
 def run(settings: ServeSettings, certs: CertFiles) -> None:
+    # The JSON log lines use none of these record fields; not gathering them is cheaper
+    # (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.getLogger(__name__).debug("starting gunicorn")
     WebhookServer(settings, gunicorn_options(settings, certs)).run()

@@ -34,7 +34,7 @@ from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs,
     help="tls.crt/tls.key here; generated with a local CA when absent [default: certs].",
 )
 @click.option("--workers", type=int, help="gunicorn worker processes [default: 2].")
-@click.option("--threads", type=int, help="Threads per worker [default: 4].")
+@click.option("--threads", type=int, help="Threads per worker [default: 2].")
 @click.option(
     "--cluster",
     type=click.Choice(["auto", "none", "in-cluster", "kubeconfig"]),
