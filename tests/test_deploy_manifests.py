@@ -352,12 +352,12 @@ def test_the_policy_config_map_holds_the_policy_file_verbatim(built: dict[Any, D
 
 
 def test_the_paths_the_webhooks_call_are_served() -> None:
+    from builders import review_document, workload
+
     from webhook.admission.controller import AdmissionController
     from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
     from webhook.config.policy_file import PolicyStore
     from webhook.http.app import create_app
-
-    from builders import review_document, workload
 
     store = PolicyStore(None)
     app = create_app(AdmissionController(store, StaticNamespaceSource(store), ReportingApplier()))
