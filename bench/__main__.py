@@ -11,6 +11,7 @@ Figures that matter are ratios taken side by side in this run: machines here are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,9 +27,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.cluster import LocalCluster, local_cluster
 from bench.floor import start_nginx
 from bench.loadgen import LoadResult, hey_paced, missing_tools, wrk
-from bench.payloads import write
+from bench.payloads import Payload, write
 from bench.procstat import sample
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +48,7 @@ COLUMNS = (
     "CPU µs/review",
     "RSS MiB",
 )
+CONCURRENCIES = (1, 8, 32)
 BUDGET_RATE = 3000.0
 BUDGET_P99_MS = 10.0
 BUDGET_CPU_RATIO = 25.0
@@ -103,37 +106,38 @@ def wait_ready(url: str, ca: Path, process: subprocess.Popen[bytes], timeout: fl
     raise RuntimeError(f"{url} not ready in {timeout} s")
 
 
-def start_egress_guard(workdir: Path, port: int, threads: int | None) -> subprocess.Popen[bytes]:
-    log = (workdir / "egress-guard.log").open("wb")
-    process = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            SERVER_CPU,
-            sys.executable,
-            "-m",
-            "webhook",
-            "serve",
-            "--config",
-            str(workdir / "policy.yaml"),
-            "--cert-dir",
-            str(workdir / "certs"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            *(["--threads", str(threads)] if threads else []),
-            "--cluster",
-            "none",
-        ],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+def start_egress_guard(
+    workdir: Path, port: int, threads: int | None, kubeconfig: Path | None
+) -> subprocess.Popen[bytes]:
+    """`egress-guard serve` as deployed, one worker, on the server core."""
+    command = [
+        *("taskset", "-c", SERVER_CPU, sys.executable, "-m", "webhook", "serve"),
+        *("--config", str(workdir / "policy.yaml"), "--cert-dir", str(workdir / "certs")),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *(("--threads", str(threads)) if threads else ()),
+        *("--cluster", "kubeconfig" if kubeconfig else "none"),
+    ]
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)} if kubeconfig else None
+    with (workdir / "egress-guard.log").open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
     wait_ready(f"https://127.0.0.1:{port}/healthz", workdir / "certs" / "ca.crt", process)
     return process
+
+
+def warm_up(port: int, ca: Path, payloads: list[tuple[Payload, Path]]) -> None:
+    """Every payload once: first admissions ensure their NetworkPolicies, later ones need none."""
+    context = ssl.create_default_context(cafile=str(ca))
+    for payload, body in payloads:
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{port}{payload.path}",
+            data=body.read_bytes(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, context=context, timeout=10) as reply:
+            answer = json.loads(reply.read())["response"]
+        expected = payload.name != "denied-6k"
+        if answer["allowed"] is not expected:
+            raise RuntimeError(f"warm-up: {payload.name} answered {answer}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -213,7 +217,8 @@ def find(rows: list[Row], target: str, payload: str, concurrency: int) -> Row:
     )
 
 
-def report(rows: list[Row], paced: LoadResult, info: dict[str, str], quick: bool) -> str:
+def report(run: Run, info: dict[str, str], quick: bool) -> str:
+    rows, paced = run.rows, run.paced
     lines = [
         f"# egress-guard benchmark{' (quick)' if quick else ''}",
         "",
@@ -221,6 +226,8 @@ def report(rows: list[Row], paced: LoadResult, info: dict[str, str], quick: bool
         "",
         "Server pinned to core 0 (one gunicorn gthread worker, TLS, keep-alive, decision log on);",
         "load generator (wrk) pinned to core 1. CPU is the server's user+system time per review.",
+        f"Cluster: {info['cluster']} (local: the test suite's local API server on core 1; every "
+        "payload sent once before measuring, so first admissions have ensured their policies).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|---|---|" + "---:|" * (len(COLUMNS) - 2),
@@ -269,6 +276,29 @@ def report(rows: list[Row], paced: LoadResult, info: dict[str, str], quick: bool
             paced.errors == 0,
         ),
     ]
+    if run.api_calls_measured is not None:
+        # Background threads call too: the namespace watch (re-listing when a watch expires)
+        # and denial Events. Everything else would be a call made while a review waits.
+        background = {
+            k: n
+            for k, n in run.api_calls_measured.items()
+            if k in ("create events", "list namespaces") or k.startswith("watch ")
+        }
+        on_path = {k: n for k, n in run.api_calls_measured.items() if k not in background}
+        checks += [
+            (
+                "Kubernetes API calls on the review path while measuring",
+                ", ".join(f"{n} {k}" for k, n in on_path.items()) or "0",
+                "0",
+                not on_path,
+            ),
+            (
+                "API calls of background threads (watch, Events)",
+                ", ".join(f"{n} {k}" for k, n in background.items()) or "0",
+                "",
+                True,
+            ),
+        ]
     lines += ["", "| budget | measured | goal | |", "|---|---:|---:|---|"]
     lines += [
         f"| {name} | {value} | {goal} | {'ok' if ok else 'MISSED'} |"
@@ -277,48 +307,45 @@ def report(rows: list[Row], paced: LoadResult, info: dict[str, str], quick: bool
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 s per scenario (a smoke run)")
-    parser.add_argument("--seconds", type=float, help="seconds per scenario [10; quick: 2]")
-    parser.add_argument("--threads", type=int, help="gunicorn threads per worker [serve's default]")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    args = parser.parse_args()
-    if (os.cpu_count() or 1) < 2:
-        sys.exit("the benchmark pins server and load generator to two different cores: need 2")
-    ensure_tools()
-    seconds = args.seconds or (2.0 if args.quick else 10.0)
-    concurrencies = [1, 8, 32]
-    workdir = HERE / "work"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    payloads = write(workdir)
+def generate_certs(directory: Path) -> None:
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "webhook",
-            "certs",
-            "generate",
-            "--out",
-            str(workdir / "certs"),
-            "--dns",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
+            *(sys.executable, "-m", "webhook", "certs", "generate", "--out", str(directory)),
+            *("--dns", "localhost", "--ip", "127.0.0.1"),
         ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+@dataclass
+class Run:
+    rows: list[Row]
+    paced: LoadResult
+    api_calls_measured: dict[str, int] | None
+    """Kubernetes API calls made while measuring (after warm-up), by verb and resource; None
+    without a cluster."""
+
+
+def run_scenarios(
+    workdir: Path,
+    payloads: list[tuple[Payload, Path]],
+    *,
+    seconds: float,
+    threads: int | None,
+    cluster: LocalCluster | None,
+) -> Run:
     rows: list[Row] = []
     port, nginx_port = free_port(), free_port()
     certs = workdir / "certs"
-    server = start_egress_guard(workdir, port, args.threads)
+    server = start_egress_guard(workdir, port, threads, cluster.kubeconfig if cluster else None)
     nginx = start_nginx(workdir, nginx_port, certs / "tls.crt", certs / "tls.key", SERVER_CPU)
     deploy = next(body for payload, body in payloads if payload.name == "deploy-6k")
     try:
+        warm_up(port, certs / "ca.crt", payloads)
+        calls_before = cluster.calls() if cluster else {}
         for payload, body in payloads:
-            for concurrency in concurrencies:
+            for concurrency in CONCURRENCIES:
                 print(f"egress-guard {payload.name} c={concurrency} ...", file=sys.stderr)
                 rows.append(
                     measure(
@@ -355,20 +382,59 @@ def main() -> None:
             seconds=seconds,
             cpu=LOAD_CPU,
         )
+        calls = None
+        if cluster is not None:
+            after = cluster.calls()
+            calls = {k: n - calls_before.get(k, 0) for k, n in after.items()}
+            calls = {k: n for k, n in calls.items() if n}
     finally:
         stop(server)
         stop(nginx)
-    info = machine()
-    text = report(rows, paced, info, args.quick)
+    return Run(rows, paced, calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 s per scenario (a smoke run)")
+    parser.add_argument("--seconds", type=float, help="seconds per scenario [10; quick: 2]")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker [serve's default]")
+    parser.add_argument(
+        "--cluster",
+        choices=["local", "none"],
+        default="local",
+        help="local: the test suite's local API server, as in production [default]; "
+        "none: no cluster (NetworkPolicies reported in a warning)",
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("the benchmark pins server and load generator to two different cores: need 2")
+    ensure_tools()
+    os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process (and the local API server) off core 0
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    workdir = HERE / "work"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    payloads = write(workdir)
+    generate_certs(workdir / "certs")
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(local_cluster(workdir)) if args.cluster == "local" else None
+        run = run_scenarios(
+            workdir, payloads, seconds=seconds, threads=args.threads, cluster=cluster
+        )
+    info = {**machine(), "cluster": args.cluster}
+    text = report(run, info, args.quick)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M") + ("-quick" if args.quick else "")
     (args.out / f"{stem}.md").write_text(text)
-    (args.out / f"{stem}.json").write_text(
-        json.dumps(
-            {"machine": info, "rows": [asdict(r) for r in rows], "paced": asdict(paced)}, indent=2
-        )
-    )
+    document = {
+        "machine": info,
+        "rows": [asdict(r) for r in run.rows],
+        "paced": asdict(run.paced),
+        "apiCallsMeasured": run.api_calls_measured,
+    }
+    (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2))
     print(f"results: {args.out / stem}.md", file=sys.stderr)
 
 

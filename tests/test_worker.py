@@ -33,3 +33,9 @@ def test_frozen_settings_equal_gunicorn_lookups(tmp_path: Path) -> None:
     assert cfg.is_ssl == str(tmp_path / "tls.crt")
     assert cfg.threads == 2
     assert cfg.keepalive == 120
+
+
+def test_no_request_header_may_rewrite_the_scheme_or_the_path(tmp_path: Path) -> None:
+    cfg = configured(tmp_path)
+    assert cfg.secure_scheme_headers == {}
+    assert cfg.forwarder_headers == []
