@@ -238,3 +238,13 @@ def test_pod_without_metadata_labels_or_annotations_is_patched_in_place(policy: 
     result = apply_patch(obj, decision.patch)
     assert result["metadata"]["generateName"] == "job-"
     assert "egress-guard.io/proxy-injected" in result["metadata"]["annotations"]
+
+
+def test_a_second_invocation_adds_new_containers_to_the_record(policy: Policy) -> None:
+    """The API server may call the webhook again after another one added a sidecar."""
+    _, first = mutated(pod({PROFILE: "none"}, pod_spec(container("app"))), policy)
+    first["spec"]["containers"].append(container("sidecar"))
+    _, second = mutated(first, policy)
+    record = json.loads(second["metadata"]["annotations"]["egress-guard.io/proxy-injected"])
+    assert set(record["containers"]) == {"app", "sidecar"}
+    assert env_of(second, index=1) == PROXY_VARS

@@ -318,3 +318,46 @@ def test_host_network_pods_are_warned_that_policies_do_not_apply(policy: Policy)
     decision = validate(request(obj), ns_labels(), policy)
     assert decision.allowed
     assert any("hostNetwork" in w for w in decision.warnings)
+
+
+class TestUpdateModes:
+    def test_audit_records_a_preexisting_violation_without_warnings(self, policy: Policy) -> None:
+        old, new = workload("Deployment"), workload("Deployment")
+        new["spec"]["replicas"] = 4
+        decision = validate(request(new, operation="UPDATE", old=old), ns_labels("audit"), policy)
+        assert decision.allowed
+        assert decision.verdict is Verdict.AUDITED
+        assert not decision.warnings
+        assert decision.audit_annotations["preexisting"] == "true"
+        assert "has no egress profile" in decision.audit_annotations["violation"]
+
+    def test_warn_still_says_why_a_preexisting_violation_is_allowed(self, policy: Policy) -> None:
+        old, new = workload("Deployment"), workload("Deployment")
+        decision = validate(request(new, operation="UPDATE", old=old), ns_labels("warn"), policy)
+        assert decision.allowed
+        assert any("before this update" in w for w in decision.warnings)
+
+    @pytest.mark.parametrize(
+        ("old_profile", "new_profile", "expected"),
+        [
+            pytest.param(None, "stripe", ("egress-guard-profile-stripe",), id="profile-added"),
+            pytest.param("none", "stripe", ("egress-guard-profile-stripe",), id="profile-changed"),
+            pytest.param("stripe", "stripe", None, id="profile-unchanged"),
+        ],
+    )
+    def test_an_update_that_changes_the_profile_ensures_its_policy(
+        self,
+        old_profile: str | None,
+        new_profile: str,
+        expected: tuple[str, ...] | None,
+        policy: Policy,
+    ) -> None:
+        old = workload("Pod", {PROFILE: old_profile} if old_profile else {"app": "web"})
+        new = workload("Pod", {PROFILE: new_profile})
+        decision = validate(request(new, operation="UPDATE", old=old), ns_labels(), policy)
+        assert decision.allowed
+        if expected is None:
+            assert not decision.intents
+        else:
+            (intent,) = decision.intents
+            assert intent.names[1:] == expected

@@ -52,11 +52,19 @@ class AdmissionController:
     """Lists a namespace's workloads for the namespace preview; None: no preview of workloads."""
 
     def review(self, request: AdmissionRequest, action: Action) -> Outcome:
-        """Decide one review and carry out its intents; never raises."""
+        """Decide one review and carry out its intents; never raises.
+
+        A validation that cannot be decided is refused (fail closed: admitting would leave egress
+        open). A mutation that cannot be made is allowed without a patch, with a warning: the
+        proxy variables are a convenience, validation still checks the profile and ensures the
+        NetworkPolicies, and the mutating webhook's `failurePolicy: Ignore` promises as much.
+        """
         try:
             return self._review(request, action)
         except Exception:
             log.exception("review %s failed", request.uid)
+            if action is Action.MUTATE:
+                return _not_injected("an internal error; see the egress-guard log")
             return Outcome(
                 errored(500, "egress-guard failed to evaluate this request; see its log")
             )
@@ -73,6 +81,8 @@ class AdmissionController:
         try:
             labels = self.namespaces.labels(request.namespace)
         except NamespaceUnavailable as err:
+            if action is Action.MUTATE:
+                return _not_injected(f"namespace {request.namespace!r} could not be read ({err})")
             return Outcome(
                 errored(
                     503,
@@ -142,3 +152,12 @@ class AdmissionController:
         if extra_warnings:
             decision = decision.with_warnings(*extra_warnings)
         return Outcome(decision, tuple(applied))
+
+
+def _not_injected(why: str) -> Outcome:
+    return Outcome(
+        allowed(
+            "mutation failed",
+            (shorten(f"egress-guard: proxy variables not injected: {why}"),),
+        )
+    )

@@ -97,28 +97,53 @@ def validate(
     results = [check(workload, policy, namespace) for check in CHECKS]
     violations = tuple(finding for result in results for finding in result.violations)
     warnings = [*namespace.notes, *(f.warning for r in results for f in r.advice)]
-    if request.operation == "CREATE":
-        if violations and namespace.mode is Mode.ENFORCE:
-            return _apply_mode(namespace, violations, warnings, policy)
-        profile = declared_profile(workload, policy)
+    if request.operation == "UPDATE" and violations:
+        if _already_violating(request, workload, policy, namespace):
+            return _preexisting(namespace, violations, warnings, policy)
+        return _apply_mode(namespace, violations, warnings, policy)
+    if violations and namespace.mode is Mode.ENFORCE:
+        return _apply_mode(namespace, violations, warnings, policy)
+    profile = declared_profile(workload, policy)
+    intents: tuple[EnsureNetworkPolicies, ...] = ()
+    if request.operation == "CREATE" or _profile_changed(request, profile, policy):
         intents = network_policy_intents(request.namespace, namespace, policy, profile)
         if intents and profile is not None:
             warnings.extend(_unexpressible(profile, policy, namespace))
-        return _apply_mode(namespace, violations, warnings, policy, intents)
-    if violations and _already_violating(request, workload, policy, namespace):
-        warnings[:0] = [
-            "egress-guard: allowed because it lacked a valid profile before this update too",
-            *(f"egress-guard: {f.warning}" for f in violations),
-        ]
-        return Decision(
-            allowed=True,
-            verdict=Verdict.WARNED,
-            violations=_messages(violations),
-            warnings=bounded_warnings(warnings),
-            note="pre-existing violation",
-            mode=namespace.mode,
-        )
-    return _apply_mode(namespace, violations, warnings, policy)
+    return _apply_mode(namespace, violations, warnings, policy, intents)
+
+
+def _preexisting(
+    namespace: NamespaceContext,
+    violations: tuple[Finding, ...],
+    warnings: list[str],
+    policy: Policy,
+) -> Decision:
+    """An UPDATE of an object that already lacked a valid profile: allowed, so it can be scaled,
+    rolled or fixed. Enforce and warn say why in warnings; audit records it, silently."""
+    if namespace.mode is Mode.AUDIT:
+        return _apply_mode(namespace, violations, warnings, policy, preexisting=True)
+    return Decision(
+        allowed=True,
+        verdict=Verdict.WARNED,
+        violations=_messages(violations),
+        warnings=bounded_warnings(
+            [
+                "egress-guard: allowed because it lacked a valid profile before this update too",
+                *(f"egress-guard: {f.warning}" for f in violations),
+                *warnings,
+            ]
+        ),
+        note="pre-existing violation",
+        mode=namespace.mode,
+    )
+
+
+def _profile_changed(request: AdmissionRequest, profile: str | None, policy: Policy) -> bool:
+    """An UPDATE that gives the pods a (new) profile: its allow policy must exist too."""
+    if profile is None:
+        return False
+    old = find_workload(request.old_object, request.kind, request.object_name)
+    return old is None or declared_profile(old, policy) != profile
 
 
 def _unexpressible(profile: str, policy: Policy, namespace: NamespaceContext) -> tuple[str, ...]:
@@ -138,6 +163,8 @@ def _apply_mode(
     warnings: list[str],
     policy: Policy,
     intents: tuple[EnsureNetworkPolicies, ...] = (),
+    *,
+    preexisting: bool = False,
 ) -> Decision:
     """The verdict the namespace's mode gives these violations (none: allowed), carrying the
     intents of an admitted workload."""
@@ -170,7 +197,11 @@ def _apply_mode(
         verdict=Verdict.AUDITED,
         violations=messages,
         warnings=bounded_warnings(warnings),
-        audit_annotations={"mode": Mode.AUDIT.value, "violation": "; ".join(messages)},
+        audit_annotations={
+            "mode": Mode.AUDIT.value,
+            "violation": "; ".join(messages),
+            **({"preexisting": "true"} if preexisting else {}),
+        },
         intents=intents,
         mode=mode,
     )

@@ -108,15 +108,41 @@ def inject_proxy_env(
 def record_annotation(
     pod: Mapping[str, Any], key: str, proxy: ProxySettings, injected: Mapping[str, tuple[str, ...]]
 ) -> PatchOp:
-    """An annotation on the pod that records what was injected, for people and for audits."""
+    """An annotation on the pod that records what was injected, for people and for audits.
+
+    When the API server calls the webhook again (another webhook added a container meanwhile),
+    the record of the first pass is kept and the new containers are added to it.
+    """
+    metadata = pod.get("metadata")
+    containers = {name: list(names) for name, names in injected.items()}
+    earlier = _recorded_containers(metadata, key)
     value = json.dumps(
-        {"url": proxy.url, "containers": {name: list(names) for name, names in injected.items()}},
+        {"url": proxy.url, "containers": {**earlier, **containers}},
         separators=(",", ":"),
         sort_keys=True,
     )
-    metadata = pod.get("metadata")
     if not isinstance(metadata, Mapping):
         return add("/metadata", {"annotations": {key: value}})
     if not isinstance(metadata.get("annotations"), Mapping):
         return add("/metadata/annotations", {key: value})
     return add(pointer("metadata", "annotations", key), value)
+
+
+def _recorded_containers(metadata: Any, key: str) -> dict[str, list[str]]:
+    """The containers an earlier pass recorded in the annotation, if it reads as one."""
+    annotations = metadata.get("annotations") if type(metadata) is dict else None
+    text = annotations.get(key) if type(annotations) is dict else None
+    if not isinstance(text, str):
+        return {}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {}
+    containers = record.get("containers") if type(record) is dict else None
+    if type(containers) is not dict:
+        return {}
+    return {
+        str(name): [str(v) for v in names]
+        for name, names in containers.items()
+        if isinstance(names, list)
+    }
