@@ -142,8 +142,8 @@ def review_document(
 
 
 def policy_with(policy: Policy, **changes: Any) -> Policy:
-    """A policy with some top-level fields replaced, validated afresh (model_copy would keep
-    the original's cached derived values)."""
+    """A policy with some top-level fields replaced, given as in the file and validated afresh
+    (model_copy would skip validation)."""
     document = policy.model_dump(by_alias=True)
     document.update(changes)
     return Policy.model_validate(document)

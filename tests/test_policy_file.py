@@ -225,3 +225,34 @@ class TestPolicyStore:
         path.write_text("profiles: 3\n")
         with pytest.raises(PolicyFileError, match="profiles"):
             PolicyStore(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("profiles:\n  ? [a, b]\n  : {}\n", id="list-as-key"),
+        pytest.param("profiles:\n  ? {a: 1}\n  : {}\n", id="mapping-as-key"),
+        pytest.param("a: &x [*x]\n", id="recursive-anchor"),
+        pytest.param("profiles: " + "[" * 2000 + "]" * 2000 + "\n", id="deep-nesting"),
+    ],
+)
+def test_odd_yaml_is_a_policy_error_never_another_exception(text: str) -> None:
+    with pytest.raises(PolicyFileError) as caught:
+        parse_policy(text, "odd.yaml")
+    assert "odd.yaml" in str(caught.value)
+
+
+def test_a_copy_of_a_policy_derives_its_values_afresh() -> None:
+    policy = load_policy(None)
+    assert policy.proxy is not None
+    _ = policy.profile_label, policy.proxy.env
+    policy.memo["rendered"] = "for the original"
+    copy = policy.model_copy(
+        update={
+            "label_prefix": "example.com",
+            "proxy": policy.proxy.model_copy(update={"no_proxy": [".local"]}),
+        }
+    )
+    assert copy.profile_label == "example.com/profile"
+    assert copy.proxy is not None and dict(copy.proxy.env)["NO_PROXY"] == ".local"
+    assert copy.memo == {}

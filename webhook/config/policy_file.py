@@ -39,6 +39,13 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a key must be a plain name, not a list or a mapping",
+                key_node.start_mark,
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None,
@@ -96,7 +103,18 @@ def _describe(err: ValidationError, source: str, root: yaml.Node | None) -> str:
 
 
 def parse_policy(text: str, source: str) -> Policy:
-    """Validate policy text; `source` names it in errors."""
+    """Validate policy text; `source` names it in errors. Raises PolicyFileError and nothing
+    else: a server reloading a ConfigMap must be able to keep its last good policy whatever the
+    new text holds."""
+    try:
+        return _parse(text, source)
+    except PolicyFileError:
+        raise
+    except (RecursionError, MemoryError, ValueError, TypeError) as err:
+        raise PolicyFileError(f"policy file {source} cannot be read: {err}") from None
+
+
+def _parse(text: str, source: str) -> Policy:
     try:
         document = yaml.load(text, Loader=_StrictLoader)
         root = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -18,16 +18,17 @@ decision_log = logging.getLogger("egress_guard.decision")
 class JsonFormatter(logging.Formatter):
     """Render records as JSON lines; fields passed as `extra={"fields": {...}}` are merged in."""
 
-    _second = -1
-    _second_text = ""
+    _last_second: tuple[int, str] = (-1, "")
+    """The last second formatted, and its text: one attribute, so threads never mix the two."""
 
     def _timestamp(self, record: logging.LogRecord) -> str:
         """ISO 8601 in UTC; the date and time part is formatted once per second, not per line."""
         second = int(record.created)
-        if second != self._second:
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
+        cached_second, text = self._last_second
+        if second != cached_second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._last_second = (second, text)
+        return f"{text}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

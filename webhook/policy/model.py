@@ -115,6 +115,16 @@ class _Model(BaseModel):
         frozen=True,
     )
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any:
+        """A copy without the values derived from the original (cached properties, the memo):
+        they would describe the original, not the copy."""
+        copy = super().model_copy(update=update, deep=deep)
+        for klass in type(self).__mro__:
+            for name, attribute in vars(klass).items():
+                if isinstance(attribute, cached_property):
+                    copy.__dict__.pop(name, None)
+        return copy
+
 
 class PortSpec(_Model):
     """A destination port; a bare integer in the file means that port over TCP."""
