@@ -10,16 +10,9 @@ from builders import PROFILE, pod, request, workload
 from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import NamespaceUnavailable
 from webhook.cluster.static import ReportingApplier
+from webhook.config.policy_file import FixedPolicy
 from webhook.policy.evaluate import Action
 from webhook.policy.model import Policy
-
-
-class FixedPolicy:
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def current(self) -> Policy:
-        return self.policy
 
 
 class FailingNamespaces:

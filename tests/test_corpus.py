@@ -27,6 +27,7 @@ from flask.testing import FlaskClient
 from webhook.admission.controller import AdmissionController
 from webhook.cli.manifests import Manifest, find_files, read_inputs
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.config.policy_file import FixedPolicy
 from webhook.http.app import create_app
 from webhook.policy.evaluate import mutate, validate
 from webhook.policy.model import Policy
@@ -156,11 +157,8 @@ def recorded_reviews() -> Iterator[tuple[Path, Any]]:
 
 @pytest.fixture(scope="module")
 def client(policy: Policy) -> FlaskClient:
-    class Fixed:
-        def current(self) -> Policy:
-            return policy
-
-    controller = AdmissionController(Fixed(), StaticNamespaceSource(Fixed()), ReportingApplier())
+    source = FixedPolicy(policy)
+    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
     return create_app(controller).test_client()
 
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.config.policy_file import FixedPolicy
 from webhook.http.app import create_app
 from webhook.policy.model import Policy
 
@@ -30,14 +31,6 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-class FixedPolicy:
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def current(self) -> Policy:
-        return self.policy
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,11 @@ from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.config.policy_file import FixedPolicy
 from webhook.http.app import create_app
 from webhook.policy.model import Policy
 
 MAX_BODY = 64 * 1024
-
-
-class FixedPolicy:
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def current(self) -> Policy:
-        return self.policy
 
 
 @pytest.fixture

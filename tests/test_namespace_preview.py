@@ -14,6 +14,7 @@ from builders import MODE, PROFILE, pod, workload
 from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import WorkloadListing, WorkloadsUnavailable
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
+from webhook.config.policy_file import FixedPolicy
 from webhook.policy.decision import MAX_WARNING_CHARS, MAX_WARNINGS
 from webhook.policy.evaluate import Action
 from webhook.policy.model import Policy
@@ -185,14 +186,6 @@ class RecordingSource:
         if isinstance(self.listing, Exception):
             raise self.listing
         return self.listing
-
-
-class FixedPolicy:
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def current(self) -> Policy:
-        return self.policy
 
 
 def controller(policy: Policy, workloads: Any) -> AdmissionController:

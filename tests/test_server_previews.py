@@ -13,17 +13,10 @@ from flask.testing import FlaskClient
 from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import ApplyOutcome
 from webhook.cluster.static import StaticNamespaceSource, StaticWorkloadSource
+from webhook.config.policy_file import FixedPolicy
 from webhook.http.app import create_app
 from webhook.policy.decision import EnsureNetworkPolicies
 from webhook.policy.model import Policy
-
-
-class FixedPolicy:
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def current(self) -> Policy:
-        return self.policy
 
 
 class RecordingApplier:

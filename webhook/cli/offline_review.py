@@ -18,6 +18,7 @@ from webhook.admission.controller import AdmissionController
 from webhook.cli.json_patch import PatchError, apply_patch
 from webhook.cli.manifests import Manifest
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.config.policy_file import FixedPolicy
 from webhook.policy.decision import Decision, errored
 from webhook.policy.evaluate import Action
 from webhook.policy.model import Inject, Mode, Policy
@@ -33,16 +34,6 @@ REPORTED_PREFIXES = (
 DEFAULT_NAMESPACE = "default"
 CHECK_USER = "egress-guard-check"
 """The user name offline requests carry (the API server would put the caller's)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FixedPolicy:
-    """A policy loaded once: the offline commands never reload it."""
-
-    policy: Policy
-
-    def current(self) -> Policy:
-        return self.policy
 
 
 @dataclass(frozen=True, slots=True)

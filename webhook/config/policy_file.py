@@ -161,6 +161,16 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+class FixedPolicy:
+    """A PolicySource whose policy never changes: the offline CLI, and tests."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def current(self) -> Policy:
+        return self.policy
+
+
 class PolicyStore:
     """The policy in force; re-reads the file when it changes, at most every `check_interval` s.
 
