@@ -88,7 +88,6 @@ def request_from_dict(raw: Mapping[str, Any], uid: str) -> AdmissionRequest:
     gvk = gvk if isinstance(gvk, dict) else {}
     resource = raw.get("resource")
     resource = resource if isinstance(resource, dict) else {}
-    user = raw.get("userInfo")
     kind = _str(gvk.get("kind")) or _str(obj.get("kind") if obj else None)
     namespace = _str(raw.get("namespace"))
     if not namespace and obj is not None:
@@ -107,8 +106,6 @@ def request_from_dict(raw: Mapping[str, Any], uid: str) -> AdmissionRequest:
         dry_run=raw.get("dryRun") is True,
         object=obj,
         old_object=_object(raw.get("oldObject")),
-        username=_str(user.get("username")) if isinstance(user, dict) else "",
-        options=_object(raw.get("options")),
     )
 
 

@@ -32,8 +32,6 @@ REPORTED_PREFIXES = (
 """The controller's warnings naming the policies it would create, where none can be created."""
 
 DEFAULT_NAMESPACE = "default"
-CHECK_USER = "egress-guard-check"
-"""The user name offline requests carry (the API server would put the caller's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +150,6 @@ def creation_request(obj: Mapping[str, Any], namespace: str, uid: str) -> Admiss
         namespace=namespace,
         name=name if isinstance(name, str) else "",
         object=obj,
-        username=CHECK_USER,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 JsonObject = Mapping[str, Any]
@@ -29,8 +29,6 @@ class AdmissionRequest:
     dry_run: bool = False
     object: JsonObject | None = None
     old_object: JsonObject | None = None
-    username: str = ""
-    options: JsonObject | None = field(default=None, repr=False)
 
     @property
     def object_name(self) -> str:
