@@ -26,7 +26,10 @@ from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs,
     type=click.Path(path_type=Path),
     help="Policy file [default: the embedded example].",
 )
-@click.option("--host", help="Address to listen on [default: 127.0.0.1; in a pod, 0.0.0.0].")
+@click.option(
+    "--host",
+    help="Address to listen on [default: 127.0.0.1; the image sets EGRESS_GUARD_HOST=0.0.0.0].",
+)
 @click.option("--port", type=int, help="Port to listen on [default: 8443].")
 @click.option(
     "--cert-dir",
