@@ -7,7 +7,7 @@ PORT ?= 8443
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint typecheck unit lock clean bench image
+.PHONY: run test lint typecheck unit lock clean bench bench-smoke image
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)  ## the benchmark beside an nginx floor (installs wrk, hey, nginx-light if root)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: $(STAMP)  ## every benchmark scenario for 2 s: proves the benchmark runs (CI)
+	$(BIN)/python -m bench --quick
 
 lock: $(STAMP)  ## refresh constraints.txt from the current environment
 	{ head -1 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^egress-guard'; } > constraints.txt.new

@@ -83,9 +83,12 @@ def ensure_tools() -> None:
     wanted = sorted({packages[tool] for tool in missing})
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"installing {' '.join(wanted)} with apt-get ...", file=sys.stderr)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", *wanted], check=True, stdout=subprocess.DEVNULL
-        )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", *wanted]
+        if subprocess.run(install, stdout=subprocess.DEVNULL, env=env, check=False).returncode:
+            # Package lists older than the mirror: refresh them once and try again.
+            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, check=False)
+            subprocess.run(install, stdout=subprocess.DEVNULL, env=env, check=True)
         if not missing_tools():
             return
     sys.exit(f"the benchmark needs {', '.join(missing)}: apt-get install {' '.join(wanted)}")
@@ -405,8 +408,13 @@ def main() -> None:
         help="local: the test suite's local API server, as in production [default]; "
         "none: no cluster (NetworkPolicies reported in a warning)",
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where results go [bench/results; quick runs: bench/work/results, not kept]",
+    )
     args = parser.parse_args()
+    out: Path = args.out or (HERE / "work" / "results" if args.quick else HERE / "results")
     if (os.cpu_count() or 1) < 2:
         sys.exit("the benchmark pins server and load generator to two different cores: need 2")
     ensure_tools()
@@ -425,17 +433,17 @@ def main() -> None:
     info = {**machine(), "cluster": args.cluster}
     text = report(run, info, args.quick)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     stem = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M") + ("-quick" if args.quick else "")
-    (args.out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     document = {
         "machine": info,
         "rows": [asdict(r) for r in run.rows],
         "paced": asdict(run.paced),
         "apiCallsMeasured": run.api_calls_measured,
     }
-    (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2))
-    print(f"results: {args.out / stem}.md", file=sys.stderr)
+    (out / f"{stem}.json").write_text(json.dumps(document, indent=2))
+    print(f"results: {out / stem}.md", file=sys.stderr)
 
 
 if __name__ == "__main__":
