@@ -320,7 +320,7 @@ def test_json_is_parseable_sorted_and_stable(tmp_path: Path) -> None:
     assert first.exit_code == 1
     assert first.stdout == second.stdout
     document = json.loads(first.stdout)
-    assert list(document) == ["inputErrors", "items", "summary"]
+    assert list(document) == ["inputErrors", "items", "notSent", "summary"]
     assert json.dumps(document, sort_keys=True, indent=2) == first.stdout.rstrip("\n")
     assert document["summary"] == {
         "allowed": 1,
@@ -331,6 +331,7 @@ def test_json_is_parseable_sorted_and_stable(tmp_path: Path) -> None:
         "files": 1,
         "inputErrors": 0,
         "namespaces": 0,
+        "notSent": {},
         "objects": 4,
         "skipped": 1,
         "skippedKinds": {"Service": 1},

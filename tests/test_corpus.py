@@ -31,7 +31,7 @@ from webhook.config.policy_file import FixedPolicy
 from webhook.http.app import create_app
 from webhook.policy.evaluate import mutate, validate
 from webhook.policy.model import Policy
-from webhook.policy.workloads import TEMPLATE_PATHS, find_workload
+from webhook.policy.workloads import find_workload
 
 pytestmark = [
     pytest.mark.corpus,
@@ -62,11 +62,18 @@ def corpus_workloads() -> list[Manifest]:
     return found
 
 
+def template_path(obj: dict[str, Any], kind: str) -> tuple[str, ...]:
+    """Where the core reads this workload's pod template."""
+    found = find_workload(obj, kind, "x")
+    assert found is not None, kind
+    return found.template_path
+
+
 def with_profile(obj: dict[str, Any], kind: str, profile: str) -> dict[str, Any]:
     """The object with the profile label on its pods (the template, or a Pod's own labels)."""
     labelled = copy.deepcopy(obj)
     target = labelled
-    for key in TEMPLATE_PATHS.get(kind.lower(), ("spec", "template")):
+    for key in template_path(obj, kind):
         if not isinstance(target.get(key), dict):
             target[key] = {}
         target = target[key]
@@ -107,7 +114,7 @@ def pods_of(manifest: Manifest) -> Iterator[dict[str, Any]]:
         yield manifest.obj
         return
     template: Any = manifest.obj
-    for key in TEMPLATE_PATHS.get(manifest.kind.lower(), ("spec", "template")):
+    for key in template_path(manifest.obj, manifest.kind):
         template = template.get(key) if isinstance(template, dict) else None
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
         metadata = copy.deepcopy(template.get("metadata") or {})

@@ -27,12 +27,13 @@ from webhook.deploy.manifests import (
     MUTATE_PATH,
     SYSTEM_NAMESPACES,
     VALIDATE_PATH,
-    WORKLOAD_RESOURCES,
 )
 from webhook.deploy.tree import CERT_MANAGER_COMPONENT
 from webhook.deploy.tree import cert_manager_overlay as cert_manager_overlay_document
 from webhook.deploy.yaml_text import load_documents
-from webhook.policy.workloads import TEMPLATE_PATHS
+from webhook.policy.model import Mode
+from webhook.policy.namespace import namespace_context
+from webhook.policy.workloads import BUILTIN_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -213,15 +214,70 @@ def test_webhooks_never_see_system_namespaces_or_egress_guards_own(built: dict[A
 
 def test_workload_webhooks_see_only_opted_in_namespaces(built: dict[Any, Doc]) -> None:
     for _, hook in webhooks(built):
+        expressions = hook["namespaceSelector"]["matchExpressions"]
         if hook["name"].startswith("namespaces."):
             # the namespace preview selects the Namespace objects being labelled instead
             assert hook["objectSelector"]["matchExpressions"] == [
                 {"key": "egress-guard.io/mode", "operator": "Exists"}
             ]
-            continue
-        assert {"key": "egress-guard.io/mode", "operator": "Exists"} in hook["namespaceSelector"][
-            "matchExpressions"
-        ]
+        elif hook["name"].startswith("workloads-preview."):
+            assert {
+                "key": "egress-guard.io/mode",
+                "operator": "In",
+                "values": ["warn", "audit"],
+            } in expressions
+        else:
+            assert {"key": "egress-guard.io/mode", "operator": "Exists"} in expressions
+
+
+def selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """A label selector applied as the API server applies it (matchLabels and matchExpressions)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or ():
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+NAMESPACE_CASES = [
+    pytest.param("payments", {}, id="not-opted-in"),
+    pytest.param("payments", {"egress-guard.io/inject": "all"}, id="inject-only"),
+    pytest.param("payments", {"egress-guard.io/mode": "enforce"}, id="enforce"),
+    pytest.param("payments", {"egress-guard.io/mode": "warn"}, id="warn"),
+    pytest.param("payments", {"egress-guard.io/mode": "audit"}, id="audit"),
+    pytest.param("payments", {"egress-guard.io/mode": "enforcing"}, id="typo"),
+    pytest.param("payments", {"egress-guard.io/mode": "Warn"}, id="wrong-case"),
+    pytest.param("payments", {"egress-guard.io/mode": ""}, id="empty-value"),
+    pytest.param("kube-system", {"egress-guard.io/mode": "enforce"}, id="system"),
+    pytest.param("egress-guard", {"egress-guard.io/mode": "warn"}, id="own-namespace"),
+]
+
+
+@pytest.mark.parametrize(("name", "labels"), NAMESPACE_CASES)
+def test_enforcing_namespaces_fail_closed_and_previews_fail_open_as_the_core_reads_the_mode(
+    built: dict[Any, Doc], name: str, labels: dict[str, str]
+) -> None:
+    hooks = {hook["name"]: hook for _, hook in webhooks(built)}
+    enforce = hooks["workloads.validate.egress-guard.io"]
+    preview = hooks["workloads-preview.validate.egress-guard.io"]
+    assert (enforce["failurePolicy"], preview["failurePolicy"]) == ("Fail", "Ignore")
+    namespace_labels = {**labels, METADATA_NAME_LABEL: name}
+    mode = namespace_context(name, labels, load_policy(None)).mode
+    assert selects(enforce["namespaceSelector"], namespace_labels) == (mode is Mode.ENFORCE)
+    assert selects(preview["namespaceSelector"], namespace_labels) == (
+        mode in (Mode.WARN, Mode.AUDIT)
+    )
+    assert enforce["rules"] == preview["rules"]
+    assert enforce["matchConditions"] == preview["matchConditions"]
 
 
 def test_webhook_call_settings(built: dict[Any, Doc]) -> None:
@@ -244,6 +300,7 @@ def test_webhook_call_settings(built: dict[Any, Doc]) -> None:
         policies[hook["name"]] = hook["failurePolicy"]
     assert policies == {
         "workloads.validate.egress-guard.io": "Fail",
+        "workloads-preview.validate.egress-guard.io": "Ignore",
         "namespaces.validate.egress-guard.io": "Ignore",
         "pods.mutate.egress-guard.io": "Ignore",
     }
@@ -259,12 +316,21 @@ def resources_of(hook: Doc, operation: str) -> set[str]:
 
 
 def test_rules_cover_every_workload_kind_and_ephemeral_containers(built: dict[Any, Doc]) -> None:
-    plural = {name: name + "s" for name in TEMPLATE_PATHS}
     hooks = {hook["name"]: hook for _, hook in webhooks(built)}
-    validating = hooks["workloads.validate.egress-guard.io"]
-    for operation in ("CREATE", "UPDATE"):
-        assert resources_of(validating, operation) == set(plural.values())
-    assert {r for rs in WORKLOAD_RESOURCES.values() for r in rs} == set(plural.values())
+    for name in (
+        "workloads.validate.egress-guard.io",
+        "workloads-preview.validate.egress-guard.io",
+    ):
+        for operation in ("CREATE", "UPDATE"):
+            assert resources_of(hooks[name], operation) == {k.resource for k in BUILTIN_KINDS}
+        covered = {
+            (group, version, resource)
+            for rule in hooks[name]["rules"]
+            for group in rule["apiGroups"]
+            for version in rule["apiVersions"]
+            for resource in rule["resources"]
+        }
+        assert covered == {(k.group, k.version, k.resource) for k in BUILTIN_KINDS}
     mutating = hooks["pods.mutate.egress-guard.io"]
     assert resources_of(mutating, "CREATE") == {"pods"}
     assert resources_of(mutating, "UPDATE") == {"pods/ephemeralcontainers"}
@@ -383,6 +449,7 @@ def test_the_label_prefix_and_exemptions_follow_the_policy_file(tmp_path: Path) 
     hooks = webhooks(docs)
     assert {hook["name"] for _, hook in hooks} == {
         "workloads.validate.egress.example.com",
+        "workloads-preview.validate.egress.example.com",
         "namespaces.validate.egress.example.com",
         "pods.mutate.egress.example.com",
     }

@@ -69,7 +69,9 @@ def test_every_webhook_gets_the_bundle_and_nothing_else_changes(
     assert result.exit_code == 0, result.output
     expected = base64.b64encode((cert_dir / "ca-bundle.crt").read_bytes()).decode()
     found = bundles(local_api)
-    assert len(found) == 3 and set(found.values()) == {expected}
+    webhooks = sum(len(config["webhooks"]) for config in configured.values())
+    assert webhooks == 4  # enforce, preview and namespace validation; pod mutation
+    assert len(found) == webhooks and set(found.values()) == {expected}
     for resource, seeded in configured.items():
         stored = local_api.objects(resource)[0]
         for hook in stored["webhooks"]:

@@ -19,8 +19,8 @@ from webhook.cluster.client import api_client
 from webhook.cluster.kube_workloads import KubeWorkloadSource
 from webhook.config.settings import ServeSettings
 from webhook.policy.evaluate import Action
-from webhook.policy.namespace_preview import PREVIEW_KINDS
 from webhook.policy.request import AdmissionRequest
+from webhook.policy.workloads import BUILTIN_KINDS
 from webhook.serving.compose import build_components
 
 
@@ -96,8 +96,10 @@ def test_every_preview_kind_is_listed_with_kind_and_api_version(
     }
     listed = {call.resource for call in seeded.calls if call.verb == "list"}
     assert {call.namespace for call in seeded.calls} == {"payments"}
-    assert len(listed) == len(PREVIEW_KINDS) == len(seeded.calls), "one list call per kind"
-    assert {kind for kind, _, _ in KubeWorkloadSource(api).lists} == set(PREVIEW_KINDS)
+    assert len(listed) == len(BUILTIN_KINDS) == len(seeded.calls), "one list call per kind"
+    assert [kind for kind, _, _ in KubeWorkloadSource(api).lists] == [
+        kind.kind for kind in BUILTIN_KINDS
+    ]
 
 
 def test_a_listing_cut_by_the_limit_is_incomplete(

@@ -94,6 +94,20 @@ def test_kinds_outside_the_webhook_rules_share_one_label(client: FlaskClient) ->
     assert total(found, "egress_guard_reviews_total", kind="Rollout") == 0
 
 
+def test_a_kind_is_known_by_its_group_too(client: FlaskClient) -> None:
+    volcano = {
+        "apiVersion": "batch.volcano.sh/v1alpha1",
+        "kind": "Job",
+        "metadata": {"name": "train"},
+        "spec": {"tasks": []},
+    }
+    post(client, "/validate", review_document(volcano, namespace="payments"))
+    post(client, "/validate", review_document(workload("Job"), namespace="payments"))
+    found = scrape(client)
+    assert total(found, "egress_guard_reviews_total", kind="other") == 1
+    assert total(found, "egress_guard_reviews_total", kind="Job") == 1
+
+
 def test_injections_policies_and_errors_are_counted(client: FlaskClient) -> None:
     post(client, "/mutate", review_document(pod({PROFILE: "none"}), namespace="legacy"))
     post(client, "/mutate", review_document(pod({PROFILE: "none"}), namespace="payments"))

@@ -6,11 +6,13 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from builders import PROFILE, policy_with
 from hypothesis import given
 from hypothesis import strategies as st
 from openapi_schema import assert_schema_valid, schema_errors
 
+from webhook.config.policy_file import PolicyFileError, parse_policy
 from webhook.policy.model import Policy
 from webhook.policy.netpol import (
     DEFAULT_DENY_NAME,
@@ -118,6 +120,70 @@ class TestDefaultDeny:
         metadata = render_default_deny("payments", custom)["metadata"]
         assert "egress.example.com/policy-hash" in metadata["annotations"]
         assert metadata["labels"]["egress.example.com/generated"] == "default-deny"
+
+
+DNS_PODS = {
+    "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("dns", "expected_to", "expected_ports"),
+    [
+        pytest.param({}, [DNS_PODS], [53], id="pods-only"),
+        pytest.param(
+            {"cidrs": ["169.254.20.10/32"]},
+            [DNS_PODS, {"ipBlock": {"cidr": "169.254.20.10/32"}}],
+            [53],
+            id="node-local-dns-cache",
+        ),
+        pytest.param(
+            {"cidrs": ["169.254.20.10", "fd00::10"]},
+            [
+                DNS_PODS,
+                {"ipBlock": {"cidr": "169.254.20.10/32"}},
+                {"ipBlock": {"cidr": "fd00::10/128"}},
+            ],
+            [53],
+            id="bare-addresses-are-single-hosts",
+        ),
+        pytest.param(
+            {"cidrs": ["10.0.0.0/24", "10.0.0.0/24"], "ports": [53, 5353]},
+            [DNS_PODS, {"ipBlock": {"cidr": "10.0.0.0/24"}}],
+            [53, 5353],
+            id="every-port-once-per-block",
+        ),
+    ],
+)
+def test_dns_cidrs_are_allowed_as_ip_blocks_on_the_dns_ports(
+    policy: Policy, dns: dict[str, Any], expected_to: list[Any], expected_ports: list[int]
+) -> None:
+    custom = policy_with(policy, dns=dns)
+    manifest = render_default_deny("payments", custom)
+    (rule,) = manifest["spec"]["egress"]
+    assert rule["to"] == expected_to
+    assert rule["ports"] == [
+        {"protocol": protocol, "port": port}
+        for port in expected_ports
+        for protocol in ("UDP", "TCP")
+    ]
+    assert_schema_valid(manifest)
+
+
+def test_dns_cidrs_change_the_default_deny_hash(policy: Policy) -> None:
+    plain = render_default_deny("payments", policy)["metadata"]["annotations"][HASH_KEY]
+    custom = policy_with(policy, dns={"cidrs": ["169.254.20.10/32"]})
+    local = render_default_deny("payments", custom)["metadata"]["annotations"][HASH_KEY]
+    assert plain != local
+
+
+@pytest.mark.parametrize(
+    "cidr", ["169.254.20.10/33", "10.0.0.1/24", "kube-dns", "", "169.254.20.10/32 "]
+)
+def test_a_bad_dns_cidr_is_refused_naming_the_field(cidr: str) -> None:
+    with pytest.raises(PolicyFileError, match=r"dns\.cidrs"):
+        parse_policy(yaml.safe_dump({"dns": {"cidrs": [cidr]}}), "policy.yaml")
 
 
 @pytest.mark.parametrize(

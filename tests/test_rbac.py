@@ -27,7 +27,7 @@ from webhook.cluster.kube_workloads import KubeWorkloadSource
 from webhook.cluster.lease import LeaderElector, LeaseSettings
 from webhook.cluster.reconcile_loop import reconcile_once
 from webhook.cluster.reconciler import Reconciler
-from webhook.config.policy_file import PolicyStore
+from webhook.config.policy_file import PolicyStore, load_policy
 from webhook.deploy.manifests import DeployOptions
 from webhook.deploy.rbac import lease_name, rbac_manifests
 from webhook.deploy.tree import GENERATED
@@ -135,7 +135,9 @@ def documents() -> list[dict[str, Any]]:
 
 def test_the_file_is_the_rendering_of_the_rules(documents: list[dict[str, Any]]) -> None:
     comment = "what the webhook and the reconciler may do, and no more\n" + GENERATED
-    assert RBAC_FILE.read_text() == dump_documents(rbac_manifests(DeployOptions()), comment)
+    assert RBAC_FILE.read_text() == dump_documents(
+        rbac_manifests(DeployOptions(), load_policy(None)), comment
+    )
     assert {d["kind"] for d in documents} == {
         "ServiceAccount",
         "ClusterRole",

@@ -16,7 +16,7 @@ import yaml
 
 from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
 from webhook.cli.manifests import InputProblem
-from webhook.cli.offline_review import WorkloadReview
+from webhook.cli.offline_review import NotSent, WorkloadReview
 from webhook.policy.decision import Verdict
 
 VERDICT_ORDER = (Verdict.ALLOWED, Verdict.DENIED, Verdict.WARNED, Verdict.AUDITED, Verdict.ERRORED)
@@ -29,6 +29,8 @@ class CheckReport:
     reviews: list[WorkloadReview] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     """Objects that are not workloads, by kind."""
+    not_sent: list[NotSent] = field(default_factory=list)
+    """Workloads skipped because the API server would never send them (kind outside the rules)."""
     namespaces: int = 0
     """Namespace objects read (they supply labels; they are not reviewed)."""
     problems: list[InputProblem] = field(default_factory=list)
@@ -53,16 +55,22 @@ class CheckReport:
             return EXIT_USAGE
         return EXIT_OK
 
+    @property
+    def not_sent_kinds(self) -> Counter[str]:
+        return Counter(item.qualified_kind for item in self.not_sent)
+
     def summary(self) -> dict[str, Any]:
         verdicts = self.verdicts
+        skipped = sum(self.skipped.values()) + len(self.not_sent)
         return {
             "files": self.files,
-            "objects": len(self.reviews) + self.namespaces + sum(self.skipped.values()),
+            "objects": len(self.reviews) + self.namespaces + skipped,
             "workloads": len(self.reviews),
             **{verdict.value: verdicts.get(verdict, 0) for verdict in VERDICT_ORDER},
             "namespaces": self.namespaces,
-            "skipped": sum(self.skipped.values()),
+            "skipped": skipped,
             "skippedKinds": dict(sorted(self.skipped.items())),
+            "notSent": dict(sorted(self.not_sent_kinds.items())),
             "inputErrors": len(self.problems),
             "exitCode": self.exit_code,
         }
@@ -85,6 +93,13 @@ class CheckReport:
             top = ", ".join(f"{count} {kind}" for kind, count in self.skipped.most_common(4))
             more = ", ..." if len(self.skipped) > 4 else ""
             line += f"; {skipped} other objects skipped ({top}{more})"
+        if self.not_sent:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in self.not_sent_kinds.most_common())
+            count = len(self.not_sent)
+            line += (
+                f"; {count} workload{'' if count == 1 else 's'} skipped, not sent by the API "
+                f"server ({kinds}: not in workloadKinds)"
+            )
         if self.namespaces:
             line += f"; {self.namespaces} Namespace{'' if self.namespaces == 1 else 's'} read"
         if self.problems:
@@ -95,6 +110,7 @@ class CheckReport:
     def document(self, *, show_generated: bool = False) -> dict[str, Any]:
         return {
             "items": [review_document(r, show_generated=show_generated) for r in self.reviews],
+            "notSent": [not_sent_document(item) for item in self.not_sent],
             "inputErrors": [problem.as_dict() for problem in self.problems],
             "summary": self.summary(),
         }
@@ -134,6 +150,18 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
             "patchedObject": review.patched,
         }
     return item
+
+
+def not_sent_document(item: NotSent) -> dict[str, Any]:
+    """A skipped workload's entry in the JSON/YAML output: which object, and why."""
+    return {
+        "source": item.manifest.source.as_dict(),
+        "namespace": item.namespace,
+        "apiVersion": item.manifest.api_version,
+        "kind": item.kind,
+        "name": item.name,
+        "reason": item.reason,
+    }
 
 
 def to_json(document: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ from webhook.policy.decision import Decision, errored
 from webhook.policy.evaluate import Action
 from webhook.policy.model import Inject, Mode, Policy
 from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import containers, find_workload, mapping_at
+from webhook.policy.workloads import builtin_kind, containers, find_workload, group_of, mapping_at
 
 REPORTED_PREFIXES = (
     "egress-guard: no cluster: would ensure ",
@@ -114,8 +114,12 @@ def namespace_objects(manifests: list[Manifest]) -> dict[str, Manifest]:
     return found
 
 
-def resource_for(kind: str) -> str:
-    """The resource of a kind, guessed as the API machinery guesses it (Deployment: deployments)."""
+def resource_for(kind: str, group: str | None = None) -> str:
+    """The resource of a kind: the kinds table's for a built-in kind, otherwise guessed as the
+    API machinery guesses it (Rollout: rollouts)."""
+    known = builtin_kind(group, kind)
+    if known is not None:
+        return known.resource
     lower = kind.lower()
     if lower.endswith(("s", "x", "z", "ch", "sh")):
         return lower + "es"
@@ -145,7 +149,7 @@ def creation_request(obj: Mapping[str, Any], namespace: str, uid: str) -> Admiss
         kind=kind,
         group=group,
         version=version,
-        resource=resource_for(kind),
+        resource=resource_for(kind, group),
         operation="CREATE",
         namespace=namespace,
         name=name if isinstance(name, str) else "",
@@ -215,6 +219,30 @@ class WorkloadReview:
         return tuple(str(m["metadata"]["name"]) for m in self.network_policies)
 
 
+@dataclass(frozen=True, slots=True)
+class NotSent:
+    """A workload the API server would never send to egress-guard: the webhook rules rendered
+    from this policy do not name its kind. `check` skips it, as the cluster would admit it
+    unreviewed, rather than give a verdict the server never gives."""
+
+    manifest: Manifest
+    namespace: str
+    name: str
+    qualified_kind: str
+    """`Kind.group`, as the summary counts it."""
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"not sent to egress-guard: the webhook rules do not cover {self.qualified_kind} "
+            "(declare it in the policy's workloadKinds and render the manifests again)"
+        )
+
+
 class OfflineReviewer:
     """Reviews workloads through an AdmissionController with static parts."""
 
@@ -239,6 +267,19 @@ class OfflineReviewer:
 
     def is_workload(self, manifest: Manifest) -> bool:
         return find_workload(manifest.obj, manifest.kind, "") is not None
+
+    def not_sent(self, manifest: Manifest, default_namespace: str | None) -> NotSent | None:
+        """The workload, when its kind is outside the webhook rules (`Policy.reviewed_kinds`)."""
+        group = group_of(manifest.obj.get("apiVersion")) or ""
+        if self.assumptions.policy.reviewed_kind(group, manifest.kind) is not None:
+            return None
+        name = mapping_at(manifest.obj, ("metadata",)) or {}
+        return NotSent(
+            manifest=manifest,
+            namespace=namespace_of(manifest.obj, default_namespace),
+            name=str(name.get("name") or name.get("generateName") or "<unnamed>"),
+            qualified_kind=f"{manifest.kind}.{group}" if group else manifest.kind,
+        )
 
     def review(self, manifest: Manifest, default_namespace: str | None) -> WorkloadReview:
         """The server's answer for creating this workload, mutating webhook first for Pods."""

@@ -1,6 +1,7 @@
 """`check -o junit`: JUnit XML, the test report format CI systems read (GitLab, Jenkins, GitHub
 actions): one testsuite per input file, one testcase per workload, a `failure` for each workload
-the server would refuse and an `error` for each input that could not be read."""
+the server would refuse, a `skipped` one for each workload the API server would not send, and an
+`error` for each input that could not be read."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import defaultdict
 
 from webhook.cli.check_report import CheckReport
 from webhook.cli.manifests import InputProblem
-from webhook.cli.offline_review import WorkloadReview
+from webhook.cli.offline_review import NotSent, WorkloadReview
 
 SUITES_NAME = "egress-guard check"
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -53,6 +54,21 @@ def _testcase(review: WorkloadReview) -> ET.Element:
     return case
 
 
+def _skipped_case(item: NotSent) -> ET.Element:
+    source = item.manifest.source
+    case = ET.Element(
+        "testcase",
+        {
+            "classname": _text(f"egress-guard.{item.namespace}"),
+            "name": _text(f"{item.kind}/{item.name}"),
+            "file": _text(source.path),
+            "line": str(source.line),
+        },
+    )
+    ET.SubElement(case, "skipped", {"message": _text(item.reason)})
+    return case
+
+
 def _error_case(problem: InputProblem) -> ET.Element:
     case = ET.Element(
         "testcase",
@@ -76,26 +92,26 @@ def render_junit(report: CheckReport) -> str:
         cases[problem.path].append(_error_case(problem))
     for review in report.reviews:
         cases[review.manifest.source.path].append(_testcase(review))
+    for item in report.not_sent:
+        cases[item.manifest.source.path].append(_skipped_case(item))
     root = ET.Element("testsuites", {"name": SUITES_NAME})
-    totals = {"tests": 0, "failures": 0, "errors": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for path in sorted(cases):
         suite_cases = cases[path]
         counts = {
             "tests": len(suite_cases),
             "failures": sum(1 for c in suite_cases if c.find("failure") is not None),
             "errors": sum(1 for c in suite_cases if c.find("error") is not None),
+            "skipped": sum(1 for c in suite_cases if c.find("skipped") is not None),
         }
         suite = ET.SubElement(
-            root,
-            "testsuite",
-            {"name": _text(path), **{k: str(v) for k, v in counts.items()}, "skipped": "0"},
+            root, "testsuite", {"name": _text(path), **{k: str(v) for k, v in counts.items()}}
         )
         suite.extend(suite_cases)
         for key, value in counts.items():
             totals[key] += value
     for key, value in totals.items():
         root.set(key, str(value))
-    root.set("skipped", "0")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=False).join(
         ('<?xml version="1.0" encoding="UTF-8"?>\n', "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from webhook.cli.check_report import CheckReport
-from webhook.cli.offline_review import WorkloadReview, cluster_warnings
+from webhook.cli.offline_review import NotSent, WorkloadReview, cluster_warnings
 
 HEADERS = ("NAMESPACE", "KIND/NAME", "VERDICT", "INJECTED", "REASONS")
 
@@ -57,11 +57,19 @@ def row(review: WorkloadReview) -> tuple[str, ...]:
     )
 
 
+def not_sent_row(item: NotSent) -> tuple[str, ...]:
+    return (item.namespace, f"{item.kind}/{item.name}", "skipped", "-", item.reason)
+
+
 def render_table(report: CheckReport, width: int | None = None) -> str:
     """The table and the summary line; `width` cuts each line (a terminal's width), or not."""
-    rows: list[Sequence[str]] = [HEADERS, *(row(review) for review in report.reviews)]
+    rows: list[Sequence[str]] = [
+        HEADERS,
+        *(row(review) for review in report.reviews),
+        *(not_sent_row(item) for item in report.not_sent),
+    ]
     lines: list[str] = []
-    if report.reviews:
+    if len(rows) > 1:
         widths = [max(len(r[column]) for r in rows) for column in range(len(HEADERS) - 1)]
         for cells in rows:
             line = "   ".join(

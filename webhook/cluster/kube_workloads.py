@@ -14,8 +14,10 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.admission.ports import WorkloadListing, WorkloadsUnavailable
+from webhook.admission.ports import PolicySource, WorkloadListing, WorkloadsUnavailable
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject, call_json
+from webhook.cluster.workload_lists import namespaced_lister
+from webhook.policy.workloads import BUILTIN_KINDS, WorkloadKind
 
 LIST_BUDGET_S = 2.0
 """Within the webhook's own timeout, with room to answer."""
@@ -23,31 +25,36 @@ PER_KIND_LIMIT = 500
 
 
 class KubeWorkloadSource:
-    """Lists a namespace's Deployments, StatefulSets, DaemonSets, CronJobs, Jobs,
-    ReplicationControllers, ReplicaSets and Pods, in that order."""
+    """Lists a namespace's workloads of every kind the policy reviews (`Policy.reviewed_kinds`:
+    its workloadKinds, then Deployments, StatefulSets, DaemonSets, CronJobs, Jobs,
+    ReplicationControllers, ReplicaSets and Pods), in that order."""
 
     def __init__(
         self,
         api: client.ApiClient,
         *,
+        policies: PolicySource | None = None,
         budget_s: float = LIST_BUDGET_S,
         limit: int = PER_KIND_LIMIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
-        self.lists: tuple[tuple[str, str, Callable[..., Any]], ...] = (
-            ("Deployment", "apps/v1", apps.list_namespaced_deployment),
-            ("StatefulSet", "apps/v1", apps.list_namespaced_stateful_set),
-            ("DaemonSet", "apps/v1", apps.list_namespaced_daemon_set),
-            ("CronJob", "batch/v1", batch.list_namespaced_cron_job),
-            ("Job", "batch/v1", batch.list_namespaced_job),
-            ("ReplicationController", "v1", core.list_namespaced_replication_controller),
-            ("ReplicaSet", "apps/v1", apps.list_namespaced_replica_set),
-            ("Pod", "v1", core.list_namespaced_pod),
-        )
+        self._api = api
+        self._policies = policies
         self.budget_s = budget_s
         self.limit = limit
         self._clock = clock
+
+    def kinds(self) -> tuple[WorkloadKind, ...]:
+        """The kinds listed: the current policy's (the built-in ones without a policy)."""
+        return self._policies.current().reviewed_kinds if self._policies else BUILTIN_KINDS
+
+    @property
+    def lists(self) -> tuple[tuple[str, str, Callable[..., Any]], ...]:
+        """(kind, apiVersion, list call) for each kind listed."""
+        return tuple(
+            (kind.kind, kind.api_version, namespaced_lister(self._api, kind))
+            for kind in self.kinds()
+        )
 
     def workloads(self, namespace: str) -> WorkloadListing:
         deadline = Deadline(self.budget_s, self._clock)

@@ -26,6 +26,7 @@ from webhook.cluster.api_calls import (
     list_all,
 )
 from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
+from webhook.cluster.workload_lists import cluster_lister
 from webhook.policy.model import Policy
 from webhook.policy.namespace import namespace_context
 from webhook.policy.netpol import MANAGED_BY, MANAGED_BY_LABEL
@@ -35,6 +36,7 @@ from webhook.policy.reconcile_plan import (
     plan_reconcile,
     workload_profile,
 )
+from webhook.policy.workloads import WorkloadKind, builtin_kind
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,19 @@ class ReconcileReport:
 WorkloadLister = Callable[..., Any]
 
 
+def _list_kind(kind: WorkloadKind, lister: WorkloadLister) -> list[JsonObject]:
+    """Every object of a kind, cluster-wide. A custom kind from the policy's workloadKinds whose
+    resource the cluster does not serve (404: its CRD is not installed) has no objects."""
+    try:
+        items, _ = list_all(lister, timeout=LIST_TIMEOUT)
+    except ApiRejected as err:
+        if err.not_found and builtin_kind(kind.group, kind.kind) is None:
+            log.info("reconcile: %s is not served by this cluster: none listed", kind.qualified)
+            return []
+        raise
+    return items
+
+
 class Reconciler:
     def __init__(
         self,
@@ -99,19 +114,13 @@ class Reconciler:
         self._prune = prune
         self._write_budget_s = write_budget_s
         self._writer = PolicyWriter(api)
-        core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
-        self._core = core
+        self._core = client.CoreV1Api(api)
         self._net = client.NetworkingV1Api(api)
-        self._workload_lists: tuple[tuple[str, WorkloadLister], ...] = (
-            ("Pod", core.list_pod_for_all_namespaces),
-            ("ReplicationController", core.list_replication_controller_for_all_namespaces),
-            ("Deployment", apps.list_deployment_for_all_namespaces),
-            ("StatefulSet", apps.list_stateful_set_for_all_namespaces),
-            ("DaemonSet", apps.list_daemon_set_for_all_namespaces),
-            ("ReplicaSet", apps.list_replica_set_for_all_namespaces),
-            ("Job", batch.list_job_for_all_namespaces),
-            ("CronJob", batch.list_cron_job_for_all_namespaces),
-        )
+        self._api = api
+
+    def _workload_lists(self, policy: Policy) -> list[tuple[WorkloadKind, WorkloadLister]]:
+        """A cluster-wide list call for every kind the policy reviews (`Policy.reviewed_kinds`)."""
+        return [(kind, cluster_lister(self._api, kind)) for kind in policy.reviewed_kinds]
 
     def run_once(self, may_act: Callable[[], bool] = lambda: True) -> ReconcileReport:
         policy = self._policies.current()
@@ -150,12 +159,11 @@ class Reconciler:
         )
         profiles: dict[str, set[str]] = {name: set() for name in managed}
         if managed:
-            for kind, lister in self._workload_lists:
-                items, _ = list_all(lister, timeout=LIST_TIMEOUT)
-                for item in items:
+            for kind, lister in self._workload_lists(policy):
+                for item in _list_kind(kind, lister):
                     namespace = str((item.get("metadata") or {}).get("namespace") or "")
                     if namespace in profiles:
-                        profile = workload_profile(kind, item, policy)
+                        profile = workload_profile(kind.kind, item, policy, kind.group)
                         if profile is not None:
                             profiles[namespace].add(profile)
         states = [

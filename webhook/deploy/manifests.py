@@ -5,8 +5,13 @@ The choices that keep a cluster safe live here, once, with their reasons:
 - The webhooks see only namespaces that opted in (the `mode` label exists) and never the system
   namespaces, egress-guard's own namespace, or any namespace the policy exempts: a broken
   egress-guard can then never stop the control plane or itself from starting.
-- Validation fails closed (`failurePolicy: Fail`): a workload is admitted only once egress-guard
-  has checked its profile and ensured its NetworkPolicies.
+- Validation in enforcing namespaces fails closed (`failurePolicy: Fail`): a workload is admitted
+  only once egress-guard has checked its profile and ensured its NetworkPolicies. Any mode value
+  other than warn or audit counts as enforcing, as the core reads it, so a typo fails closed.
+- Validation in warn and audit namespaces fails open (`failurePolicy: Ignore`): those modes
+  preview, and must not block deploys while egress-guard is down.
+- UPDATEs are sent only when they change the pod labels and the object is not being deleted
+  (`matchConditions`, see match_conditions.py): no other UPDATE can be refused.
 - Mutation fails open (`failurePolicy: Ignore`). The proxy variables are a convenience, not the
   enforcement: any program may ignore HTTP_PROXY. What enforces egress is the validating webhook
   (the profile label, and the NetworkPolicies ensured before admission), so a pod that escapes
@@ -24,7 +29,9 @@ from typing import Any
 
 from webhook import __version__
 from webhook.config.settings import ServeSettings
-from webhook.policy.model import Policy
+from webhook.deploy.match_conditions import workload_match_conditions
+from webhook.policy.model import Mode, Policy
+from webhook.policy.workloads import WorkloadKind
 
 Manifest = dict[str, Any]
 
@@ -42,12 +49,8 @@ VALIDATION_TIMEOUT_S = 5
 MUTATION_TIMEOUT_S = 3
 NAMESPACE_PREVIEW_TIMEOUT_S = 3
 
-WORKLOAD_RESOURCES: Mapping[str, tuple[str, ...]] = {
-    "": ("pods", "replicationcontrollers"),
-    "apps": ("deployments", "statefulsets", "daemonsets", "replicasets"),
-    "batch": ("jobs", "cronjobs"),
-}
-"""API group -> the workload resources of that group the validating webhook reviews."""
+PREVIEW_MODES = (Mode.WARN.value, Mode.AUDIT.value)
+"""Modes that only preview: their webhook fails open. Every other value enforces."""
 
 CERT_MANAGER_INJECT = "cert-manager.io/inject-ca-from"
 
@@ -108,16 +111,42 @@ def excluded_namespaces(policy: Policy, options: DeployOptions) -> list[str]:
     return sorted({*SYSTEM_NAMESPACES, options.namespace, *policy.exempt_namespaces})
 
 
+def _not_excluded(policy: Policy, options: DeployOptions) -> Manifest:
+    return {
+        "key": METADATA_NAME_LABEL,
+        "operator": "NotIn",
+        "values": excluded_namespaces(policy, options),
+    }
+
+
 def namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
     """Opted-in namespaces (the mode label exists), minus the excluded ones by name."""
     return {
         "matchExpressions": [
             {"key": policy.mode_label, "operator": "Exists"},
-            {
-                "key": METADATA_NAME_LABEL,
-                "operator": "NotIn",
-                "values": excluded_namespaces(policy, options),
-            },
+            _not_excluded(policy, options),
+        ]
+    }
+
+
+def enforce_namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
+    """Opted-in namespaces whose mode is not a preview one: `enforce`, and any value the core
+    does not know (which it treats as enforce), minus the excluded ones."""
+    return {
+        "matchExpressions": [
+            {"key": policy.mode_label, "operator": "Exists"},
+            {"key": policy.mode_label, "operator": "NotIn", "values": list(PREVIEW_MODES)},
+            _not_excluded(policy, options),
+        ]
+    }
+
+
+def preview_namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
+    """Namespaces in warn or audit mode, minus the excluded ones."""
+    return {
+        "matchExpressions": [
+            {"key": policy.mode_label, "operator": "In", "values": list(PREVIEW_MODES)},
+            _not_excluded(policy, options),
         ]
     }
 
@@ -141,31 +170,62 @@ def _client_config(options: DeployOptions, path: str) -> Manifest:
     }
 
 
-def workload_rules() -> list[Manifest]:
+def by_group_version(kinds: Sequence[WorkloadKind]) -> dict[tuple[str, str], list[str]]:
+    """(API group, version) -> the resources of those kinds, sorted, the core group first."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for kind in sorted(kinds, key=lambda k: (k.group, k.version, k.resource)):
+        grouped.setdefault((kind.group, kind.version), []).append(kind.resource)
+    return grouped
+
+
+def workload_rules(policy: Policy) -> list[Manifest]:
+    """Every kind the core reviews as a workload under this policy (`Policy.reviewed_kinds`)."""
     return [
         {
             "apiGroups": [group],
-            "apiVersions": ["v1"],
+            "apiVersions": [version],
             "operations": ["CREATE", "UPDATE"],
-            "resources": list(resources),
+            "resources": resources,
             "scope": "Namespaced",
         }
-        for group, resources in WORKLOAD_RESOURCES.items()
+        for (group, version), resources in by_group_version(policy.reviewed_kinds).items()
     ]
 
 
-def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> Manifest:
-    workloads = {
-        "name": webhook_name(policy, "workloads.validate"),
+def _workloads_webhook(
+    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: Manifest
+) -> Manifest:
+    return {
+        "name": webhook_name(policy, purpose),
         "admissionReviewVersions": ["v1"],
         "clientConfig": _client_config(options, VALIDATE_PATH),
-        "failurePolicy": "Fail",
+        "failurePolicy": failure_policy,
         "matchPolicy": "Equivalent",
-        "namespaceSelector": namespace_selector(policy, options),
-        "rules": workload_rules(),
+        "namespaceSelector": selector,
+        "rules": workload_rules(policy),
+        "matchConditions": workload_match_conditions(policy.reviewed_kinds),
         "sideEffects": "NoneOnDryRun",
         "timeoutSeconds": VALIDATION_TIMEOUT_S,
     }
+
+
+def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> Manifest:
+    # Enforcing namespaces fail closed; warn and audit ones preview and fail open. The two
+    # selectors split the opted-in namespaces between them, with no gap and no overlap.
+    enforce = _workloads_webhook(
+        policy,
+        options,
+        "workloads.validate",
+        "Fail",
+        enforce_namespace_selector(policy, options),
+    )
+    preview = _workloads_webhook(
+        policy,
+        options,
+        "workloads-preview.validate",
+        "Ignore",
+        preview_namespace_selector(policy, options),
+    )
     # Namespaces being opted in (or out) carry the mode label before or after the change: the
     # objectSelector matches either, so the preview warns as the label is set. Advisory only,
     # hence Ignore: a namespace label change must never depend on egress-guard being up.
@@ -176,15 +236,7 @@ def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> 
         "clientConfig": _client_config(options, VALIDATE_PATH),
         "failurePolicy": "Ignore",
         "matchPolicy": "Equivalent",
-        "namespaceSelector": {
-            "matchExpressions": [
-                {
-                    "key": METADATA_NAME_LABEL,
-                    "operator": "NotIn",
-                    "values": excluded_namespaces(policy, options),
-                }
-            ]
-        },
+        "namespaceSelector": {"matchExpressions": [_not_excluded(policy, options)]},
         "objectSelector": mode_present,
         "rules": [
             {
@@ -202,7 +254,7 @@ def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> 
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": _metadata(options, options.name, namespaced=False),
-        "webhooks": [workloads, namespaces],
+        "webhooks": [enforce, preview, namespaces],
     }
 
 

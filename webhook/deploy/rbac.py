@@ -9,8 +9,9 @@ Two service accounts, so that each process holds only what it uses:
   cluster-wide, creates, updates and deletes (prunes) them, and holds one Lease, by name, in
   egress-guard's own namespace.
 
-Both list and watch Pods and every workload kind: the reconciler to learn which profiles are in
-use, the webhook to preview what a namespace's new mode would refuse. Nothing here can read
+Both list and watch Pods and every workload kind (the built-in ones and the policy's
+`workloadKinds`): the reconciler to learn which profiles are in use, the webhook to preview what a
+namespace's new mode would refuse. Nothing here can read
 Secrets or change a workload. RBAC cannot tell a generated NetworkPolicy from a hand-made one, so
 the code never writes an object without egress-guard's managed-by label.
 """
@@ -20,15 +21,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from webhook.deploy.manifests import DeployOptions, Manifest, labels
+from webhook.policy.model import Policy
 
 Rule = tuple[str, Sequence[str], Sequence[str]]
 """(API group, resources, verbs)"""
 
-WORKLOAD_READER_RULES: tuple[Rule, ...] = (
-    ("", ("pods", "replicationcontrollers"), ("list", "watch")),
-    ("apps", ("deployments", "statefulsets", "daemonsets", "replicasets"), ("list", "watch")),
-    ("batch", ("jobs", "cronjobs"), ("list", "watch")),
-)
+WORKLOAD_READER_VERBS = ("list", "watch")
+
+
+def workload_reader_rules(policy: Policy) -> tuple[Rule, ...]:
+    """list and watch on every kind the webhook reviews (`Policy.reviewed_kinds`), by group."""
+    grouped: dict[str, list[str]] = {}
+    for kind in sorted(policy.reviewed_kinds, key=lambda k: (k.group, k.resource)):
+        grouped.setdefault(kind.group, []).append(kind.resource)
+    return tuple(
+        (group, tuple(resources), WORKLOAD_READER_VERBS) for group, resources in grouped.items()
+    )
+
+
 WEBHOOK_RULES: tuple[Rule, ...] = (
     ("", ("namespaces",), ("get", "list", "watch")),
     ("networking.k8s.io", ("networkpolicies",), ("get", "create", "update")),
@@ -91,7 +101,7 @@ def _binding(
     }
 
 
-def rbac_manifests(options: DeployOptions) -> list[Manifest]:
+def rbac_manifests(options: DeployOptions, policy: Policy) -> list[Manifest]:
     """The reconciler's ServiceAccount (the webhook's is in serviceaccount.yaml), the roles, and
     their bindings."""
     webhook, reconciler = options.name, reconciler_account(options)
@@ -104,7 +114,7 @@ def rbac_manifests(options: DeployOptions) -> list[Manifest]:
         },
         _cluster_role(options, f"{webhook}-webhook", WEBHOOK_RULES),
         _cluster_role(options, f"{webhook}-reconciler", RECONCILER_RULES),
-        _cluster_role(options, f"{webhook}-workload-reader", WORKLOAD_READER_RULES),
+        _cluster_role(options, f"{webhook}-workload-reader", workload_reader_rules(policy)),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",

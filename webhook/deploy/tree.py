@@ -67,7 +67,7 @@ def deploy_tree(policy: Policy, policy_text: str, options: DeployOptions) -> lis
     base = base_files(policy, policy_text, options)
     rbac_file = ManifestFile(
         "rbac.yaml",
-        rbac_manifests(options),
+        rbac_manifests(options, policy),
         "what the webhook and the reconciler may do, and no more",
     )
     reconciler_file = ManifestFile(

@@ -23,6 +23,7 @@ from webhook.admission.controller import Outcome
 from webhook.policy.decision import Verdict
 from webhook.policy.evaluate import Action
 from webhook.policy.request import AdmissionRequest
+from webhook.policy.workloads import BUILTIN_KINDS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
@@ -30,20 +31,11 @@ CONTENT_TYPE: str = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Seconds: most reviews take about a millisecond; the API server gives up after a few seconds."""
 
-KNOWN_KINDS = frozenset(
-    (
-        "Pod",
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "ReplicationController",
-        "Job",
-        "CronJob",
-        "Namespace",
-    )
+KNOWN_KINDS: frozenset[tuple[str, str]] = frozenset(
+    (*(kind.key for kind in BUILTIN_KINDS), ("", "Namespace"))
 )
-"""Kinds counted under their own name; any other is `other` (the webhook rules bound the set)."""
+"""(API group, kind) counted under the kind's name; any other is `other`, so a stray kind (or a
+Volcano Job posing as a Job) cannot grow the series."""
 
 
 class WebhookMetrics:
@@ -102,7 +94,7 @@ class WebhookMetrics:
         key = (
             action.value,
             request.operation or "UNKNOWN",
-            request.kind if request.kind in KNOWN_KINDS else "other",
+            request.kind if (request.group, request.kind) in KNOWN_KINDS else "other",
             decision.verdict.value,
             outcome.mode or "unmanaged",
         )

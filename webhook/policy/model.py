@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from webhook.policy.workloads import BUILTIN_KINDS, WorkloadKind, builtin_kind
+
 # Kubernetes' own grammars (apimachinery/pkg/util/validation).
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -31,6 +33,8 @@ _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_API_VERSION = re.compile(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$")
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _HOSTNAME = re.compile(
     r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$"
 )
@@ -231,11 +235,34 @@ class Profile(_Model):
 
 
 class DnsSettings(_Model):
-    """Where cluster DNS runs: every generated default-deny policy keeps it reachable."""
+    """Where cluster DNS runs: every generated default-deny policy keeps it reachable.
+
+    `cidrs` are addresses DNS is answered on outside any pod: a node-local cache (NodeLocal
+    DNSCache listens on 169.254.20.10 on every node), or resolvers outside the cluster. A pod
+    selector cannot reach them, so they are allowed as address blocks on the same ports.
+    """
 
     namespace: NamespaceName = "kube-system"
     pod_selector: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
     ports: list[PortNumber] = Field(default_factory=lambda: [53], min_length=1)
+    cidrs: list[str] = Field(default_factory=list)
+
+    @field_validator("cidrs")
+    @classmethod
+    def _valid_cidrs(cls, cidrs: list[str]) -> list[str]:
+        """Networks in CIDR notation; a bare address means that address alone (/32 or /128)."""
+        normalised: list[str] = []
+        for cidr in cidrs:
+            try:
+                network = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as err:
+                raise ValueError(
+                    f"dns.cidrs entry {cidr!r} is not an address or a network in CIDR notation "
+                    f"(e.g. 169.254.20.10/32) ({err})"
+                ) from None
+            if str(network) not in normalised:
+                normalised.append(str(network))
+        return normalised
 
 
 class ProxySettings(_Model):
@@ -277,6 +304,57 @@ class ProxySettings(_Model):
         return pairs + tuple((name.lower(), value) for name, value in pairs)
 
 
+class WorkloadKindSpec(_Model):
+    """A custom kind that runs pods from a pod template at `spec.template` (an Argo Rollout, say).
+
+    Declaring it puts it in the webhook rules (so the API server sends it and `check` reviews it)
+    and in the RBAC that lets the reconciler and the namespace preview list it.
+    """
+
+    group: str
+    version: str
+    kind: str
+    resource: str
+
+    @field_validator("group")
+    @classmethod
+    def _valid_group(cls, group: str) -> str:
+        if not group or len(group) > 253 or not _DNS1123_SUBDOMAIN.match(group):
+            raise ValueError(
+                f"group {group!r} must be an API group, a DNS subdomain such as argoproj.io "
+                "(the built-in kinds need no entry)"
+            )
+        return group
+
+    @field_validator("version")
+    @classmethod
+    def _valid_version(cls, version: str) -> str:
+        if not _API_VERSION.match(version):
+            raise ValueError(f"version {version!r} is not an API version such as v1 or v1alpha1")
+        return version
+
+    @field_validator("kind")
+    @classmethod
+    def _valid_kind(cls, kind: str) -> str:
+        if len(kind) > 63 or not _KIND.match(kind):
+            raise ValueError(f"kind {kind!r} is not a kind name such as Rollout")
+        return kind
+
+    @field_validator("resource")
+    @classmethod
+    def _valid_resource(cls, resource: str) -> str:
+        if len(resource) > 63 or not _DNS1123_LABEL.match(resource):
+            raise ValueError(
+                f"resource {resource!r} is not a resource name: the lower-case plural, such as "
+                "rollouts"
+            )
+        return resource
+
+    @cached_property
+    def as_kind(self) -> WorkloadKind:
+        return WorkloadKind(self.group, self.version, self.kind, self.resource)
+
+
 class NamespaceDefaults(_Model):
     """Namespace labels assumed where no cluster is reachable (local runs, the offline CLI)."""
 
@@ -295,6 +373,7 @@ class Policy(_Model):
     proxy: ProxySettings | None = None
     profiles: dict[str, Profile] = Field(default_factory=dict)
     namespaces: dict[NamespaceName, NamespaceDefaults] = Field(default_factory=dict)
+    workload_kinds: list[WorkloadKindSpec] = Field(default_factory=list)
 
     @cached_property
     def memo(self) -> dict[object, object]:
@@ -331,6 +410,40 @@ class Policy(_Model):
                     "but the file has no proxy section"
                 )
         return self
+
+    @field_validator("workload_kinds")
+    @classmethod
+    def _workload_kinds_are_new(cls, specs: list[WorkloadKindSpec]) -> list[WorkloadKindSpec]:
+        seen_kinds = {k.key for k in BUILTIN_KINDS}
+        seen_resources = {(k.group, k.resource) for k in BUILTIN_KINDS}
+        for spec in specs:
+            if builtin_kind(spec.group, spec.kind) is not None:
+                raise ValueError(f"{spec.kind}.{spec.group} is built in: it needs no entry")
+            if (spec.group, spec.kind) in seen_kinds:
+                raise ValueError(f"{spec.kind}.{spec.group} is listed twice")
+            if (spec.group, spec.resource) in seen_resources:
+                raise ValueError(f"{spec.resource}.{spec.group} is listed twice")
+            seen_kinds.add((spec.group, spec.kind))
+            seen_resources.add((spec.group, spec.resource))
+        return specs
+
+    @cached_property
+    def reviewed_kinds(self) -> tuple[WorkloadKind, ...]:
+        """Every kind the validating webhook is sent: the file's workloadKinds, then the built-in
+        ones (owners before what they own, as listings want them)."""
+        return (*(spec.as_kind for spec in self.workload_kinds), *BUILTIN_KINDS)
+
+    @cached_property
+    def _reviewed_by_key(self) -> dict[tuple[str, str], WorkloadKind]:
+        return {
+            (group, kind.kind): kind
+            for kind in self.reviewed_kinds
+            for group in (kind.group, *kind.equivalent_groups)
+        }
+
+    def reviewed_kind(self, group: str, kind: str) -> WorkloadKind | None:
+        """The entry for (group, kind) if the webhook rules send that kind, else None."""
+        return self._reviewed_by_key.get((group, kind))
 
     @cached_property
     def profile_label(self) -> str:

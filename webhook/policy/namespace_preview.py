@@ -18,20 +18,7 @@ from webhook.policy.decision import Decision, allowed, bounded_warnings
 from webhook.policy.model import Mode, Policy
 from webhook.policy.namespace import NamespaceContext, namespace_context
 from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import find_workload, mapping_at
-
-PREVIEW_KINDS = (
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "ReplicationController",
-    "Job",
-    "CronJob",
-)
-"""The kinds a preview looks at. One owned by another of these kinds (a Deployment's ReplicaSet,
-a ReplicaSet's Pods) is reported through its owner only, as Pod Security Admission does."""
+from webhook.policy.workloads import find_workload, group_of, mapping_at
 
 NAMED = 3
 """Workloads named one by one; the rest are counted."""
@@ -83,16 +70,20 @@ def namespace_change(request: AdmissionRequest, policy: Policy) -> NamespaceChan
     )
 
 
-def _owned_by_a_listed_kind(obj: Mapping[str, Any]) -> bool:
+def _owned_by_a_listed_kind(obj: Mapping[str, Any], policy: Policy) -> bool:
+    """The object's controller is of a kind the preview lists (`Policy.reviewed_kinds`), so it is
+    reported through that owner only, as Pod Security Admission does (a Deployment's ReplicaSet,
+    a ReplicaSet's Pods)."""
     owners = (mapping_at(obj, ("metadata",)) or {}).get("ownerReferences")
     if not isinstance(owners, list):
         return False
-    return any(
-        isinstance(owner, Mapping)
-        and owner.get("controller") is True
-        and owner.get("kind") in PREVIEW_KINDS
-        for owner in owners
-    )
+    for owner in owners:
+        if not isinstance(owner, Mapping) or owner.get("controller") is not True:
+            continue
+        group, kind = group_of(owner.get("apiVersion")), owner.get("kind")
+        if group is not None and isinstance(kind, str) and policy.reviewed_kind(group, kind):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +102,11 @@ def violators(
         kind = obj.get("kind")
         metadata = mapping_at(obj, ("metadata",)) or {}
         name = metadata.get("name")
-        if not isinstance(kind, str) or not isinstance(name, str) or _owned_by_a_listed_kind(obj):
+        if (
+            not isinstance(kind, str)
+            or not isinstance(name, str)
+            or _owned_by_a_listed_kind(obj, policy)
+        ):
             continue
         workload = find_workload(obj, kind, name)
         if workload is None:

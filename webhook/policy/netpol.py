@@ -144,14 +144,18 @@ def _manifest(
 
 
 def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
-    """Every pod in the namespace: no egress but DNS."""
+    """Every pod in the namespace: no egress but DNS (the DNS pods, and any `dns.cidrs`: a
+    node-local cache is no pod a selector can reach)."""
     dns = policy.dns
     spec = {
         "podSelector": {},
         "policyTypes": ["Egress"],
         "egress": [
             {
-                "to": [_namespace_peer(dns.namespace, dns.pod_selector)],
+                "to": [
+                    _namespace_peer(dns.namespace, dns.pod_selector),
+                    *({"ipBlock": {"cidr": cidr}} for cidr in dns.cidrs),
+                ],
                 "ports": [
                     {"protocol": protocol, "port": port}
                     for port in dns.ports

@@ -56,15 +56,18 @@ class ReconcilePlan:
         return not (self.creates or self.updates or self.deletes)
 
 
-def workload_profile(kind: str, obj: Mapping[str, Any], policy: Policy) -> str | None:
+def workload_profile(
+    kind: str, obj: Mapping[str, Any], policy: Policy, group: str | None = None
+) -> str | None:
     """The defined profile a live workload's pods declare (None for none, or one being deleted).
 
-    `kind` comes from the list the object was read from: list items carry no kind of their own.
+    `kind` and `group` come from the list the object was read from: list items carry no kind of
+    their own.
     """
     metadata = mapping_at(obj, ("metadata",)) or {}
     if metadata.get("deletionTimestamp"):
         return None
-    workload = find_workload(obj, kind, str(metadata.get("name") or ""))
+    workload = find_workload(obj, kind, str(metadata.get("name") or ""), group)
     return declared_profile(workload, policy) if workload is not None else None
 
 

@@ -71,7 +71,7 @@ def build_components(settings: ServeSettings) -> Components:
         connection.namespaces,
         connection.applier,
         mode,
-        workloads=KubeWorkloadSource(connection.api),
+        workloads=KubeWorkloadSource(connection.api, policies=policies),
         on_review=DenialEvents(connection.api).observe,
     )
 

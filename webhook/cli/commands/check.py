@@ -91,7 +91,8 @@ def read_all(paths: tuple[str, ...]) -> Inputs:
 def review_inputs(
     inputs: Inputs, policy: Policy, namespace: str | None, mode: str | None, inject: str | None
 ) -> CheckReport:
-    """Review every workload as a CREATE; count Namespaces and skip what runs no pods."""
+    """Review every workload as a CREATE; count Namespaces; skip what runs no pods, and the
+    workloads the API server would not send (their kind is outside the webhook rules)."""
     assumptions = NamespaceAssumptions(
         policy,
         namespace_objects(inputs.manifests),
@@ -104,7 +105,11 @@ def review_inputs(
         if is_namespace(manifest):
             report.namespaces += 1
         elif reviewer.is_workload(manifest):
-            report.reviews.append(reviewer.review(manifest, namespace))
+            not_sent = reviewer.not_sent(manifest, namespace)
+            if not_sent is not None:
+                report.not_sent.append(not_sent)
+            else:
+                report.reviews.append(reviewer.review(manifest, namespace))
         else:
             report.skipped[manifest.kind] += 1
     return report
@@ -275,7 +280,8 @@ def check(
 
     Each workload goes through the same admission controller as the server: Pods through the
     mutating webhook first, then every workload through the validating one. Objects that run no
-    pods are skipped and counted.
+    pods are skipped and counted, and so are workloads of a kind the webhook rules do not cover
+    (a custom kind not in the policy's workloadKinds): the API server would never send them.
 
     \b
     Namespace labels, most specific first:

@@ -66,7 +66,15 @@ def explain(
         if index:
             click.echo()
         click.echo("\n".join(explain_review(review, policy)))
-    if not report.reviews and not report.problems:
+    for index, item in enumerate(report.not_sent, start=len(report.reviews)):
+        if index:
+            click.echo()
+        click.echo(
+            f"{item.kind}/{item.name} in namespace {item.namespace} ({item.manifest.source})\n"
+            f"  {item.reason}.\n"
+            "  The API server admits it unchecked; the Pods it creates are checked as they are."
+        )
+    if not report.reviews and not report.not_sent and not report.problems:
         kinds = ", ".join(sorted(report.skipped)) or "no objects"
         click.echo(
             f"nothing to explain: no workloads in the input ({kinds}); "
