@@ -280,12 +280,14 @@ def report(run: Run, info: dict[str, str], quick: bool) -> str:
         ),
     ]
     if run.api_calls_measured is not None:
-        # Background threads call too: the namespace watch (re-listing when a watch expires)
-        # and denial Events. Everything else would be a call made while a review waits.
+        # Background threads call too: the watches of namespaces and of generated policies
+        # (re-listing when a watch expires) and denial Events. Everything else would be a call
+        # made while a review waits.
         background = {
             k: n
             for k, n in run.api_calls_measured.items()
-            if k in ("create events", "list namespaces") or k.startswith("watch ")
+            if k in ("create events", "list namespaces", "list networkpolicies")
+            or k.startswith("watch ")
         }
         on_path = {k: n for k, n in run.api_calls_measured.items() if k not in background}
         checks += [

@@ -21,6 +21,7 @@ from webhook.admission.controller import AdmissionController, Outcome
 from webhook.cluster.client import api_client
 from webhook.cluster.kube import ClusterConnection, connect
 from webhook.cluster.namespaces import NamespaceCache
+from webhook.cluster.reconciler import Reconciler
 from webhook.policy.decision import Verdict
 from webhook.policy.evaluate import Action, validate
 from webhook.policy.model import Policy
@@ -33,6 +34,7 @@ from webhook.policy.netpol import (
 )
 
 STRIPE = "egress-guard-profile-stripe"
+MODE = "egress-guard.io/mode"
 HASH_KEY = "egress-guard.io/policy-hash"
 ENSURE_BUDGET_S = 2.0
 
@@ -79,14 +81,23 @@ def cluster(local_api: LocalApiServer, kubeconfig: Path, policy: Policy) -> Iter
     )
     policies = SwappablePolicy(policy)
     connection = connect("kubeconfig", policies, kubeconfig=str(kubeconfig))
-    assert connection.namespaces.synced.wait(10), "the namespace cache never filled"
-    wait_for(lambda: local_api.count("watch", "namespaces") == 1)  # the watch follows the list
-    controller = AdmissionController(policies, connection.namespaces, connection.applier)
-    local_api.reset_calls()
     try:
-        yield Cluster(local_api, connection, controller, policies)
+        yield following(local_api, connection, policies)
     finally:
         connection.close()
+
+
+def following(
+    local_api: LocalApiServer, connection: ClusterConnection, policies: SwappablePolicy
+) -> Cluster:
+    """The cluster once both watches follow the API (each watch request follows its list)."""
+    assert connection.namespaces.synced.wait(10), "the namespace cache never filled"
+    assert connection.policy_watch.synced.wait(10), "the generated policies were never listed"
+    wait_for(lambda: local_api.count("watch", "namespaces") == 1)
+    wait_for(lambda: local_api.count("watch", "networkpolicies") == 1)
+    controller = AdmissionController(policies, connection.namespaces, connection.applier)
+    local_api.reset_calls()
+    return Cluster(local_api, connection, controller, policies)
 
 
 def validate_deployment(policy: Policy) -> Any:
@@ -306,36 +317,61 @@ class TestFailures:
         assert outcome.applied[0].created == (DEFAULT_DENY_NAME, STRIPE)
 
 
+def relabel(api: LocalApiServer, name: str, labels: dict[str, str]) -> None:
+    """Replace a namespace's labels in the store (as `kubectl label` would; watches see it)."""
+    live = api.get("namespaces", name)
+    assert live is not None
+    live["metadata"]["labels"] = labels
+    api.store.update(api.resource("namespaces"), "", name, live, dry_run=False, strict=False)
+
+
+def delete(api: LocalApiServer, resource: str, name: str, namespace: str = "") -> None:
+    """Delete as `kubectl delete` would (a namespace takes its objects with it)."""
+    api.store.delete(api.resource(resource), namespace, name, None, dry_run=False)
+
+
 class TestNamespaces:
     def test_label_changes_arrive_by_the_watch_without_a_request_path_call(
         self, cluster: Cluster
     ) -> None:
-        assert cluster.admit(namespace="plain").applied == ()
+        assert cluster.admit(profile=None).decision.allowed is False  # enforce
         client_side = cluster.connection.namespaces
-        plain = cluster.api.get("namespaces", "plain")
-        assert plain is not None
-        plain["metadata"]["labels"] = {**plain["metadata"]["labels"], **ns_labels("enforce")}
-        cluster.api.store.update(
-            cluster.api.resource("namespaces"), "", "plain", plain, dry_run=False, strict=False
-        )
-        wait_for(
-            lambda: (client_side.labels("plain") or {}).get(PROFILE.replace("profile", "mode"))
-        )
+        relabel(cluster.api, "payments", ns_labels("warn", "networkpolicy"))
+        wait_for(lambda: (client_side.labels("payments") or {}).get(MODE) == "warn")
+        outcome = cluster.admit(profile=None)
+        assert outcome.decision.allowed  # warn
+        assert outcome.applied[0].created == (DEFAULT_DENY_NAME,)
+        assert cluster.api.count("get", "namespaces") == 0
+
+    def test_a_cached_namespace_without_the_mode_label_is_asked_again(
+        self, cluster: Cluster
+    ) -> None:
+        """A review only comes for a namespace with the mode label: memory without it is stale
+        (the watch lags), so the one bounded GET answers instead of an unmanaged verdict."""
+        cache = cluster.connection.namespaces
+        assert cache.labels("plain") is not None
+        # The label arrives by a route the watch has not delivered yet: the store, with the
+        # watch events for it held back by leaving the cached entry as it was.
+        cache.watch.stop()
+        relabel(cluster.api, "plain", ns_labels("enforce"))
         cluster.api.reset_calls()
-        outcome = cluster.admit(namespace="plain")
-        assert outcome.applied[0].created == (DEFAULT_DENY_NAME, STRIPE)
-        assert [c.resource for c in cluster.api_calls()] == ["networkpolicies"] * 2
+        outcome = cluster.admit(namespace="plain", profile=None)
+        assert not outcome.decision.allowed
+        assert "egress-guard.io/profile" in outcome.decision.message
+        assert cluster.api.count("get", "namespaces") == 1
 
 
 class TestFirstLookup:
     """The cache without its watch: what a lookup costs before the watch has delivered."""
 
     @pytest.fixture
-    def cache(self, local_api: LocalApiServer, kubeconfig: Path) -> Iterator[NamespaceCache]:
+    def cache(
+        self, local_api: LocalApiServer, kubeconfig: Path, policy: Policy
+    ) -> Iterator[NamespaceCache]:
         local_api.seed(namespace("payments", ns_labels("enforce")))
         local_api.reset_calls()
         api = api_client("kubeconfig", kubeconfig=str(kubeconfig))
-        yield NamespaceCache(api)
+        yield NamespaceCache(api, SwappablePolicy(policy))
         api.close()
 
     def test_a_known_namespace_costs_one_get_then_nothing(
@@ -364,6 +400,166 @@ class TestFirstLookup:
         local_api.seed(namespace("ghost", {}))
         assert cache.labels("ghost") == {"kubernetes.io/metadata.name": "ghost"}
         assert local_api.count("get", "namespaces") == 2
+
+
+def admit_until_in_place(cluster: Cluster, name: str, namespace: str = "payments") -> Outcome:
+    """Admit until the policy exists again: the watch delivers the change a moment later."""
+    outcomes: list[Outcome] = []
+
+    def in_place() -> bool:
+        outcomes.append(cluster.admit(namespace=namespace))
+        return cluster.api.get("networkpolicies", name, namespace) is not None
+
+    wait_for(in_place)
+    return outcomes[-1]
+
+
+class TestMemoryStaysHonest:
+    """What the applier remembers is dropped as soon as the cluster says it no longer holds:
+    otherwise admissions would make no call and pods would run with open egress."""
+
+    def test_a_policy_deleted_out_of_band_is_made_again(self, cluster: Cluster) -> None:
+        cluster.admit()
+        delete(cluster.api, "networkpolicies", DEFAULT_DENY_NAME, "payments")
+        outcome = admit_until_in_place(cluster, DEFAULT_DENY_NAME)
+        assert outcome.decision.allowed
+        assert outcome.applied[0].created == (DEFAULT_DENY_NAME,)
+        assert outcome.applied[0].unchanged == (STRIPE,)
+
+    def test_a_policy_opened_up_by_hand_is_restored(self, cluster: Cluster, policy: Policy) -> None:
+        cluster.admit()
+        live = cluster.api.get("networkpolicies", STRIPE, "payments")
+        assert live is not None
+        live["spec"]["egress"] = [{}]  # allow everything, hash annotation untouched
+        cluster.api.store.update(
+            cluster.api.resource("networkpolicies"), "payments", STRIPE, live, dry_run=False,
+            strict=False,
+        )  # fmt: skip
+
+        def restored() -> bool:
+            cluster.admit()
+            current = cluster.api.get("networkpolicies", STRIPE, "payments")
+            return (
+                current is not None
+                and current["spec"] == (render_profile("payments", "stripe", policy)["spec"])
+            )
+
+        wait_for(restored)
+
+    def test_a_namespace_deleted_and_made_again_gets_its_policies_again(
+        self, cluster: Cluster
+    ) -> None:
+        cluster.admit()
+        delete(cluster.api, "namespaces", "payments")
+        cluster.api.seed(namespace("payments", ns_labels("enforce")))
+        outcome = admit_until_in_place(cluster, DEFAULT_DENY_NAME)
+        assert outcome.decision.allowed
+        assert sorted(o["metadata"]["name"] for o in cluster.api.objects("networkpolicies")) == [
+            DEFAULT_DENY_NAME,
+            STRIPE,
+        ]
+
+    def test_a_namespace_made_again_while_the_watches_were_away(self, cluster: Cluster) -> None:
+        """No DELETED event is ever seen: the relist shows another UID and no policies."""
+        cluster.admit()
+        cluster.api.go_down()
+        delete(cluster.api, "namespaces", "payments")
+        cluster.api.seed(namespace("payments", ns_labels("enforce")))
+        cluster.api.come_up()
+        outcome = admit_until_in_place(cluster, DEFAULT_DENY_NAME)
+        assert outcome.decision.allowed
+        assert cluster.api.get("networkpolicies", STRIPE, "payments") is not None
+
+    def test_opt_out_prune_and_opt_in_makes_the_policies_again(
+        self, cluster: Cluster, kubeconfig: Path
+    ) -> None:
+        cluster.admit()
+        relabel(cluster.api, "payments", {})
+        kube = api_client("kubeconfig", kubeconfig=str(kubeconfig))
+        try:
+            report = Reconciler(kube, cluster.policies).run_once()
+        finally:
+            kube.close()
+        assert sorted(report.deleted) == [f"payments/{DEFAULT_DENY_NAME}", f"payments/{STRIPE}"]
+        relabel(cluster.api, "payments", ns_labels("enforce"))
+        outcome = admit_until_in_place(cluster, DEFAULT_DENY_NAME)
+        assert outcome.decision.allowed
+        assert cluster.api.get("networkpolicies", STRIPE, "payments") is not None
+
+    def test_a_deleted_namespace_leaves_nothing_behind(self, cluster: Cluster) -> None:
+        names = [f"team-{index}" for index in range(5)]
+        for name in names:
+            cluster.api.seed(namespace(name, ns_labels("enforce")))
+        for name in names:
+            wait_for(lambda name=name: cluster.connection.namespaces.uid(name) is not None)
+            assert cluster.admit(namespace=name).decision.allowed
+        assert set(names) <= set(cluster.connection.applier.remembered())
+        for name in names:
+            delete(cluster.api, "namespaces", name)
+        wait_for(lambda: not set(names) & set(cluster.connection.applier.remembered()))
+
+
+class TestWatchOutage:
+    """Memory carries a short outage of a watch, and is not relied on after `stale_after_s`."""
+
+    BOUND_S = 0.5
+
+    @pytest.fixture
+    def short(
+        self, local_api: LocalApiServer, kubeconfig: Path, policy: Policy
+    ) -> Iterator[Cluster]:
+        local_api.seed(namespace("payments", ns_labels("enforce")))
+        policies = SwappablePolicy(policy)
+        connection = connect(
+            "kubeconfig", policies, kubeconfig=str(kubeconfig), stale_after_s=self.BOUND_S
+        )
+        try:
+            yield following(local_api, connection, policies)
+        finally:
+            connection.close()
+
+    def test_labels_carry_a_short_outage_then_are_asked_for(self, short: Cluster) -> None:
+        assert short.admit().decision.allowed
+        short.api.go_down()
+        assert short.admit().decision.allowed  # within the bound: memory answers
+        time.sleep(self.BOUND_S + 0.1)
+        outcome = short.admit()
+        assert not outcome.decision.allowed
+        assert outcome.decision.code == 503
+        assert "could not read namespace 'payments'" in outcome.decision.message
+        problem = short.connection.not_ready()
+        assert problem is not None and "namespace watch has been down" in problem
+        short.api.come_up()
+        wait_for(lambda: short.connection.not_ready() is None)
+        assert short.admit().decision.allowed
+
+    def test_policies_are_checked_again_while_their_watch_is_down(self, short: Cluster) -> None:
+        short.admit()
+        short.api.add_fault(Fault(verb="list", resource="networkpolicies", status=500, times=None))
+        short.api.go_down()  # cuts both watches; only the namespace one can list again
+        short.api.come_up()
+        wait_for(lambda: short.api.count("list", "networkpolicies") >= 1)
+        time.sleep(self.BOUND_S + 0.1)
+        delete(short.api, "networkpolicies", DEFAULT_DENY_NAME, "payments")  # no event seen
+        wait_for(lambda: short.connection.not_ready() is None)  # the namespaces follow again
+        outcome = short.admit()
+        assert outcome.decision.allowed
+        assert outcome.applied[0].created == (DEFAULT_DENY_NAME,)
+
+
+class TestReadiness:
+    def test_not_ready_until_both_caches_are_filled(
+        self, local_api: LocalApiServer, kubeconfig: Path, policy: Policy
+    ) -> None:
+        local_api.add_fault(Fault(verb="list", resource="namespaces", delay_s=0.5))
+        connection = connect("kubeconfig", SwappablePolicy(policy), kubeconfig=str(kubeconfig))
+        try:
+            problem = connection.not_ready()
+            assert problem is not None and "namespace cache is not filled yet" in problem
+            assert connection.namespaces.synced.wait(5)
+            wait_for(lambda: connection.not_ready() is None)
+        finally:
+            connection.close()
 
 
 def test_a_thousand_admissions_in_one_namespace_cost_only_the_first_calls(

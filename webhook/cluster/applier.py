@@ -1,10 +1,22 @@
 """The admission path's `PolicyApplier`: ensure an intent's NetworkPolicies before answering.
 
-Each (namespace, name, content hash) found or made in place is remembered, so a namespace's
-later admissions make no API call at all; the memory is dropped when the policy file changes.
-Concurrent admissions that need the same policy wait for the one already ensuring it rather than
-racing it, so a burst of new workloads creates each policy once. All of it happens within a time
-budget well inside the webhook's timeout: an API server that is down or slow turns into a
+Each policy found or made in place is remembered per namespace, by namespace UID, name and
+content hash, so a namespace's later admissions make no API call at all. Memory that could let a
+workload run with open egress is dropped as soon as the cluster says so:
+
+- a namespace deleted (or recreated under the same name: another UID), or whose mode or inject
+  label changed, is forgotten whole (`namespace_changed`, told by the namespace cache);
+- a generated policy deleted or changed by someone else is forgotten (`policy_event`, from a
+  watch on the generated NetworkPolicies), and a relist after a watch outage forgets whatever it
+  no longer shows as rendered (`policies_listed`);
+- while that watch has been down longer than its bound, memory is not used at all (`trust`);
+- a new policy file is verified again, once.
+
+A policy being written when its deletion is seen is not remembered, so the race between a write
+and an out-of-band delete always ends in one more ensure, never in a stale entry. Concurrent
+admissions that need the same policy wait for the one already ensuring it rather than racing it,
+so a burst of new workloads creates each policy once. All of it happens within a time budget
+well inside the webhook's timeout: an API server that is down or slow turns into a
 PolicyApplyError quickly, which the controller turns into a denial in enforce mode.
 """
 
@@ -12,22 +24,54 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from webhook.admission.ports import ApplyOutcome, PolicyApplyError, PolicySource
-from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline
+from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject
+from webhook.cluster.namespaces import NamespaceEntry
 from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
 from webhook.policy.decision import EnsureNetworkPolicies
 from webhook.policy.model import Policy
+from webhook.policy.netpol import is_generated, matches_rendered
 
 log = logging.getLogger(__name__)
 
 ENSURE_BUDGET_S = 2.0
 """Well inside the API server's webhook timeout (10 s by default), with room for the lookup."""
 
-PolicyKey = tuple[str, str, tuple[tuple[str, str], ...]]
-"""(namespace, name, the rendering's annotations: its content hash)"""
+Version = tuple[tuple[str, str], ...]
+"""A rendering's annotations: its content hash, read without the policy's label prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    version: Version
+    manifest: Mapping[str, Any]
+    at: float
+    """When it was remembered (monotonic): a list asked for later reflects it."""
+
+
+@dataclass(slots=True)
+class _InPlace:
+    """The policies known to be in place in one incarnation (UID) of a namespace."""
+
+    uid: str
+    policies: dict[str, _Known] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    manifest: Mapping[str, Any]
+    since: float
+
+
+class NamespaceUids(Protocol):
+    """What the applier needs of the namespace cache."""
+
+    def uid(self, namespace: str) -> str | None: ...
 
 
 class ClusterPolicyApplier:
@@ -37,34 +81,61 @@ class ClusterPolicyApplier:
         self,
         writer: PolicyWriter,
         policies: PolicySource,
+        namespaces: NamespaceUids,
         *,
         budget_s: float = ENSURE_BUDGET_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._writer = writer
         self._policies = policies
+        self._namespaces = namespaces
         self._budget_s = budget_s
-        self._in_place: set[PolicyKey] = set()
+        self._clock = clock
+        self._trusted: Callable[[], bool] = lambda: True
+        self._in_place: dict[str, _InPlace] = {}
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._evictions = 0
+        """Bumped by every forgetting: a write that saw it happen is not remembered."""
         self._policy: Policy | None = None
+        self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+
+    def trust(self, trusted: Callable[[], bool]) -> None:
+        """Use memory only while `trusted()` (the policy watch is following)."""
+        self._trusted = trusted
+
+    def remembered(self) -> dict[str, int]:
+        """Policies remembered and writer locks held, per namespace (for tests and debugging)."""
+        with self._lock:
+            counts = {name: len(known.policies) for name, known in self._in_place.items()}
+            for namespace, _ in self._locks:
+                counts.setdefault(namespace, 0)
+            return counts
+
+    # the PolicyApplier interface
 
     def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
         policy = self._policies.current()
         if policy is not self._policy:
-            self._policy = policy
-            self._in_place = set()  # a new policy file: verify everything again, once
-        deadline = Deadline(self._budget_s)
+            with self._lock:
+                self._policy = policy
+                self._in_place = {}  # a new policy file: verify everything again, once
+        namespace = intent.namespace
+        uid = self._namespaces.uid(namespace)
+        known = self._in_place.get(namespace) if self._trusted() else None
+        if known is not None and known.uid != uid:
+            known = None
+        deadline = Deadline(self._budget_s, self._clock)
         written: dict[Written, list[str]] = {state: [] for state in Written}
         for manifest in intent.manifests:
             metadata = manifest["metadata"]
             name = str(metadata["name"])
-            # The hash annotation is the manifest's version. Read it without the policy's label
-            # prefix: the intent may come from the policy in force just before a reload.
-            key = (intent.namespace, name, _version(metadata.get("annotations")))
-            if key in self._in_place:
+            version = _version(metadata.get("annotations"))
+            found = known.policies.get(name) if known is not None else None
+            if found is not None and found.version == version:
                 written[Written.UNCHANGED].append(name)
                 continue
-            written[self._ensure_one(key, manifest, deadline)].append(name)
+            written[self._ensure_one(namespace, uid, manifest, deadline)].append(name)
         return ApplyOutcome(
             created=tuple(written[Written.CREATED]),
             updated=tuple(written[Written.UPDATED]),
@@ -72,36 +143,148 @@ class ClusterPolicyApplier:
         )
 
     def _ensure_one(
-        self, key: PolicyKey, manifest: Mapping[str, Any], deadline: Deadline
+        self, namespace: str, uid: str | None, manifest: Mapping[str, Any], deadline: Deadline
     ) -> Written:
-        namespace, name, _ = key
-        with self._locks_lock:
-            lock = self._locks.setdefault((namespace, name), threading.Lock())
+        name = str(manifest["metadata"]["name"])
+        version = _version(manifest["metadata"].get("annotations"))
+        key = (namespace, name)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
         if not lock.acquire(timeout=max(deadline.remaining(), 0.0)):
             raise PolicyApplyError(
                 f"NetworkPolicy {name} was still being ensured by another admission after "
                 f"{self._budget_s:g} s"
             )
         try:
-            if key in self._in_place:
+            if self._is_known(namespace, uid, name, version):
                 return Written.UNCHANGED  # the admission we waited for put it in place
+            with self._lock:
+                self._pending[key] = _Pending(manifest, self._clock())
+                evictions = self._evictions
             try:
-                result = self._writer.ensure(manifest, deadline)
-            except ForeignPolicy as err:
-                raise PolicyApplyError(str(err)) from None
-            except ApiUnreachable as err:
-                raise PolicyApplyError(f"{err} (within {self._budget_s:g} s)") from None
-            except ApiRejected as err:
-                raise PolicyApplyError(_explain(err, namespace)) from None
-            self._in_place.add(key)
+                result = self._write(namespace, manifest, deadline)
+            except BaseException:
+                with self._lock:
+                    self._pending.pop(key, None)
+                raise
+            with self._lock:
+                del self._pending[key]
+                if self._evictions == evictions and uid is not None:
+                    self._remember(namespace, uid, name, version, manifest)
             if result is not Written.UNCHANGED:
                 log.info("NetworkPolicy %s/%s %s", namespace, name, result.value)
             return result
         finally:
             lock.release()
 
+    def _write(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
+        try:
+            return self._writer.ensure(manifest, deadline)
+        except ForeignPolicy as err:
+            raise PolicyApplyError(str(err)) from None
+        except ApiUnreachable as err:
+            raise PolicyApplyError(f"{err} (within {self._budget_s:g} s)") from None
+        except ApiRejected as err:
+            raise PolicyApplyError(_explain(err, namespace)) from None
 
-def _version(annotations: object) -> tuple[tuple[str, str], ...]:
+    def _is_known(self, namespace: str, uid: str | None, name: str, version: Version) -> bool:
+        if not self._trusted():
+            return False
+        known = self._in_place.get(namespace)
+        if known is None or known.uid != uid:
+            return False
+        found = known.policies.get(name)
+        return found is not None and found.version == version
+
+    def _remember(
+        self, namespace: str, uid: str, name: str, version: Version, manifest: Mapping[str, Any]
+    ) -> None:
+        """Under the lock."""
+        entry = self._in_place.get(namespace)
+        if entry is None or entry.uid != uid:
+            entry = self._in_place[namespace] = _InPlace(uid)
+        entry.policies[name] = _Known(version, manifest, self._clock())
+
+    # what the cluster says
+
+    def namespace_changed(
+        self, name: str, before: NamespaceEntry | None, after: NamespaceEntry | None
+    ) -> None:
+        """A namespace listener: forget a namespace deleted, recreated, or relabelled in a way
+        that changes what egress-guard does in it."""
+        if before is not None and after is not None and before.uid == after.uid:
+            policy = self._policies.current()
+            keys = (policy.mode_label, policy.inject_label)
+            if all(before.labels.get(k) == after.labels.get(k) for k in keys):
+                return
+        with self._lock:
+            gone = self._in_place.pop(name, None)
+            if gone is not None or any(key[0] == name for key in self._pending):
+                self._evictions += 1
+            if after is None:  # deleted: nothing of it is worth keeping
+                for key in [key for key in self._locks if key[0] == name]:
+                    del self._locks[key]
+        if gone is not None:
+            log.info("NetworkPolicies of namespace %s will be ensured again", name)
+
+    def policy_event(self, kind: str, obj: JsonObject) -> None:
+        """A watch event on a generated NetworkPolicy: forget it if it is gone or no longer as
+        remembered (or as being written)."""
+        namespace, name = _where(obj)
+        with self._lock:
+            expected = self._expected(namespace, name)
+            if expected is None:
+                return
+            if kind != "DELETED" and is_generated(obj) and matches_rendered(obj, expected):
+                return
+            self._forget(namespace, name)
+        log.info("NetworkPolicy %s/%s changed or gone; it will be ensured again", namespace, name)
+
+    def policies_listed(self, items: list[JsonObject], asked: float) -> None:
+        """After a (re)list: forget what the list does not show as remembered. Only what was
+        remembered (or began being written) before the list was asked for can be judged by it;
+        anything later is covered by the watch that follows the list."""
+        live = {_where(item): item for item in items}
+        with self._lock:
+            judged: list[tuple[str, str, Mapping[str, Any]]] = []
+            for namespace, entry in self._in_place.items():
+                for name, known in entry.policies.items():
+                    if known.at < asked:
+                        judged.append((namespace, name, known.manifest))
+            for (namespace, name), pending in self._pending.items():
+                if pending.since < asked:
+                    judged.append((namespace, name, pending.manifest))
+            for namespace, name, expected in judged:
+                current = live.get((namespace, name))
+                if current is None or not matches_rendered(current, expected):
+                    self._forget(namespace, name)
+
+    def _expected(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """Under the lock: the rendering being written, else the one remembered."""
+        pending = self._pending.get((namespace, name))
+        if pending is not None:
+            return pending.manifest
+        entry = self._in_place.get(namespace)
+        found = entry.policies.get(name) if entry is not None else None
+        return found.manifest if found is not None else None
+
+    def _forget(self, namespace: str, name: str) -> None:
+        """Under the lock."""
+        self._evictions += 1
+        entry = self._in_place.get(namespace)
+        if entry is not None:
+            entry.policies.pop(name, None)
+            if not entry.policies:
+                del self._in_place[namespace]
+
+
+def _where(obj: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def _version(annotations: object) -> Version:
     if not isinstance(annotations, Mapping):
         return ()
     return tuple(sorted((str(k), str(v)) for k, v in annotations.items()))

@@ -13,8 +13,10 @@ from kubernetes import client
 from webhook.admission.ports import PolicySource
 from webhook.cluster.applier import ENSURE_BUDGET_S, ClusterPolicyApplier
 from webhook.cluster.client import CLUSTER_KINDS, ClusterConfigError, api_client
-from webhook.cluster.namespaces import LOOKUP_BUDGET_S, NamespaceCache
+from webhook.cluster.list_watch import ListWatch
+from webhook.cluster.namespaces import LOOKUP_BUDGET_S, STALE_AFTER_S, NamespaceCache
 from webhook.cluster.policy_writer import PolicyWriter
+from webhook.policy.netpol import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["ClusterConfigError", "ClusterConnection", "connect"]
 
@@ -26,8 +28,20 @@ class ClusterConnection:
     api: client.ApiClient
     namespaces: NamespaceCache
     applier: ClusterPolicyApplier
+    policy_watch: ListWatch
+    """The generated NetworkPolicies, watched so that the applier's memory stays honest."""
+
+    def not_ready(self) -> str | None:
+        """Why admissions cannot be answered as they should now (None: ready)."""
+        problem = self.namespaces.not_ready()
+        if problem is None and not self.policy_watch.synced.is_set():
+            problem = (
+                f"the generated NetworkPolicies are not listed yet ({self.policy_watch.problem})"
+            )
+        return problem
 
     def close(self) -> None:
+        self.policy_watch.stop()
         self.namespaces.stop()
         self.api.close()  # type: ignore[no-untyped-call]
 
@@ -40,17 +54,32 @@ def connect(
     context: str | None = None,
     lookup_budget_s: float = LOOKUP_BUDGET_S,
     ensure_budget_s: float = ENSURE_BUDGET_S,
+    stale_after_s: float | None = None,
 ) -> ClusterConnection:
     """Namespace labels (watched) and NetworkPolicy ensuring, on the cluster `mode` names.
 
     Raises ClusterConfigError when there are no usable credentials. The API server itself is not
-    called here: a cluster that is down at start-up is reported by the first lookups, and the
-    namespace watch keeps trying in the background.
+    called here: a cluster that is down at start-up is reported by the first lookups (and by
+    readiness), and both watches keep trying in the background. `stale_after_s` bounds how long
+    what the watches delivered is relied on while they are down (default STALE_AFTER_S).
     """
     if mode not in CLUSTER_KINDS:
         raise ClusterConfigError(f"cluster mode {mode!r} is not one of {', '.join(CLUSTER_KINDS)}")
+    bound = STALE_AFTER_S if stale_after_s is None else stale_after_s
     api = api_client(mode, kubeconfig=kubeconfig, context=context)
-    namespaces = NamespaceCache(api, lookup_budget_s=lookup_budget_s)
+    namespaces = NamespaceCache(api, policies, lookup_budget_s=lookup_budget_s, stale_after_s=bound)
+    applier = ClusterPolicyApplier(
+        PolicyWriter(api), policies, namespaces, budget_s=ensure_budget_s
+    )
+    namespaces.add_listener(applier.namespace_changed)
+    policy_watch = ListWatch(
+        "generated-networkpolicies",
+        client.NetworkingV1Api(api).list_network_policy_for_all_namespaces,
+        on_list=applier.policies_listed,
+        on_event=applier.policy_event,
+        label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+    )
+    applier.trust(lambda: policy_watch.trusted(bound))
     namespaces.start()
-    applier = ClusterPolicyApplier(PolicyWriter(api), policies, budget_s=ensure_budget_s)
-    return ClusterConnection(api, namespaces, applier)
+    policy_watch.start()
+    return ClusterConnection(api, namespaces, applier, policy_watch)

@@ -1,62 +1,79 @@
 """Namespace labels from the cluster, kept current by a list and a watch, read from memory.
 
-A background thread lists every namespace once and then watches for changes, as an informer
-does, so a label change is seen within moments and the admission path reads a dict. Only a
-namespace the cache has not seen yet (one created a moment ago, before the watch delivered it,
-or any namespace while the first list is still running) costs a single GET, bounded in time;
-concurrent lookups of the same namespace share that GET. A namespace that does not exist is
-None and is not remembered, so its creation is seen by the next lookup.
+A `ListWatch` lists every namespace once and then watches for changes, so a label change is seen
+within moments and the admission path reads a dict. A namespace costs a single GET, bounded in
+time, only when memory cannot be trusted for it; concurrent lookups of the same namespace share
+that GET. Memory cannot be trusted:
 
-While the API server is unreachable the watch reconnects with backoff and the labels last seen
-stay in use: an admission in a known namespace never waits for the API.
+- for a namespace not seen yet (created a moment ago, or while the first list is running);
+- for a namespace seen *without* the mode label: the API server sends reviews only for namespaces
+  whose labels match the webhooks' `<prefix>/mode Exists` selector, so a review for such a
+  namespace means the label was set after what memory holds (watch lag, a reconnect);
+- for every namespace once the watch has been down longer than `stale_after_s`: labels last
+  seen carry an outage of a few seconds, but not an unbounded one.
+
+A namespace that does not exist is None and is not remembered, so its creation is seen by the
+next lookup. Each entry keeps the namespace's UID beside its labels, and listeners (the policy
+applier) are told when a namespace is deleted, recreated or relabelled, however that was seen.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import urllib3
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from webhook.admission.ports import NamespaceUnavailable
-from webhook.cluster.api_calls import (
-    CONNECT_TIMEOUT_S,
-    ApiRejected,
-    ApiUnreachable,
-    Deadline,
-    JsonObject,
-    call_json,
-    describe_unreachable,
-    list_all,
-)
+from webhook.admission.ports import NamespaceUnavailable, PolicySource
+from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject, call_json
+from webhook.cluster.list_watch import WATCH_SECONDS, ListWatch
 
 log = logging.getLogger(__name__)
 
 LOOKUP_BUDGET_S = 1.0
-WATCH_SECONDS = 240
-"""How long one watch request runs before the API server ends it and it is started again."""
-LIST_TIMEOUT = (CONNECT_TIMEOUT_S * 2, 30.0)
-BACKOFF_S = (0.2, 5.0)
+STALE_AFTER_S = 30.0
+"""How long labels are trusted while the watch is down: a reconnect takes well under this; an
+outage longer than this makes every lookup a bounded GET (and the server not ready)."""
 
 Labels = Mapping[str, str]
 _NO_LABELS: Labels = MappingProxyType({})
 
 
-def _labels_of(obj: Mapping[str, Any]) -> tuple[str, Labels] | None:
+@dataclass(frozen=True, slots=True)
+class NamespaceEntry:
+    """What is known of a namespace: its labels, its UID, and when the API last said so."""
+
+    labels: Labels
+    uid: str
+    seen_at: float
+
+
+NamespaceListener = Callable[[str, NamespaceEntry | None, NamespaceEntry | None], None]
+"""Told (name, before, after) when a namespace appears, goes, or changes labels or UID."""
+
+
+def _entry_of(obj: Mapping[str, Any], seen_at: float) -> tuple[str, NamespaceEntry] | None:
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
         return None
     labels = metadata.get("labels")
-    if not isinstance(labels, Mapping) or not labels:
-        return metadata["name"], _NO_LABELS
-    return metadata["name"], MappingProxyType({str(k): str(v) for k, v in labels.items()})
+    frozen = (
+        MappingProxyType({str(k): str(v) for k, v in labels.items()})
+        if isinstance(labels, Mapping) and labels
+        else _NO_LABELS
+    )
+    return metadata["name"], NamespaceEntry(frozen, str(metadata.get("uid") or ""), seen_at)
+
+
+def _same(before: NamespaceEntry | None, after: NamespaceEntry | None) -> bool:
+    if before is None or after is None:
+        return before is after
+    return before.uid == after.uid and before.labels == after.labels
 
 
 class NamespaceCache:
@@ -65,184 +82,165 @@ class NamespaceCache:
     def __init__(
         self,
         api: client.ApiClient,
+        policies: PolicySource,
         *,
         lookup_budget_s: float = LOOKUP_BUDGET_S,
+        stale_after_s: float = STALE_AFTER_S,
         watch_seconds: int = WATCH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._core = client.CoreV1Api(api)
+        self._policies = policies
         self._lookup_budget_s = lookup_budget_s
-        self._watch_seconds = watch_seconds
-        self._labels: dict[str, Labels] = {}
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+        self._entries: dict[str, NamespaceEntry] = {}
+        self._lock = threading.Lock()
         self._lookups: dict[str, threading.Lock] = {}
-        self._lookups_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._response: Any = None
-        self.synced = threading.Event()
+        self._listeners: list[NamespaceListener] = []
+        self.watch = ListWatch(
+            "namespaces",
+            self._core.list_namespace,
+            on_list=self._listed,
+            on_event=self._event,
+            watch_seconds=watch_seconds,
+            clock=clock,
+        )
+
+    @property
+    def synced(self) -> threading.Event:
         """Set once the first list has filled the cache."""
+        return self.watch.synced
 
     # the NamespaceSource interface
 
     def labels(self, namespace: str) -> Mapping[str, str] | None:
-        known = self._labels.get(namespace)
-        if known is not None:
-            return known
+        entry = self._entries.get(namespace)
+        if (
+            entry is not None
+            and self._policies.current().mode_label in entry.labels
+            and self.watch.trusted(self.stale_after_s)
+        ):
+            return entry.labels
         return self._look_up(namespace)
+
+    # for the policy applier and readiness
+
+    def uid(self, namespace: str) -> str | None:
+        """The UID of the namespace as last seen (None: not known)."""
+        entry = self._entries.get(namespace)
+        return entry.uid if entry is not None and entry.uid else None
+
+    def add_listener(self, listener: NamespaceListener) -> None:
+        self._listeners.append(listener)
+
+    def not_ready(self) -> str | None:
+        """Why admissions cannot rely on this cache now (None: they can)."""
+        if not self.watch.synced.is_set():
+            return f"the namespace cache is not filled yet ({self.watch.problem})"
+        down = self.watch.down_for()
+        if down >= self.stale_after_s:
+            return f"the namespace watch has been down for {down:.0f} s ({self.watch.problem})"
+        return None
 
     # lifecycle
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="egress-guard-namespace-watch", daemon=True
-            )
-            self._thread.start()
+        self.watch.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        response = self._response
-        if response is not None:
-            with contextlib.suppress(AttributeError, OSError, urllib3.exceptions.HTTPError):
-                response.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self.watch.stop(timeout_s)
 
-    # the first lookup of a namespace
+    # a lookup memory cannot answer
 
     def _look_up(self, namespace: str) -> Labels | None:
-        deadline = Deadline(self._lookup_budget_s)
-        with self._lookups_lock:
+        deadline = Deadline(self._lookup_budget_s, self._clock)
+        asked = deadline.started
+        with self._lock:
             lock = self._lookups.setdefault(namespace, threading.Lock())
         if not lock.acquire(timeout=max(deadline.remaining(), 0.0)):
             raise NamespaceUnavailable(
                 f"timed out after {self._lookup_budget_s:g} s waiting for namespace {namespace!r}"
             )
         try:
-            known = self._labels.get(namespace)
-            if known is not None:
-                return known  # another lookup (or the watch) found it meanwhile
+            before = self._entries.get(namespace)
+            if before is not None and before.seen_at >= asked:
+                return before.labels  # the GET this lookup waited for, or the watch, answered
             try:
                 obj = call_json(self._core.read_namespace, namespace, timeout=deadline.timeout())
             except ApiRejected as err:
                 if err.not_found:
+                    self._replace_if_unchanged(namespace, before, None)
                     return None
                 raise NamespaceUnavailable(str(err)) from None
             except ApiUnreachable as err:
                 raise NamespaceUnavailable(str(err)) from None
-            found = _labels_of(obj)
+            found = _entry_of(obj, self._clock())
             if found is None:
                 raise NamespaceUnavailable(
                     f"the API answered an unreadable namespace {namespace!r}"
                 )
-            # The watch is authoritative: keep what it has delivered meanwhile.
-            return self._labels.setdefault(namespace, found[1])
+            kept = self._replace_if_unchanged(namespace, before, found[1])
+            return kept.labels if kept is not None else found[1].labels
         finally:
             lock.release()
-            with self._lookups_lock:
-                self._lookups.pop(namespace, None)
+            with self._lock:
+                if self._lookups.get(namespace) is lock:
+                    del self._lookups[namespace]
 
-    # the watch
+    def _replace_if_unchanged(
+        self, name: str, before: NamespaceEntry | None, after: NamespaceEntry | None
+    ) -> NamespaceEntry | None:
+        """Store what a GET found, unless the watch delivered something meanwhile (the watch is
+        never older than a GET that started before its event). What is stored is returned."""
+        with self._lock:
+            current = self._entries.get(name)
+            if current is not before:
+                return current
+            self._put(name, after)
+        self._tell(name, before, after)
+        return after
 
-    def _run(self) -> None:
-        backoff = BACKOFF_S[0]
-        while not self._stop.is_set():
-            try:
-                resource_version = self._list()
-                backoff = BACKOFF_S[0]
-                while not self._stop.is_set():
-                    resource_version = self._watch(resource_version)
-            except _WatchExpired:
-                log.info("namespace watch expired; listing again")
-                continue
-            except (ApiUnreachable, ApiRejected) as err:
-                log.warning(
-                    "namespace watch interrupted (%s); labels last seen stay in use, "
-                    "retrying in %.1f s",
-                    err,
-                    backoff,
-                )
-            except Exception:
-                log.exception("namespace watch failed; retrying in %.1f s", backoff)
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, BACKOFF_S[1])
+    # what the watch delivers
 
-    def _list(self) -> str:
-        items, resource_version = list_all(self._core.list_namespace, timeout=LIST_TIMEOUT)
-        fresh: dict[str, Labels] = {}
+    def _listed(self, items: list[JsonObject], asked: float) -> None:
+        seen_at = self._clock()
+        fresh: dict[str, NamespaceEntry] = {}
         for item in items:
-            found = _labels_of(item)
+            found = _entry_of(item, seen_at)
             if found is not None:
                 fresh[found[0]] = found[1]
-        self._labels = fresh
-        self.synced.set()
-        log.info("namespace cache filled: %d namespaces", len(fresh))
-        return resource_version
+        with self._lock:
+            previous = self._entries
+            for name, entry in previous.items():
+                if name not in fresh and entry.seen_at > asked:
+                    fresh[name] = entry  # found by a GET after the list was asked for
+            self._entries = fresh
+        for name in previous.keys() | fresh.keys():
+            self._tell(name, previous.get(name), fresh.get(name))
 
-    def _watch(self, resource_version: str) -> str:
-        """Apply one watch request's events; the resourceVersion to resume from."""
-        for event in self._events(resource_version):
-            kind = event.get("type")
-            obj = event.get("object")
-            if not isinstance(obj, dict):
-                continue
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    raise _WatchExpired
-                raise ApiRejected(
-                    int(obj.get("code") or 500), str(obj.get("reason")), str(obj.get("message"))
-                )
-            metadata = obj.get("metadata") or {}
-            resource_version = str(metadata.get("resourceVersion") or resource_version)
-            found = _labels_of(obj)
-            if kind == "BOOKMARK" or found is None:
-                continue
-            if kind == "DELETED":
-                self._labels.pop(found[0], None)
-            else:
-                self._labels[found[0]] = found[1]
-        return resource_version
-
-    def _events(self, resource_version: str) -> Iterator[JsonObject]:
-        try:
-            response: Any = self._core.list_namespace(
-                watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self._watch_seconds,
-                _preload_content=False,
-                _request_timeout=(LIST_TIMEOUT[0], self._watch_seconds + 15.0),
-            )
-        except ApiException as err:
-            raise ApiRejected(int(err.status or 0), str(err.reason), "") from None
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise ApiUnreachable(describe_unreachable(err)) from None
-        self._response = response
-        if self._stop.is_set():  # stop() ran before there was a response to shut down
-            response.release_conn()
+    def _event(self, kind: str, obj: JsonObject) -> None:
+        found = _entry_of(obj, self._clock())
+        if found is None:
             return
-        try:
-            yield from _json_lines(response.stream(64 * 1024), self._stop.is_set)
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            if not self._stop.is_set():
-                raise ApiUnreachable(describe_unreachable(err)) from None
-        finally:
-            self._response = None
-            response.release_conn()
+        name, entry = found
+        after = None if kind == "DELETED" else entry
+        with self._lock:
+            before = self._entries.get(name)
+            self._put(name, after)
+        self._tell(name, before, after)
 
+    def _put(self, name: str, entry: NamespaceEntry | None) -> None:
+        if entry is None:
+            self._entries.pop(name, None)
+        else:
+            self._entries[name] = entry
 
-class _WatchExpired(Exception):
-    """The resourceVersion is too old to resume from (410 Gone): list again."""
-
-
-def _json_lines(chunks: Iterator[bytes], stopped: Callable[[], bool]) -> Iterator[JsonObject]:
-    buffer = b""
-    for chunk in chunks:
-        if stopped():
+    def _tell(self, name: str, before: NamespaceEntry | None, after: NamespaceEntry | None) -> None:
+        if _same(before, after):
             return
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    yield event
+        for listener in self._listeners:
+            try:
+                listener(name, before, after)
+            except Exception:
+                log.exception("a namespace listener failed on %s", name)

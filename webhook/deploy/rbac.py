@@ -3,16 +3,17 @@
 Two service accounts, so that each process holds only what it uses:
 
 - `<name>` runs `serve`. It reads namespaces (a GET for a namespace not seen yet, list and watch
-  for its label cache) and creates, reads and updates the NetworkPolicies it generates; it never
-  deletes one. It creates Events (each enforce-mode denial is recorded on the workload).
+  for its label cache), creates, reads and updates the NetworkPolicies it generates, and lists and
+  watches them so that one deleted or changed by hand is made again on the next admission; it
+  never deletes one. It creates Events (each enforce-mode denial is recorded on the workload).
 - `<name>-reconciler` runs `reconcile`. It lists namespaces and the generated NetworkPolicies
   cluster-wide, creates, updates and deletes (prunes) them, and holds one Lease, by name, in
-  egress-guard's own namespace.
+  egress-guard's own namespace. It records no Events (its passes are in its log).
 
-Both list and watch Pods and every workload kind (the built-in ones and the policy's
-`workloadKinds`): the reconciler to learn which profiles are in use, the webhook to preview what a
-namespace's new mode would refuse. Nothing here can read
-Secrets or change a workload. RBAC cannot tell a generated NetworkPolicy from a hand-made one, so
+Both list Pods and every workload kind (the built-in ones and the policy's `workloadKinds`), one
+namespace at a time, and neither watches them: the reconciler to learn which profiles are in use,
+the webhook to preview what a namespace's new mode would refuse. Nothing here can read Secrets or
+change a workload. RBAC cannot tell a generated NetworkPolicy from a hand-made one, so
 the code never writes an object without egress-guard's managed-by label.
 """
 
@@ -26,11 +27,16 @@ from webhook.policy.model import Policy
 Rule = tuple[str, Sequence[str], Sequence[str]]
 """(API group, resources, verbs)"""
 
-WORKLOAD_READER_VERBS = ("list", "watch")
+WEBHOOK = "webhook"
+RECONCILER = "reconciler"
+"""The `app.kubernetes.io/component` of each process's objects (as on its Deployment)."""
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+WORKLOAD_READER_VERBS = ("list",)
 
 
 def workload_reader_rules(policy: Policy) -> tuple[Rule, ...]:
-    """list and watch on every kind the webhook reviews (`Policy.reviewed_kinds`), by group."""
+    """list on every kind the webhook reviews (`Policy.reviewed_kinds`), by group."""
     grouped: dict[str, list[str]] = {}
     for kind in sorted(policy.reviewed_kinds, key=lambda k: (k.group, k.resource)):
         grouped.setdefault(kind.group, []).append(kind.resource)
@@ -41,13 +47,12 @@ def workload_reader_rules(policy: Policy) -> tuple[Rule, ...]:
 
 WEBHOOK_RULES: tuple[Rule, ...] = (
     ("", ("namespaces",), ("get", "list", "watch")),
-    ("networking.k8s.io", ("networkpolicies",), ("get", "create", "update")),
+    ("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "update")),
     ("", ("events",), ("create",)),
 )
 RECONCILER_RULES: tuple[Rule, ...] = (
     ("", ("namespaces",), ("list",)),
     ("networking.k8s.io", ("networkpolicies",), ("get", "list", "create", "update", "delete")),
-    ("", ("events",), ("create",)),
 )
 LEASE_GROUP = "coordination.k8s.io"
 
@@ -68,11 +73,17 @@ def _rules(rules: Sequence[Rule]) -> list[Manifest]:
     ]
 
 
-def _meta(options: DeployOptions, name: str, *, namespaced: bool = False) -> Manifest:
+def _meta(
+    options: DeployOptions, name: str, component: str | None, *, namespaced: bool = False
+) -> Manifest:
+    """Labelled with the component that uses the object (None: both, so no component label)."""
     metadata: Manifest = {"name": name}
     if namespaced:
         metadata["namespace"] = options.namespace
-    metadata["labels"] = labels(options)
+    found = labels(options, component or WEBHOOK)
+    if component is None:
+        del found[COMPONENT_LABEL]
+    metadata["labels"] = found
     return metadata
 
 
@@ -80,22 +91,30 @@ def _subject(options: DeployOptions, account: str) -> Manifest:
     return {"kind": "ServiceAccount", "name": account, "namespace": options.namespace}
 
 
-def _cluster_role(options: DeployOptions, name: str, rules: Sequence[Rule]) -> Manifest:
+def _cluster_role(
+    options: DeployOptions, name: str, component: str | None, rules: Sequence[Rule]
+) -> Manifest:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
-        "metadata": _meta(options, name),
+        "metadata": _meta(options, name, component),
         "rules": _rules(rules),
     }
 
 
 def _binding(
-    options: DeployOptions, kind: str, name: str, role_kind: str, accounts: Sequence[str]
+    options: DeployOptions,
+    kind: str,
+    name: str,
+    role_kind: str,
+    accounts: Sequence[str],
+    *,
+    component: str | None,
 ) -> Manifest:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": kind,
-        "metadata": _meta(options, name, namespaced=kind == "RoleBinding"),
+        "metadata": _meta(options, name, component, namespaced=kind == "RoleBinding"),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
         "subjects": [_subject(options, account) for account in accounts],
     }
@@ -110,15 +129,15 @@ def rbac_manifests(options: DeployOptions, policy: Policy) -> list[Manifest]:
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": _meta(options, reconciler, namespaced=True),
+            "metadata": _meta(options, reconciler, RECONCILER, namespaced=True),
         },
-        _cluster_role(options, f"{webhook}-webhook", WEBHOOK_RULES),
-        _cluster_role(options, f"{webhook}-reconciler", RECONCILER_RULES),
-        _cluster_role(options, f"{webhook}-workload-reader", workload_reader_rules(policy)),
+        _cluster_role(options, f"{webhook}-webhook", WEBHOOK, WEBHOOK_RULES),
+        _cluster_role(options, f"{webhook}-reconciler", RECONCILER, RECONCILER_RULES),
+        _cluster_role(options, f"{webhook}-workload-reader", None, workload_reader_rules(policy)),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": _meta(options, lease_role, namespaced=True),
+            "metadata": _meta(options, lease_role, RECONCILER, namespaced=True),
             "rules": [
                 # create cannot be limited by name (the object does not exist yet)
                 {"apiGroups": [LEASE_GROUP], "resources": ["leases"], "verbs": ["create"]},
@@ -130,9 +149,21 @@ def rbac_manifests(options: DeployOptions, policy: Policy) -> list[Manifest]:
                 },
             ],
         },
-        _binding(options, "ClusterRoleBinding", f"{webhook}-webhook", "ClusterRole", [webhook]),
         _binding(
-            options, "ClusterRoleBinding", f"{webhook}-reconciler", "ClusterRole", [reconciler]
+            options,
+            "ClusterRoleBinding",
+            f"{webhook}-webhook",
+            "ClusterRole",
+            [webhook],
+            component=WEBHOOK,
+        ),
+        _binding(
+            options,
+            "ClusterRoleBinding",
+            f"{webhook}-reconciler",
+            "ClusterRole",
+            [reconciler],
+            component=RECONCILER,
         ),
         _binding(
             options,
@@ -140,6 +171,7 @@ def rbac_manifests(options: DeployOptions, policy: Policy) -> list[Manifest]:
             f"{webhook}-workload-reader",
             "ClusterRole",
             [webhook, reconciler],
+            component=None,
         ),
-        _binding(options, "RoleBinding", lease_role, "Role", [reconciler]),
+        _binding(options, "RoleBinding", lease_role, "Role", [reconciler], component=RECONCILER),
     ]
