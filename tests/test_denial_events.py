@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +17,15 @@ from openapi_schema import assert_schema_valid
 
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.client import api_client
-from webhook.cluster.events import REASON, DenialEvents, denial_event
+from webhook.cluster.events import REASON, DenialEvents, denial_event, event_name
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.http.app import create_app
+from webhook.http.metrics import WebhookMetrics
 from webhook.policy.evaluate import Action
 
 EVENTS = ResourceType("", "v1", "events", "Event", namespaced=True)
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @pytest.fixture
@@ -129,6 +132,118 @@ def test_a_burst_is_rate_limited_and_dropped_events_are_counted() -> None:
     now[0] = 1.0  # a second later the budget is back
     recorder.observe(request(workload("Deployment")), Action.VALIDATE, outcome)
     assert recorder._queue.qsize() == 3
+
+
+def generated_pod(owners: list[dict[str, Any]]) -> dict[str, Any]:
+    """A pod as a ReplicaSet asks for one: no name yet, only generateName."""
+    obj = workload("Pod", {"app": "web"})
+    obj["metadata"] = {
+        "generateName": "web-7d9f8c6b5-",
+        "labels": {"app": "web"},
+        "ownerReferences": owners,
+    }
+    return obj
+
+
+REPLICA_SET_OWNER = {
+    "apiVersion": "apps/v1",
+    "kind": "ReplicaSet",
+    "name": "web-7d9f8c6b5",
+    "uid": "6b0c3c3e-9a51-4a8e-8a43-1f1e0c7b2d11",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+
+
+def test_a_pod_named_by_generate_name_is_recorded_on_its_controller(
+    api_server: LocalApiServer, recorder: DenialEvents
+) -> None:
+    document = review_document(generated_pod([REPLICA_SET_OWNER]))
+    document["request"].pop("name", None)
+    answer = post(client_with(recorder), "/validate", document)
+    assert answer["allowed"] is False
+    assert recorder.flush()
+    assert (recorder.written, recorder.failed) == (1, 0)
+    (event,) = api_server.objects("events", "payments")
+    assert event["involvedObject"] == {
+        "kind": "ReplicaSet",
+        "namespace": "payments",
+        "name": "web-7d9f8c6b5",
+        "apiVersion": "apps/v1",
+        "uid": REPLICA_SET_OWNER["uid"],
+    }
+    assert event["metadata"]["name"].startswith("web-7d9f8c6b5.")
+
+
+def test_an_unnamed_object_without_a_controller_is_recorded_on_its_namespace(
+    api_server: LocalApiServer, recorder: DenialEvents
+) -> None:
+    owner = {**REPLICA_SET_OWNER, "controller": False}
+    document = review_document(generated_pod([owner]))
+    document["request"].pop("name", None)
+    post(client_with(recorder), "/validate", document)
+    assert recorder.flush()
+    (event,) = api_server.objects("events", "payments")
+    assert event["involvedObject"] == {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "namespace": "payments",
+        "name": "payments",
+    }
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        pytest.param("web-", id="generate-name"),
+        pytest.param("Web_API.v2-", id="upper-case-and-underscore"),
+        pytest.param("a" * 300, id="too-long"),
+        pytest.param("-.-", id="nothing-valid"),
+    ],
+)
+def test_event_names_are_dns_subdomains(base: str) -> None:
+    name = event_name(base)
+    assert len(name) <= 253
+    assert DNS_SUBDOMAIN.fullmatch(name), name
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_writer_survives_an_unexpected_error_and_is_restarted_if_it_dies(
+    api_server: LocalApiServer, recorder: DenialEvents
+) -> None:
+    create = recorder._create
+    failures: list[BaseException] = [RuntimeError("unexpected"), SystemExit(1)]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop(0)  # the first kills nothing; the second ends the thread
+        return create(*args, **kwargs)
+
+    recorder._create = flaky  # type: ignore[method-assign]
+    client = client_with(recorder)
+    for uid in ("one", "two", "three"):
+        post(client, "/validate", review_document(workload("Deployment", name=uid), uid=uid))
+        assert recorder.flush(timeout_s=5)
+        time.sleep(0.05)  # the writer thread ends after its last task is marked done
+    assert (recorder.written, recorder.failed) == (1, 2)
+    assert [e["involvedObject"]["name"] for e in api_server.objects("events")] == ["three"]
+
+
+def test_event_outcomes_are_exported_as_metrics(api_server: LocalApiServer, tmp_path: Path) -> None:
+    metrics = WebhookMetrics()
+    kubeconfig = api_server.kubeconfig(tmp_path / "kubeconfig")
+    recorder = DenialEvents(
+        api_client("kubeconfig", kubeconfig=str(kubeconfig)),
+        per_second=1.0,
+        count=metrics.denial_event,
+    )
+    client = client_with(recorder)
+    for uid in ("one", "two"):
+        post(client, "/validate", review_document(workload("Deployment"), uid=uid))
+    assert recorder.flush()
+    text = metrics.exposition().decode()
+    assert 'egress_guard_denial_events_total{result="written"} 1.0' in text
+    assert 'egress_guard_denial_events_total{result="dropped"} 1.0' in text
 
 
 def test_the_event_is_a_valid_core_v1_event() -> None:

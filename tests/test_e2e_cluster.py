@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,7 +47,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         with running_server(
             workdir, "--cluster", "kubeconfig", env={"KUBECONFIG": str(kubeconfig)}
         ) as server:
+            wait_until_ready(server)
             yield Served(api, server)
+
+
+def readiness(server: RunningServer) -> tuple[int, str]:
+    with contextlib.closing(server.connection()) as conn:
+        conn.request("GET", "/readyz")
+        reply = conn.getresponse()
+        return reply.status, reply.read().decode()
+
+
+def wait_until_ready(server: RunningServer, timeout_s: float = 10.0) -> None:
+    """Ready once the namespace cache is filled and the generated policies are listed."""
+    deadline = time.monotonic() + timeout_s
+    while (found := readiness(server))[0] != 200:
+        assert time.monotonic() < deadline, f"never ready: {found}\n{server.log()}"
+        time.sleep(0.05)
 
 
 def deployment_review(namespace: str, uid: str, **extra: object) -> dict[str, object]:

@@ -163,9 +163,7 @@ def test_the_composed_server_previews_a_namespace_label_from_the_cluster(
         )
         decision = controller.review(label_review("payments", "enforce"), Action.VALIDATE).decision
     finally:
-        stop = getattr(components.namespaces, "stop", None)
-        if stop is not None:
-            stop()
+        components.close()  # both watches, and the connection
     assert decision.allowed
     assert decision.warnings[0] == (
         "egress-guard: 3 existing workloads in payments lack a valid egress profile; "

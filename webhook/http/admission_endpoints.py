@@ -10,6 +10,7 @@ returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,7 +23,9 @@ from webhook.http.logs import log_decision, log_refusal
 from webhook.policy.evaluate import Action
 
 if TYPE_CHECKING:
+    from webhook.admission.controller import Outcome
     from webhook.http.app import WebhookState
+    from webhook.policy.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +138,30 @@ class AdmissionEndpoints:
         state = self._state
         outcome = state.controller.review(review.request, action)
         body = render_response(review.api_version, review.request.uid, outcome.decision)
-        latency_s = time.perf_counter() - started
-        log_decision(review.request, action, outcome, latency_s)
-        state.metrics.observe(review.request, action, outcome, latency_s)
-        if state.on_review is not None:
-            state.on_review(review.request, action, outcome)
+        self._observe(review.request, action, outcome, time.perf_counter() - started)
         return body
+
+    def _observe(
+        self, request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+    ) -> None:
+        """Tell the observers of an answered review. The answer is decided: an observer that
+        fails is logged and counted, and never turns the answer into a 500."""
+        state = self._state
+        try:
+            log_decision(request, action, outcome, latency_s)
+        except Exception:
+            self._observer_failed("log")
+        try:
+            state.metrics.observe(request, action, outcome, latency_s)
+        except Exception:
+            self._observer_failed("metrics")
+        if state.on_review is not None:
+            try:
+                state.on_review(request, action, outcome)
+            except Exception:
+                self._observer_failed("on_review")
+
+    def _observer_failed(self, observer: str) -> None:
+        log.exception("the %s observer failed on an answered review", observer)
+        with contextlib.suppress(Exception):
+            self._state.metrics.observer_failed(observer)

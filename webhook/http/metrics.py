@@ -76,6 +76,23 @@ class WebhookMetrics:
             ["reason"],
             registry=registry,
         )
+        self.denial_events = Counter(
+            "egress_guard_denial_events",
+            "Enforce-mode denials recorded as Kubernetes Events, by result (written; dropped: "
+            "rate limit or full queue; failed: the API refused or did not answer).",
+            ["result"],
+            registry=registry,
+        )
+        self.observer_failures = Counter(
+            "egress_guard_observer_failures",
+            "Exceptions raised by what watches answered reviews (decision log, metrics, denial "
+            "Events), by observer; the review was answered all the same.",
+            ["observer"],
+            registry=registry,
+        )
+        self._denial_events = {
+            key: self.denial_events.labels(key) for key in ("written", "dropped", "failed")
+        }
         self._reviews: dict[tuple[str, str, str, str, str], Any] = {}
         self._latency = {action: self.latency.labels(action.value) for action in Action}
         self._policy_results = {
@@ -116,6 +133,13 @@ class WebhookMetrics:
             ):
                 if names:
                     self._policy_results[result].inc(len(names))
+
+    def denial_event(self, result: str) -> None:
+        """Count one denial Event by what became of it: written, dropped or failed."""
+        self._denial_events[result].inc()
+
+    def observer_failed(self, observer: str) -> None:
+        self.observer_failures.labels(observer).inc()
 
     def invalid_review(self) -> None:
         self._errors["invalid"].inc()

@@ -16,6 +16,7 @@ from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, Stat
 from webhook.config.policy_file import PolicyStore
 from webhook.config.settings import ClusterMode, ServeSettings
 from webhook.http.app import create_app
+from webhook.http.metrics import WebhookMetrics
 from webhook.policy.evaluate import Action
 from webhook.policy.request import AdmissionRequest
 
@@ -44,11 +45,19 @@ class Components:
     """For the namespace preview: a namespace's workloads (none without a cluster)."""
     on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None
     """Told of every answered review: records enforce-mode denials as Events in a cluster."""
+    ready: Callable[[], str | None] = lambda: None
+    """None when reviews can be answered as they should, else why not (for /readyz)."""
+    metrics: WebhookMetrics | None = None
+    close: Callable[[], None] = lambda: None
+    """Stops the watches and closes the connection to the cluster (tests; a worker's exit)."""
 
 
 def build_components(settings: ServeSettings) -> Components:
+    """Without a cluster everything is static and ready at once; with one, readiness waits for
+    the namespace cache and follows its watch (see ClusterConnection.not_ready)."""
     policies = PolicyStore(settings.config, snapshot=settings.policy_snapshot)
     mode = resolve_cluster_mode(settings.cluster)
+    metrics = WebhookMetrics()
     if mode == "none":
         return Components(
             policies,
@@ -56,6 +65,7 @@ def build_components(settings: ServeSettings) -> Components:
             ReportingApplier(),
             mode,
             workloads=StaticWorkloadSource(),
+            metrics=metrics,
         )
     from webhook.cluster.kube import ClusterConfigError, connect  # loads the Kubernetes client
 
@@ -66,18 +76,26 @@ def build_components(settings: ServeSettings) -> Components:
     from webhook.cluster.events import DenialEvents
     from webhook.cluster.kube_workloads import KubeWorkloadSource
 
+    events = DenialEvents(connection.api, count=metrics.denial_event)
     return Components(
         policies,
         connection.namespaces,
         connection.applier,
         mode,
         workloads=KubeWorkloadSource(connection.api, policies=policies),
-        on_review=DenialEvents(connection.api).observe,
+        on_review=events.observe,
+        ready=connection.not_ready,
+        metrics=metrics,
+        close=connection.close,
     )
 
 
 def build_app(settings: ServeSettings) -> Flask:
-    components = build_components(settings)
+    return compose_app(settings, build_components(settings))
+
+
+def compose_app(settings: ServeSettings, components: Components) -> Flask:
+    """The Flask app around the components: readiness, metrics and observers wired in."""
     controller = AdmissionController(
         policies=components.policies,
         namespaces=components.namespaces,
@@ -90,5 +108,9 @@ def build_app(settings: ServeSettings) -> Flask:
         components.cluster,
     )
     return create_app(
-        controller, max_body_bytes=settings.max_body_bytes, on_review=components.on_review
+        controller,
+        max_body_bytes=settings.max_body_bytes,
+        ready=components.ready,
+        metrics=components.metrics,
+        on_review=components.on_review,
     )
