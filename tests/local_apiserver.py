@@ -91,8 +91,9 @@ class Fault:
     """Something to do instead of (or before) answering matching calls.
 
     Unset match fields match anything. `delay_s` holds the answer back; `status` answers with that
-    error instead of handling the call; `drop_connection` closes the connection without an answer.
-    `times` is how many calls it applies to (None: until removed).
+    error instead of handling the call; `raw` answers with these bytes as they are (status `status`,
+    else 200: what a proxy's error page looks like); `drop_connection` closes the connection
+    without an answer. `times` is how many calls it applies to (None: until removed).
     """
 
     verb: str | None = None
@@ -104,6 +105,7 @@ class Fault:
     reason: str = "InternalError"
     message: str = "injected fault"
     drop_connection: bool = False
+    raw: bytes | None = None
     times: int | None = 1
     hits: int = 0
 
@@ -432,6 +434,9 @@ class LocalApiServer:
                     handler.connection.shutdown(socket.SHUT_RDWR)
                 handler.close_connection = True
                 return 0, None, None
+            if fault.raw is not None:
+                self._send(handler, fault.status or 200, fault.raw, "text/html")
+                return fault.status or 200, None, None
             if fault.status is not None:
                 error = ApiError(fault.status, fault.reason, fault.message)
                 return fault.status, error.status(), None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from cryptography import x509
 from local_apiserver import Fault, LocalApiServer
 
 from webhook.cli.main import main
+from webhook.cluster.client import api_client
+from webhook.cluster.webhook_configs import WebhookConfigError, inject_ca_bundle
 from webhook.config.policy_file import load_policy
 from webhook.deploy.manifests import (
     DeployOptions,
@@ -149,6 +152,32 @@ def test_an_unreachable_api_server_is_a_clear_error(
     result = inject(cert_dir, kubeconfig)
     assert result.exit_code == 2
     assert "not reachable" in result.output
+
+
+def test_an_answer_that_is_not_json_is_a_clear_error(
+    local_api: LocalApiServer, kubeconfig: Path, cert_dir: Path, configured: dict[str, Any]
+) -> None:
+    """A proxy's error page in front of the API server: an error naming it, not a traceback."""
+    local_api.add_fault(Fault(verb="get", raw=b"<html>502 Bad Gateway</html>", times=None))
+    result = inject(cert_dir, kubeconfig)
+    assert result.exit_code == 2, result.output
+    assert "not JSON" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_every_call_is_bounded_by_the_budget(
+    local_api: LocalApiServer, cert_dir: Path, configured: dict[str, Any], kubeconfig: Path
+) -> None:
+    local_api.add_fault(Fault(verb="get", delay_s=5.0, times=None))
+    client = api_client("kubeconfig", kubeconfig=str(kubeconfig))
+    started = time.monotonic()
+    try:
+        with pytest.raises(WebhookConfigError, match="did not answer in time"):
+            inject_ca_bundle(b"pem", ["egress-guard"], client=client, budget_s=0.5)
+    finally:
+        client.close()
+        local_api.clear_faults()
+    assert time.monotonic() - started < 2.0
 
 
 def test_a_bundle_that_is_not_a_ca_is_refused_before_any_call(

@@ -15,14 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from webhook.cluster.api_calls import (
+    ApiRejected,
+    ApiUnreachable,
+    Deadline,
+    JsonObject,
+    call_json,
+)
 
 if TYPE_CHECKING:
     from webhook.cluster.client import ClusterKind
 
 KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 MAX_CONFLICT_RETRIES = 5
-REQUEST_TIMEOUT_S = 15.0
+BUDGET_S = 30.0
+"""For the whole run: a few reads and patches, from a laptop or a CI job over a real network."""
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 10.0
 
 
 class WebhookConfigError(Exception):
@@ -81,9 +90,9 @@ def ca_bundle_patch(
 
 
 class _Api:
-    """Raw JSON reads and JSON Patch writes of one configuration kind."""
+    """Raw JSON reads and JSON Patch writes of one configuration kind, within one Deadline."""
 
-    def __init__(self, client: Any, kind: str) -> None:
+    def __init__(self, client: Any, kind: str, deadline: Deadline) -> None:
         from kubernetes.client import AdmissionregistrationV1Api
 
         api = AdmissionregistrationV1Api(client)
@@ -93,37 +102,34 @@ class _Api:
         else:
             self._read = api.read_mutating_webhook_configuration
             self._patch = api.patch_mutating_webhook_configuration
+        self._deadline = deadline
 
-    def read(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
+    def _timeout(self) -> tuple[float, float]:
+        return self._deadline.timeout(connect_s=CONNECT_TIMEOUT_S, read_s=READ_TIMEOUT_S)
 
+    def read(self, name: str) -> JsonObject | None:
         try:
-            response = self._read(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status == 404:
+            return call_json(self._read, name, timeout=self._timeout())
+        except ApiRejected as err:
+            if err.not_found:
                 return None
             raise
-        document = orjson.loads(response.data)
-        assert isinstance(document, dict)
-        return document
 
     def patch(self, name: str, ops: list[dict[str, Any]], dry_run: bool) -> None:
-        self._patch(
+        call_json(
+            self._patch,
             name,
             ops,
             dry_run="All" if dry_run else None,
             field_manager="egress-guard",
             _content_type="application/json-patch+json",
-            _preload_content=False,
-            _request_timeout=REQUEST_TIMEOUT_S,
+            timeout=self._timeout(),
         )
 
 
 def _inject_one(
     api: _Api, kind: str, name: str, ca_bundle: str, dry_run: bool
 ) -> InjectResult | None:
-    from kubernetes.client.exceptions import ApiException
-
     for _ in range(MAX_CONFLICT_RETRIES):
         document = api.read(name)
         if document is None:
@@ -133,7 +139,7 @@ def _inject_one(
             return InjectResult(kind, name, webhooks, changed=False)
         try:
             api.patch(name, ops, dry_run)
-        except ApiException as err:
+        except ApiRejected as err:
             if err.status in (409, 422):  # changed meanwhile (a failed `test` is a 422): re-read
                 continue
             raise
@@ -149,29 +155,29 @@ def inject_ca_bundle(
     kubeconfig: Path | None = None,
     context: str | None = None,
     dry_run: bool = False,
+    budget_s: float = BUDGET_S,
 ) -> Sequence[InjectResult]:
     """Set caBundle (base64 of `pem`) on the webhook configurations of these names, both kinds.
 
     A name may exist as one kind only; a name that exists as neither is an error, since a
-    misspelt name would otherwise leave the API server distrusting the webhook.
+    misspelt name would otherwise leave the API server distrusting the webhook. Every call is
+    bounded by what is left of `budget_s`.
     """
-    import urllib3
-    from kubernetes.client.exceptions import ApiException
-
     ca_bundle = base64.b64encode(pem).decode()
     client = client if client is not None else _client(kubeconfig, context)
+    deadline = Deadline(budget_s)
     results: list[InjectResult] = []
     for name in names:
         found = False
         for kind in KINDS:
             try:
-                result = _inject_one(_Api(client, kind), kind, name, ca_bundle, dry_run)
-            except ApiException as err:
+                result = _inject_one(_Api(client, kind, deadline), kind, name, ca_bundle, dry_run)
+            except ApiRejected as err:
                 raise WebhookConfigError(
-                    f"{kind}/{name}: the API server answered {err.status} {err.reason}"
+                    f"{kind}/{name}: the API server answered {err}"
                     + (": allowed to get and patch it?" if err.status in (401, 403) else "")
                 ) from None
-            except (OSError, urllib3.exceptions.HTTPError) as err:
+            except ApiUnreachable as err:
                 raise WebhookConfigError(f"the API server is not reachable: {err}") from None
             if result is not None:
                 found = True
