@@ -149,21 +149,54 @@ class TestPlan:
         assert plan.deletes == ()
         assert plan.kept == (("a", DEFAULT_DENY_NAME),)
 
-    def test_an_unused_or_undefined_profile_policy_is_pruned(self, policy: Policy) -> None:
+    def test_an_unused_or_undefined_profile_policy_is_pruned_on_the_second_pass(
+        self, policy: Policy
+    ) -> None:
         fewer = policy_with(policy, profiles={"stripe": {}, "none": {}})
         generated = [
             live(render_default_deny("a", fewer)),
             live(render_profile("a", "stripe", fewer)),
             live(render_profile("a", "internal", policy)),
         ]
-        plan = plan_reconcile(
-            fewer, [NamespaceState("a", ns_labels(), frozenset({"none"}))], generated, prune=True
+        states = [NamespaceState("a", ns_labels(), frozenset({"none"}))]
+        first = plan_reconcile(fewer, states, generated, prune=True)
+        assert names(first.creates) == ["a/egress-guard-profile-none"]
+        assert first.deletes == ()  # one pass's evidence is not enough
+        assert first.deferred == (
+            ("a", "egress-guard-profile-internal"),
+            ("a", "egress-guard-profile-stripe"),
         )
-        assert names(plan.creates) == ["a/egress-guard-profile-none"]
-        assert names(plan.deletes) == [
+        second = plan_reconcile(fewer, states, generated, prune=True, unused_before=first.unused)
+        assert names(second.deletes) == [
             "a/egress-guard-profile-internal",
             "a/egress-guard-profile-stripe",
         ]
+        assert second.deferred == ()
+
+    def test_a_profile_in_use_again_by_the_second_pass_is_kept(self, policy: Policy) -> None:
+        generated = [
+            live(render_default_deny("a", policy)),
+            live(render_profile("a", "stripe", policy)),
+        ]
+        first = plan_reconcile(policy, [NamespaceState("a", ns_labels())], generated, prune=True)
+        assert first.deferred == (("a", "egress-guard-profile-stripe"),)
+        in_use = [NamespaceState("a", ns_labels(), frozenset({"stripe"}))]
+        second = plan_reconcile(policy, in_use, generated, prune=True, unused_before=first.unused)
+        assert second.empty and second.unused == frozenset()
+        third = plan_reconcile(
+            policy, [NamespaceState("a", ns_labels())], generated, prune=True,
+            unused_before=second.unused,
+        )  # fmt: skip
+        assert third.deletes == ()  # the count starts over
+
+    def test_a_policy_made_again_between_passes_is_another_policy(self, policy: Policy) -> None:
+        before = [live(render_profile("a", "stripe", policy))]
+        after = [{**before[0], "metadata": {**before[0]["metadata"], "uid": "v"}}]
+        states = [NamespaceState("a", ns_labels())]
+        first = plan_reconcile(policy, states, before, prune=True)
+        second = plan_reconcile(policy, states, after, prune=True, unused_before=first.unused)
+        assert second.deletes == ()
+        assert second.deferred == (("a", "egress-guard-profile-stripe"),)
 
     def test_never_acts_in_exempt_namespaces(self, policy: Policy) -> None:
         generated = [live(render_default_deny("kube-system", policy))]

@@ -28,6 +28,7 @@ from webhook.policy.netpol import DEFAULT_DENY_NAME, render_default_deny, render
 
 STRIPE = "egress-guard-profile-stripe"
 INTERNAL = "egress-guard-profile-internal"
+PROXY = "egress-guard-profile-web-via-proxy"
 
 
 def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -160,6 +161,43 @@ class TestPass:
         assert report.errors and "nothing changed" in report.errors[0]
         assert cluster.count(writes=True) == 0
         assert sorted(policy_names(cluster, "opted-out")) == [DEFAULT_DENY_NAME, STRIPE]
+
+    def test_workloads_are_listed_only_in_managed_namespaces(
+        self, cluster: LocalApiServer, kube: client.ApiClient
+    ) -> None:
+        Reconciler(kube, PolicyStore(None)).run_once()
+        lists = {(call.resource, call.namespace) for call in cluster.calls if call.verb == "list"}
+        cluster_wide = {resource for resource, namespace in lists if not namespace}
+        assert cluster_wide == {"namespaces", "networkpolicies"}
+        assert {namespace for _, namespace in lists if namespace} == {"payments"}
+        assert ("pods", "payments") in lists and ("cronjobs", "payments") in lists
+
+    def test_an_unused_profile_policy_is_pruned_only_on_the_second_pass(
+        self, cluster: LocalApiServer, kube: client.ApiClient, policy: Policy
+    ) -> None:
+        cluster.seed(render_profile("payments", "web-via-proxy", policy))
+        unused = f"payments/{PROXY}"
+        reconciler = Reconciler(kube, PolicyStore(None))
+        first = reconciler.run_once()
+        assert first.deferred == [unused]
+        assert unused not in first.deleted
+        assert PROXY in policy_names(cluster, "payments")
+        second = reconciler.run_once()
+        assert second.deleted == [unused]
+        assert PROXY not in policy_names(cluster, "payments")
+
+    def test_a_profile_back_in_use_before_the_second_pass_is_kept(
+        self, cluster: LocalApiServer, kube: client.ApiClient, policy: Policy
+    ) -> None:
+        cluster.seed(render_profile("payments", "web-via-proxy", policy))
+        reconciler = Reconciler(kube, PolicyStore(None))
+        assert reconciler.run_once().deferred == [f"payments/{PROXY}"]
+        cluster.seed(
+            placed(workload("Deployment", {PROFILE: "web-via-proxy"}, name="w"), "payments")
+        )
+        second = reconciler.run_once()
+        assert (second.deleted, second.deferred) == ([], [])
+        assert PROXY in policy_names(cluster, "payments")
 
     def test_a_pass_stops_writing_once_leadership_is_lost(
         self, cluster: LocalApiServer, kube: client.ApiClient

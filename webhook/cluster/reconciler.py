@@ -1,10 +1,21 @@
 """One reconcile pass: read the cluster, plan with the pure core, carry the plan out.
 
-Reads are cluster-wide lists (namespaces, generated NetworkPolicies, and each workload kind), so a
-pass costs a fixed handful of calls whatever the number of namespaces. If any read fails the pass
-changes nothing: pruning on a partial picture would delete policies that workloads still need.
-Each write is bounded in time, checked against `may_act` first (a leader that lost its lease
-stops), and a failed write is reported without stopping the others.
+Namespaces and the generated NetworkPolicies are read with one cluster-wide list each (the
+latter selected by egress-guard's managed-by label). Workloads are read only where they matter:
+one list per workload kind in each namespace whose NetworkPolicies egress-guard manages, never in
+exempt or unmanaged namespaces, whose workloads can be many and change nothing here. Pods are
+listed with a `<prefix>/profile` label selector, which is sound for Pods alone: a pod's own labels
+are what its profile policy selects, and a pod without the label adds no profile (the
+default-deny policy is wanted in a managed namespace whatever runs there). Other kinds are listed
+whole, since a selector sees an object's own labels and their profile is on the pod template.
+
+If any read fails the pass changes nothing: pruning on a partial picture would delete policies
+that workloads still need. For the same reason a profile policy is pruned only when two
+consecutive passes found it unused (see `reconcile_plan`): workloads and policies are read a
+moment apart, and a workload admitted in between has had its policy ensured by admission. A
+namespace's opt-out, read from its labels, is pruned at once. Each write is bounded in time,
+checked against `may_act` first (a leader that lost its lease stops), and a failed write is
+reported without stopping the others.
 """
 
 from __future__ import annotations
@@ -26,12 +37,13 @@ from webhook.cluster.api_calls import (
     list_all,
 )
 from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
-from webhook.cluster.workload_lists import cluster_lister
+from webhook.cluster.workload_lists import namespaced_lister
 from webhook.policy.model import Policy
 from webhook.policy.namespace import namespace_context
 from webhook.policy.netpol import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.policy.reconcile_plan import (
     NamespaceState,
+    PolicyIdentity,
     ReconcilePlan,
     plan_reconcile,
     workload_profile,
@@ -54,6 +66,8 @@ class ReconcileReport:
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    """Profile policies found unused for the first time: pruned next pass if still unused."""
     unchanged: int = 0
     refused: list[str] = field(default_factory=list)
     """Same-named policies egress-guard did not generate: left alone, and said."""
@@ -69,6 +83,7 @@ class ReconcileReport:
             "updated": self.updated,
             "deleted": self.deleted,
             "kept": self.kept,
+            "deferred": self.deferred,
             "unchanged": self.unchanged,
             "refused": self.refused,
             "errors": self.errors,
@@ -79,7 +94,7 @@ class ReconcileReport:
         return (
             f"{self.namespaces} namespaces ({self.managed} with NetworkPolicies): "
             f"{len(self.created)} created, {len(self.updated)} updated, "
-            f"{len(self.deleted)} deleted, {len(self.kept)} kept, "
+            f"{len(self.deleted)} deleted, {len(self.deferred)} deferred, {len(self.kept)} kept, "
             f"{self.unchanged} in place, {len(self.refused)} refused, {len(self.errors)} errors"
             + (" (stopped: no longer the leader)" if self.stopped else "")
         )
@@ -88,11 +103,13 @@ class ReconcileReport:
 WorkloadLister = Callable[..., Any]
 
 
-def _list_kind(kind: WorkloadKind, lister: WorkloadLister) -> list[JsonObject]:
-    """Every object of a kind, cluster-wide. A custom kind from the policy's workloadKinds whose
+def _list_kind(
+    kind: WorkloadKind, lister: WorkloadLister, namespace: str, label_selector: str | None
+) -> list[JsonObject]:
+    """Every object of a kind in a namespace. A custom kind from the policy's workloadKinds whose
     resource the cluster does not serve (404: its CRD is not installed) has no objects."""
     try:
-        items, _ = list_all(lister, timeout=LIST_TIMEOUT)
+        items, _ = list_all(lister, namespace, timeout=LIST_TIMEOUT, label_selector=label_selector)
     except ApiRejected as err:
         if err.not_found and builtin_kind(kind.group, kind.kind) is None:
             log.info("reconcile: %s is not served by this cluster: none listed", kind.qualified)
@@ -117,10 +134,12 @@ class Reconciler:
         self._core = client.CoreV1Api(api)
         self._net = client.NetworkingV1Api(api)
         self._api = api
+        self._unused: frozenset[PolicyIdentity] = frozenset()
+        """Profile policies the last pass found unused (see the module's docstring)."""
 
     def _workload_lists(self, policy: Policy) -> list[tuple[WorkloadKind, WorkloadLister]]:
-        """A cluster-wide list call for every kind the policy reviews (`Policy.reviewed_kinds`)."""
-        return [(kind, cluster_lister(self._api, kind)) for kind in policy.reviewed_kinds]
+        """A per-namespace list call for every kind the policy reviews (`Policy.reviewed_kinds`)."""
+        return [(kind, namespaced_lister(self._api, kind)) for kind in policy.reviewed_kinds]
 
     def run_once(self, may_act: Callable[[], bool] = lambda: True) -> ReconcileReport:
         policy = self._policies.current()
@@ -128,12 +147,17 @@ class Reconciler:
         try:
             states, generated = self._read(policy, report)
         except (ApiUnreachable, ApiRejected) as err:
+            self._unused = frozenset()  # the next pass is the first of two again
             report.errors.append(f"reading the cluster failed, nothing changed: {err}")
             log.warning("reconcile: %s", report.errors[-1])
             return report
-        plan = plan_reconcile(policy, states, generated, prune=self._prune)
+        plan = plan_reconcile(
+            policy, states, generated, prune=self._prune, unused_before=self._unused
+        )
+        self._unused = plan.unused
         report.unchanged = plan.in_place
         report.kept = [f"{namespace}/{name}" for namespace, name in plan.kept]
+        report.deferred = [f"{namespace}/{name}" for namespace, name in plan.deferred]
         self._carry_out(plan, report, may_act)
         return report
 
@@ -158,14 +182,15 @@ class Reconciler:
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
         )
         profiles: dict[str, set[str]] = {name: set() for name in managed}
-        if managed:
-            for kind, lister in self._workload_lists(policy):
-                for item in _list_kind(kind, lister):
-                    namespace = str((item.get("metadata") or {}).get("namespace") or "")
-                    if namespace in profiles:
-                        profile = workload_profile(kind.kind, item, policy, kind.group)
-                        if profile is not None:
-                            profiles[namespace].add(profile)
+        lists = self._workload_lists(policy) if managed else []
+        for namespace in sorted(managed):
+            for kind, lister in lists:
+                pods = (kind.group, kind.kind) == ("", "Pod")
+                selector = policy.profile_label if pods else None
+                for item in _list_kind(kind, lister, namespace, selector):
+                    profile = workload_profile(kind.kind, item, policy, kind.group)
+                    if profile is not None:
+                        profiles[namespace].add(profile)
         states = [
             NamespaceState(name, labels, frozenset(profiles.get(name, ())))
             for name, labels in labels_by_name.items()

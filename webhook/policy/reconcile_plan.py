@@ -6,6 +6,11 @@ includes NetworkPolicies, the default-deny policy, plus one allow policy per pro
 workloads declare. Anything generated that is not desired is pruned (when pruning is on): a
 namespace that opted out, a profile no longer used or no longer defined. Exempt namespaces are
 never acted in, and only objects carrying egress-guard's managed-by label are ever changed.
+
+A namespace's opt-out is read from its labels and pruned at once. A profile policy in a namespace
+that still wants NetworkPolicies is pruned only when it was found unused by the previous pass too
+(`unused_before`): the workloads are listed a moment apart from the policies, so one pass can miss
+a workload admitted meanwhile, whose policy admission has just ensured.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from webhook.policy.netpol_intents import network_policy_intents
 from webhook.policy.workloads import find_workload, mapping_at
 
 Manifest = Mapping[str, Any]
+PolicyIdentity = tuple[str, str, str]
+"""(namespace, name, uid) of a live policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,12 @@ class ReconcilePlan:
     kept: tuple[tuple[str, str], ...] = ()
     """(namespace, name) of generated policies no longer wanted but left, pruning being off."""
     in_place: int = 0
+    unused: frozenset[PolicyIdentity] = frozenset()
+    """Profile policies found unused in namespaces that still want NetworkPolicies: the next
+    pass's `unused_before`."""
+    deferred: tuple[tuple[str, str], ...] = ()
+    """(namespace, name) of profile policies unused for the first time: pruned next pass if
+    they are still unused then."""
 
     @property
     def empty(self) -> bool:
@@ -93,18 +106,26 @@ def _key(manifest: Manifest) -> tuple[str, str]:
     return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
+def _identity(manifest: Manifest) -> PolicyIdentity:
+    """(namespace, name, uid): a policy deleted and made again is another policy."""
+    metadata = manifest.get("metadata") or {}
+    return (*_key(manifest), str(metadata.get("uid") or ""))
+
+
 def plan_reconcile(
     policy: Policy,
     namespaces: Iterable[NamespaceState],
     generated: Iterable[Manifest],
     *,
     prune: bool,
+    unused_before: frozenset[PolicyIdentity] = frozenset(),
 ) -> ReconcilePlan:
     """The changes that bring the cluster to the desired state.
 
     `generated` is what a list of NetworkPolicies labelled managed-by=egress-guard returned;
     anything in it without that label is ignored all the same, as is anything in a namespace not
-    in `namespaces` (deleted meanwhile) or exempt.
+    in `namespaces` (deleted meanwhile) or exempt. `unused_before` is the previous pass's
+    `unused`: only a profile policy in it is pruned.
     """
     states = {state.name: state for state in namespaces}
     live: dict[tuple[str, str], Manifest] = {}
@@ -116,8 +137,12 @@ def plan_reconcile(
     updates: list[Update] = []
     in_place = 0
     wanted_keys: set[tuple[str, str]] = set()
+    wanting: set[str] = set()
     for name in sorted(states):
-        for policy_name, desired in sorted(desired_policies(states[name], policy).items()):
+        wanted = desired_policies(states[name], policy)
+        if wanted:
+            wanting.add(name)
+        for policy_name, desired in sorted(wanted.items()):
             key = (name, policy_name)
             wanted_keys.add(key)
             current = live.get(key)
@@ -128,10 +153,17 @@ def plan_reconcile(
             else:
                 updates.append(Update(live=current, desired=desired))
     unwanted = [live[key] for key in sorted(live) if key not in wanted_keys]
+    unused = frozenset(_identity(obj) for obj in unwanted if _key(obj)[0] in wanting)
+    due = [
+        obj for obj in unwanted if _key(obj)[0] not in wanting or _identity(obj) in unused_before
+    ]
+    deferred = [obj for obj in unwanted if _identity(obj) in unused - unused_before]
     return ReconcilePlan(
         creates=tuple(creates),
         updates=tuple(updates),
-        deletes=tuple(unwanted) if prune else (),
+        deletes=tuple(due) if prune else (),
         kept=() if prune else tuple(_key(obj) for obj in unwanted),
         in_place=in_place,
+        unused=unused,
+        deferred=tuple(_key(obj) for obj in deferred) if prune else (),
     )
