@@ -139,8 +139,16 @@ def test_an_untrusted_client_cannot_be_fooled_by_another_ca(
 
 def test_each_decision_is_one_json_log_line(server: RunningServer) -> None:
     server.send("/validate", review_document(workload("Job"), uid="log-e2e"))
-    lines = [orjson.loads(line) for line in server.log().splitlines() if line.startswith("{")]
-    decisions = [line for line in lines if line.get("uid") == "log-e2e"]
+
+    def logged() -> list[dict[str, object]]:
+        lines = [orjson.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("uid") == "log-e2e"]
+
+    deadline = time.monotonic() + 5  # decision lines are written in batches, within 0.5 s
+    while not logged():
+        assert time.monotonic() < deadline, "no decision line in the log"
+        time.sleep(0.05)
+    decisions = logged()
     assert len(decisions) == 1
     assert decisions[0]["verdict"] == "denied"
     assert decisions[0]["kind"] == "Job"

@@ -39,3 +39,29 @@ def test_no_request_header_may_rewrite_the_scheme_or_the_path(tmp_path: Path) ->
     cfg = configured(tmp_path)
     assert cfg.secure_scheme_headers == {}
     assert cfg.forwarder_headers == []
+
+
+def test_batched_decision_lines_are_all_written_in_order_by_shutdown() -> None:
+    import io
+    import logging
+
+    from webhook.http.logs import BatchedStreamHandler
+
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(stream, interval_s=60)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("egress_guard.test_batched")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for index in range(5):
+            logger.info("line %d", index)
+        assert stream.getvalue() == ""  # batched: nothing written yet
+        logger.warning("urgent")  # a warning writes the batch at once, in order
+        assert stream.getvalue().splitlines() == [*(f"line {i}" for i in range(5)), "urgent"]
+        logger.info("last")
+        handler.close()  # what logging.shutdown does at exit
+        assert stream.getvalue().splitlines()[-1] == "last"
+    finally:
+        logger.removeHandler(handler)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -13,6 +15,61 @@ from webhook.policy.evaluate import Action
 from webhook.policy.request import AdmissionRequest
 
 decision_log = logging.getLogger("egress_guard.decision")
+
+
+class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes its lines in batches, at most `interval_s` late.
+
+    One write and flush per decision line cost the admission path a system call and a switch
+    between threads (the GIL is released around the write): measured, up to a quarter of a
+    review's CPU. Lines are kept in order; a warning or worse, or a full batch, is written at
+    once, and `logging.shutdown` (at exit) writes what is left.
+    """
+
+    def __init__(
+        self, stream: IO[str] | None = None, interval_s: float = 0.5, max_lines: int = 512
+    ) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._interval_s = interval_s
+        self._max_lines = max_lines
+        self._flusher_pid: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            full = len(self._lines) >= self._max_lines
+        if full or record.levelno >= logging.WARNING:
+            self.flush()
+        elif self._flusher_pid != os.getpid():  # first line in this process (or after a fork)
+            self._flusher_pid = os.getpid()
+            threading.Thread(target=self._flush_every_interval, daemon=True).start()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            if lines and self.stream is not None:
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass  # stderr gone: nothing left to tell
+
+    def close(self) -> None:
+        self._flusher_pid = None  # the flusher thread ends at its next turn
+        self.flush()
+        super().close()
+
+    def _flush_every_interval(self) -> None:
+        pid = os.getpid()
+        while self._flusher_pid == pid:
+            time.sleep(self._interval_s)
+            self.flush()
 
 
 class JsonFormatter(logging.Formatter):

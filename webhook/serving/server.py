@@ -28,13 +28,19 @@ def logging_config(level: str) -> dict[str, Any]:
         "formatter": "json",
         "stream": "ext://sys.stderr",
     }
+    decisions = {**handler, "class": "webhook.http.logs.BatchedStreamHandler"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "webhook.http.logs.JsonFormatter"}},
-        "handlers": {"stderr": handler},
+        "handlers": {"stderr": handler, "decisions": decisions},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
+            "egress_guard.decision": {
+                "level": level.upper(),
+                "handlers": ["decisions"],
+                "propagate": False,
+            },
             "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
