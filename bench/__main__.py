@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ COLUMNS = (
     "RSS MiB",
 )
 CONCURRENCIES = (1, 8, 32)
+ROUNDS = 3
 BUDGET_RATE = 3000.0
 BUDGET_P99_MS = 10.0
 BUDGET_CPU_RATIO = 25.0
@@ -241,11 +243,22 @@ def report(run: Run, info: dict[str, str], quick: bool) -> str:
             f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.cpu_us_per_review:,.0f} | "
             f"{r.rss_mib:.0f} |"
         )
-    eg8, ng8 = find(rows, "egress-guard", "deploy-6k", 8), find(rows, "nginx", "deploy-6k", 8)
+    eg8 = find(rows, "egress-guard", "deploy-6k", 8)
     eg1, ng1 = find(rows, "egress-guard", "deploy-6k", 1), find(rows, "nginx", "deploy-6k", 1)
-    big = find(rows, "egress-guard", "deploy-38k", 8)
-    cpu_ratio = eg8.cpu_us_per_review / ng8.cpu_us_per_review
-    size_ratio = big.cpu_us_per_review / eg8.cpu_us_per_review
+    cpu_ratio = statistics.median(r.floor_ratio for r in run.rounds)
+    size_ratio = statistics.median(r.size_ratio for r in run.rounds)
+    lines += [
+        "",
+        "Side by side (c=8, three runs back to back per round; budget figures are the medians):",
+        "",
+        "| round | 6 KB µs | 38 KB µs | nginx µs | 6 KB / nginx | 38 KB / 6 KB |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {i} | {r.small:,.0f} | {r.large:,.0f} | {r.floor:,.0f} | {r.floor_ratio:.1f}x "
+            f"| {r.size_ratio:.2f}x |"
+            for i, r in enumerate(run.rounds, 1)
+        ),
+    ]
     checks = [
         (
             "reviews/s, 6 KB Deployment, c=8",
@@ -260,13 +273,13 @@ def report(run: Run, info: dict[str, str], quick: bool) -> str:
             eg8.p99_ms < BUDGET_P99_MS,
         ),
         (
-            "CPU per review vs nginx, c=8",
+            "CPU per review vs nginx, c=8 (median of rounds)",
             f"{cpu_ratio:.1f}x",
             f"<= {BUDGET_CPU_RATIO:g}x",
             cpu_ratio <= BUDGET_CPU_RATIO,
         ),
         (
-            "CPU per review, 38 KB vs 6 KB",
+            "CPU per review, 38 KB vs 6 KB (median of rounds)",
             f"{size_ratio:.2f}x",
             f"<= {BUDGET_SIZE_RATIO:g}x",
             size_ratio <= BUDGET_SIZE_RATIO,
@@ -324,9 +337,28 @@ def generate_certs(directory: Path) -> None:
 
 
 @dataclass
+class Round:
+    """CPU µs per review at c=8: the 6 KB and 38 KB Deployments and the nginx floor, in a row."""
+
+    small: float
+    large: float
+    floor: float
+
+    @property
+    def floor_ratio(self) -> float:
+        return self.small / self.floor
+
+    @property
+    def size_ratio(self) -> float:
+        return self.large / self.small
+
+
+@dataclass
 class Run:
     rows: list[Row]
     paced: LoadResult
+    rounds: list[Round]
+    """The ratios, each from three runs back to back: drift cannot come between them."""
     api_calls_measured: dict[str, int] | None
     """Kubernetes API calls made while measuring (after warm-up), by verb and resource; None
     without a cluster."""
@@ -351,26 +383,16 @@ def run_scenarios(
         calls_before = cluster.calls() if cluster else {}
         for payload, body in payloads:
             for concurrency in CONCURRENCIES:
-                print(f"egress-guard {payload.name} c={concurrency} ...", file=sys.stderr)
-                rows.append(
-                    measure(
-                        target="egress-guard",
-                        pid=server.pid,
-                        url=f"https://127.0.0.1:{port}{payload.path}",
-                        body=body,
-                        payload=payload.name,
-                        concurrency=concurrency,
-                        seconds=seconds,
-                        workdir=workdir,
-                    )
-                )
+                targets = [("egress-guard", server.pid, f"https://127.0.0.1:{port}{payload.path}")]
                 if body == deploy:  # the floor, measured right beside it
-                    print(f"nginx floor c={concurrency} ...", file=sys.stderr)
+                    targets.append(("nginx", nginx.pid, f"https://127.0.0.1:{nginx_port}/validate"))
+                for target, pid, url in targets:
+                    print(f"{target} {payload.name} c={concurrency} ...", file=sys.stderr)
                     rows.append(
                         measure(
-                            target="nginx",
-                            pid=nginx.pid,
-                            url=f"https://127.0.0.1:{nginx_port}/validate",
+                            target=target,
+                            pid=pid,
+                            url=url,
                             body=body,
                             payload=payload.name,
                             concurrency=concurrency,
@@ -378,6 +400,28 @@ def run_scenarios(
                             workdir=workdir,
                         )
                     )
+        large = next(body for payload, body in payloads if payload.name == "deploy-38k")
+        rounds = []
+        for index in range(ROUNDS):
+            print(f"side by side, round {index + 1} of {ROUNDS} ...", file=sys.stderr)
+            cpu = [
+                measure(
+                    target=target,
+                    pid=pid,
+                    url=url,
+                    body=body,
+                    payload="",
+                    concurrency=8,
+                    seconds=seconds,
+                    workdir=workdir,
+                ).cpu_us_per_review
+                for target, pid, url, body in (
+                    ("egress-guard", server.pid, f"https://127.0.0.1:{port}/validate", deploy),
+                    ("egress-guard", server.pid, f"https://127.0.0.1:{port}/validate", large),
+                    ("nginx", nginx.pid, f"https://127.0.0.1:{nginx_port}/validate", deploy),
+                )
+            ]
+            rounds.append(Round(*cpu))
         print("egress-guard paced 1,000 reviews/s ...", file=sys.stderr)
         paced = hey_paced(
             f"https://127.0.0.1:{port}/validate",
@@ -395,7 +439,7 @@ def run_scenarios(
     finally:
         stop(server)
         stop(nginx)
-    return Run(rows, paced, calls)
+    return Run(rows, paced, rounds, calls)
 
 
 def main() -> None:
@@ -442,6 +486,7 @@ def main() -> None:
         "machine": info,
         "rows": [asdict(r) for r in run.rows],
         "paced": asdict(run.paced),
+        "rounds": [asdict(r) for r in run.rounds],
         "apiCallsMeasured": run.api_calls_measured,
     }
     (out / f"{stem}.json").write_text(json.dumps(document, indent=2))

@@ -99,15 +99,19 @@ def wrk(
 def hey_paced(
     url: str, body: Path, *, rate: int, connections: int, seconds: float, cpu: str
 ) -> LoadResult:
-    """`rate` reviews/s in total, spread over `connections` (hey's -q is per connection)."""
+    """`rate` reviews/s in total, spread over `connections` (hey's -q is per connection).
+
+    A count (-n), not a duration (-z): at the end of a duration hey cancels the requests in
+    flight and counts them as errors.
+    """
     per_connection = max(1, rate // connections)
     command = [
         "taskset",
         "-c",
         cpu,
         "hey",
-        "-z",
-        f"{seconds:g}s",
+        "-n",
+        str(int(rate * seconds)),
         "-c",
         str(connections),
         "-q",
@@ -121,7 +125,7 @@ def hey_paced(
         url,
     ]
     out = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=seconds + 30
+        command, capture_output=True, text=True, check=True, timeout=3 * seconds + 30
     ).stdout
     total = re.search(r"Total:\s+([\d.]+) secs", out)
     statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
