@@ -23,8 +23,8 @@ from webhook.cli.main import main
 from webhook.config.policy_file import load_policy
 from webhook.config.settings import ServeSettings
 from webhook.deploy.manifests import (
-    METADATA_NAME_LABEL,
     MUTATE_PATH,
+    NAMESPACE_NAME_LABEL,
     SYSTEM_NAMESPACES,
     VALIDATE_PATH,
 )
@@ -199,7 +199,7 @@ def excluded_by(selector: Doc) -> set[str]:
     return {
         value
         for expression in selector["matchExpressions"]
-        if expression["key"] == METADATA_NAME_LABEL and expression["operator"] == "NotIn"
+        if expression["key"] == NAMESPACE_NAME_LABEL and expression["operator"] == "NotIn"
         for value in expression["values"]
     }
 
@@ -270,7 +270,7 @@ def test_enforcing_namespaces_fail_closed_and_previews_fail_open_as_the_core_rea
     enforce = hooks["workloads.validate.egress-guard.io"]
     preview = hooks["workloads-preview.validate.egress-guard.io"]
     assert (enforce["failurePolicy"], preview["failurePolicy"]) == ("Fail", "Ignore")
-    namespace_labels = {**labels, METADATA_NAME_LABEL: name}
+    namespace_labels = {**labels, NAMESPACE_NAME_LABEL: name}
     mode = namespace_context(name, labels, load_policy(None)).mode
     assert selects(enforce["namespaceSelector"], namespace_labels) == (mode is Mode.ENFORCE)
     assert selects(preview["namespaceSelector"], namespace_labels) == (

@@ -29,13 +29,13 @@ from kubernetes import client
 
 from webhook.admission.ports import PolicySource
 from webhook.cluster.api_calls import (
-    CONNECT_TIMEOUT_S,
     ApiRejected,
     ApiUnreachable,
     Deadline,
     JsonObject,
     list_all,
 )
+from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
 from webhook.cluster.workload_lists import namespaced_lister
 from webhook.policy.model import Policy
@@ -52,7 +52,6 @@ from webhook.policy.workloads import WorkloadKind, builtin_kind
 
 log = logging.getLogger(__name__)
 
-LIST_TIMEOUT = (CONNECT_TIMEOUT_S * 2, 30.0)
 WRITE_BUDGET_S = 10.0
 
 

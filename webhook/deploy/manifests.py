@@ -31,6 +31,7 @@ from webhook import __version__
 from webhook.config.settings import ServeSettings
 from webhook.deploy.match_conditions import workload_match_conditions
 from webhook.policy.model import Mode, Policy
+from webhook.policy.netpol import NAMESPACE_NAME_LABEL
 from webhook.policy.workloads import WorkloadKind
 
 Manifest = dict[str, Any]
@@ -38,7 +39,6 @@ Manifest = dict[str, Any]
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 """Never sent to the webhooks, whatever the policy says."""
 
-METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
 """Set by the API server on every namespace to its name: selectors can exclude by name."""
 
 VALIDATE_PATH, MUTATE_PATH = "/validate", "/mutate"
@@ -113,7 +113,7 @@ def excluded_namespaces(policy: Policy, options: DeployOptions) -> list[str]:
 
 def _not_excluded(policy: Policy, options: DeployOptions) -> Manifest:
     return {
-        "key": METADATA_NAME_LABEL,
+        "key": NAMESPACE_NAME_LABEL,
         "operator": "NotIn",
         "values": excluded_namespaces(policy, options),
     }

@@ -48,9 +48,6 @@ class EnsureNetworkPolicies:
         return tuple(str(m["metadata"]["name"]) for m in self.manifests)
 
 
-Intent = EnsureNetworkPolicies
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The answer to one review, before it is put on the wire."""
@@ -63,7 +60,7 @@ class Decision:
     warnings: tuple[str, ...] = ()
     patch: tuple[PatchOp, ...] = ()
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
-    intents: tuple[Intent, ...] = ()
+    intents: tuple[EnsureNetworkPolicies, ...] = ()
     note: str = ""
     """Why nothing was checked, when nothing was (for the decision log: `namespace not managed`)."""
     mode: Mode | None = None
