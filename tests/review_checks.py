@@ -1,0 +1,34 @@
+"""What every answer of the review endpoints must be, whatever was sent (shared by the fuzzers)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+
+def check_answer(reply: Any, sent: Any) -> None:
+    """A clean 4xx with a JSON error, or a well-formed AdmissionReview answering `sent`."""
+    assert reply.status_code < 500, reply.get_data(as_text=True)
+    body = orjson.loads(reply.get_data())
+    if reply.status_code != 200:
+        assert 400 <= reply.status_code < 500
+        assert isinstance(body["error"], str) and body["error"]
+        return
+    assert body["kind"] == "AdmissionReview"
+    assert body["apiVersion"] == sent["apiVersion"]
+    response = body["response"]
+    assert response["uid"] == sent["request"]["uid"]
+    assert isinstance(response["allowed"], bool)
+    if not response["allowed"]:
+        assert isinstance(response["status"]["message"], str)
+        # 500 would mean the core raised and the controller caught it: the core must not raise.
+        assert response["status"]["code"] in (403, 503), response["status"]
+    for warning in response.get("warnings", []):
+        assert isinstance(warning, str) and len(warning) <= 120
+    if "patch" in response:
+        assert response["patchType"] == "JSONPatch"
+        ops = orjson.loads(base64.b64decode(response["patch"]))
+        assert isinstance(ops, list) and all(op["op"] == "add" for op in ops)
+        assert all(isinstance(op["path"], str) and op["path"].startswith("/") for op in ops)
