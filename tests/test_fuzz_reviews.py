@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 from builders import PROFILE, container, pod, pod_spec, review_document, workload
 from flask.testing import FlaskClient
+from fuzzing import check_answer, json_values, paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from review_checks import check_answer
 
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
@@ -40,21 +39,6 @@ def client(policy: Policy) -> FlaskClient:
     return create_app(controller, max_body_bytes=256 * 1024).test_client()
 
 
-json_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=20),
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
-
 SEEDS = [
     review_document(workload("Deployment")),
     review_document(workload("CronJob", {PROFILE: "stripe"})),
@@ -65,17 +49,6 @@ SEEDS = [
     review_document(workload("StatefulSet"), namespace="staging"),
     review_document(workload("DaemonSet"), operation="UPDATE", oldObject=workload("DaemonSet")),
 ]
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Every path to a node of a JSON document."""
-    yield prefix
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from paths(child, (*prefix, index))
 
 
 def replaced(document: Any, path: tuple[Any, ...], new: Any, delete: bool) -> Any:

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from builders import CORPUS, PROFILE, apply_patch, ns_labels, request
 from flask.testing import FlaskClient
+from fuzzing import check_answer, json_values, paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from review_checks import check_answer
 from robustness_support import scaled
 
 from webhook.admission.controller import AdmissionController
@@ -65,37 +65,13 @@ def corpus_reviews() -> list[dict[str, Any]]:
 SEEDS = corpus_reviews() if CORPUS.is_dir() else []
 pytestmark = pytest.mark.skipif(not SEEDS, reason=f"corpus not present at {CORPUS}")
 
-json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(2**63), max_value=2**63 - 1),
-        st.text(max_size=12),
-    ),
-    lambda children: st.one_of(
-        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
-    max_leaves=12,
-)
-
-
-def node_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    paths = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            paths += node_paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            paths += node_paths(child, (*prefix, index))
-    return paths
-
 
 @st.composite
 def mutated_corpus_reviews(draw: st.DrawFn) -> Any:
     document = copy.deepcopy(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
-        paths = [p for p in node_paths(document) if len(p) >= 2]  # keep the envelope's shape
-        path = draw(st.sampled_from(paths))
+        candidates = [p for p in paths(document) if len(p) >= 2]  # keep the envelope's shape
+        path = draw(st.sampled_from(candidates))
         parent = document
         for key in path[:-1]:
             parent = parent[key]
