@@ -154,3 +154,12 @@ def apply_patch(obj: Mapping[str, Any], ops: Any) -> dict[str, Any]:
     import jsonpatch
 
     return jsonpatch.JsonPatch(list(ops)).apply(copy.deepcopy(dict(obj)))
+
+
+def response(decision: Any) -> dict[str, Any]:
+    """The AdmissionReview response the API server would receive for a decision: what tests of
+    behaviour assert on, whatever shape the decision has inside."""
+    from webhook.admission.review import response_document
+
+    document = response_document("admission.k8s.io/v1", "uid-1", decision)
+    return dict(document["response"])

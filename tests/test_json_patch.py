@@ -58,3 +58,21 @@ def test_offline_patching_equals_the_jsonpatch_package(obj: dict[str, Any], poli
 def test_patches_that_do_not_apply_are_refused(ops: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(PatchError, match=message):
         apply_offline({"l": [1], "s": "text"}, ops)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        pytest.param(("metadata", "annotations", "a/b"), "/metadata/annotations/a~1b", id="slash"),
+        pytest.param(("metadata", "annotations", "a~b"), "/metadata/annotations/a~0b", id="tilde"),
+        pytest.param(("x", "~1"), "/x/~01", id="tilde-before-slash-escape"),
+        pytest.param(("spec", "containers", 0, "env"), "/spec/containers/0/env", id="index"),
+        pytest.param((), "", id="whole-document"),
+    ],
+)
+def test_pointers_escape_tilde_first_then_slash(tokens: tuple[Any, ...], expected: str) -> None:
+    """RFC 6901: `~` becomes `~0` before `/` becomes `~1`, or `~1` in a key would be read back
+    as `/`."""
+    from webhook.policy.jsonpatch import pointer
+
+    assert pointer(*tokens) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -31,6 +32,10 @@ PROXY_VARS = {
     "https_proxy": URL,
     "no_proxy": NO_PROXY,
 }
+
+
+RECORDED = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
+"""The variables in the injection record, each upper-case one beside its twin."""
 
 
 def env_of(obj: dict[str, Any], list_name: str = "containers", index: int = 0) -> dict[str, Any]:
@@ -248,3 +253,96 @@ def test_a_second_invocation_adds_new_containers_to_the_record(policy: Policy) -
     record = json.loads(second["metadata"]["annotations"]["egress-guard.io/proxy-injected"])
     assert set(record["containers"]) == {"app", "sidecar"}
     assert env_of(second, index=1) == PROXY_VARS
+
+
+def test_a_malformed_env_skips_only_its_own_container(policy: Policy) -> None:
+    obj = pod(
+        {PROFILE: "none"},
+        pod_spec(container("broken", env="not-a-list"), container("app"), container("sidecar")),
+    )
+    decision, result = mutated(obj, policy)
+    assert "env" not in result["spec"]["containers"][0] or result["spec"]["containers"][0][
+        "env"
+    ] == ("not-a-list")
+    assert env_of(result, index=1) == PROXY_VARS
+    assert env_of(result, index=2) == PROXY_VARS
+    assert next(w for w in decision.warnings if "malformed env" in w).count('"broken"') == 1
+
+
+def test_a_conflict_warning_names_the_container_and_both_variables(policy: Policy) -> None:
+    own = [{"name": "HTTP_PROXY", "value": "http://own:1"}, {"name": "http_proxy", "value": "x"}]
+    obj = pod({PROFILE: "none"}, pod_spec(container("app"), container("sidecar", env=own)))
+    decision, result = mutated(obj, policy)
+    (warning,) = [w for w in decision.warnings if "sets its own" in w]
+    assert '"sidecar"' in warning
+    assert "HTTP_PROXY/http_proxy" in warning
+    assert env_of(result, index=1)["HTTP_PROXY"] == "http://own:1"
+    assert env_of(result, index=1)["HTTPS_PROXY"] == URL
+
+
+def test_an_unnamed_container_is_named_by_its_place(policy: Policy) -> None:
+    unnamed = {"image": "app:1", "env": [{"name": "NO_PROXY", "value": "own"}]}
+    obj = pod({PROFILE: "none"}, pod_spec(container("app"), unnamed))
+    decision, result = mutated(obj, policy)
+    assert any("containers[1]" in w and "NO_PROXY" in w for w in decision.warnings)
+    record = json.loads(result["metadata"]["annotations"]["egress-guard.io/proxy-injected"])
+    assert set(record["containers"]) == {"app", "containers[1]"}
+
+
+def test_a_variable_taken_from_elsewhere_is_the_workloads_own(policy: Policy) -> None:
+    """Same value, but from a reference too: not egress-guard's entry, so never completed."""
+    entry = {"name": "HTTPS_PROXY", "value": URL, "valueFrom": {"configMapKeyRef": {"name": "p"}}}
+    obj = pod({PROFILE: "none"}, pod_spec(container("app", env=[entry])))
+    decision, result = mutated(obj, policy)
+    assert any("HTTPS_PROXY" in w and "sets its own" in w for w in decision.warnings)
+    assert "https_proxy" not in env_of(result)
+    assert env_of(result)["HTTP_PROXY"] == URL
+
+
+def test_a_pod_without_a_spec_is_left_alone(policy: Policy) -> None:
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"}}
+    decision = mutate(request(obj), ns_labels("enforce", "proxy"), policy)
+    assert decision.allowed
+    assert len(decision.patch) == 0
+    assert len(decision.warnings) == 0
+
+
+def test_a_pod_without_metadata_gets_the_record_in_new_metadata(policy: Policy) -> None:
+    obj = {"apiVersion": "v1", "kind": "Pod", "spec": pod_spec()}
+    crafted = replace(request(pod()), object=obj)
+    decision = mutate(crafted, ns_labels("enforce", "proxy"), policy)
+    result = apply_patch(obj, decision.patch)
+    record = json.loads(result["metadata"]["annotations"]["egress-guard.io/proxy-injected"])
+    assert record == {"containers": {"app": RECORDED}, "url": URL}
+
+
+def test_the_record_is_compact_json_with_sorted_keys(policy: Policy) -> None:
+    """A stable text: the same injection always records the same annotation value."""
+    _, result = mutated(pod({PROFILE: "none"}, pod_spec(container("b"), container("a"))), policy)
+    text = result["metadata"]["annotations"]["egress-guard.io/proxy-injected"]
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        pytest.param("not json", id="not-json"),
+        pytest.param("[1, 2]", id="a-list"),
+        pytest.param('{"containers": [1]}', id="containers-not-a-map"),
+        pytest.param('{"containers": {"x": "HTTP_PROXY"}}', id="names-not-a-list"),
+    ],
+)
+def test_an_unreadable_earlier_record_is_replaced(earlier: str, policy: Policy) -> None:
+    obj = pod({PROFILE: "none"}, annotations={"egress-guard.io/proxy-injected": earlier})
+    _, result = mutated(obj, policy)
+    record = json.loads(result["metadata"]["annotations"]["egress-guard.io/proxy-injected"])
+    assert record["containers"] == {"app": RECORDED}
+
+
+def test_an_earlier_record_is_kept_as_it_was(policy: Policy) -> None:
+    earlier = json.dumps({"url": URL, "containers": {"init": ["HTTP_PROXY", "http_proxy"]}})
+    obj = pod({PROFILE: "none"}, annotations={"egress-guard.io/proxy-injected": earlier})
+    _, result = mutated(obj, policy)
+    record = json.loads(result["metadata"]["annotations"]["egress-guard.io/proxy-injected"])
+    assert record["containers"]["init"] == ["HTTP_PROXY", "http_proxy"]
+    assert record["containers"]["app"] == RECORDED

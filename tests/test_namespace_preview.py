@@ -254,3 +254,85 @@ def test_the_static_source_serves_its_table(policy: Policy) -> None:
     )
     assert 'Job "nightly"' in outcome.decision.warnings[1]
     assert StaticWorkloadSource().workloads("payments") == WorkloadListing(())
+
+
+# --- pinned edges ---------------------------------------------------------------------------
+
+
+def test_a_non_controller_owner_before_the_controller_does_not_hide_it(policy: Policy) -> None:
+    """Only the controller reference counts, wherever it stands in the list."""
+    replica_set = workload("ReplicaSet", {"app": "web"}, name="web-5d8")
+    replica_set["metadata"]["ownerReferences"] = [
+        "not a reference",
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "1"},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "2", "controller": 1},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "web",
+            "uid": "3",
+            "controller": True,
+        },
+    ]
+    assert preview_of([replica_set], policy) == ()
+
+
+def test_an_owner_reference_that_is_no_controller_does_not_hide_the_object(
+    policy: Policy,
+) -> None:
+    replica_set = workload("ReplicaSet", {"app": "web"}, name="web-5d8")
+    replica_set["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "2"}
+    ]
+    warnings = preview_of([replica_set], policy)
+    assert 'ReplicaSet "web-5d8"' in warnings[1]
+
+
+def test_objects_without_a_kind_or_a_name_are_passed_over(policy: Policy) -> None:
+    nameless = workload("Deployment", {}, name="x")
+    del nameless["metadata"]["name"]
+    kindless = workload("Deployment", {}, name="y")
+    del kindless["kind"]
+    counted = workload("Deployment", {}, name="z")
+    warnings = preview_of([nameless, kindless, counted], policy)
+    assert warnings[0].startswith("egress-guard: 1 existing workload in payments")
+    assert 'Deployment "z"' in warnings[1]
+
+
+def test_host_network_workloads_with_a_profile_are_not_counted(policy: Policy) -> None:
+    host = workload("DaemonSet", {PROFILE: "none"}, name="agent")
+    host["spec"]["template"]["spec"]["hostNetwork"] = True
+    assert preview_of([host], policy) == ()
+
+
+def test_exactly_the_named_number_has_no_more_line(policy: Policy) -> None:
+    warnings = preview_of(
+        [workload("Deployment", {}, name=f"app-{i}") for i in range(NAMED)], policy
+    )
+    assert len(warnings) == 1 + NAMED
+    assert not any("more" in w for w in warnings)
+
+
+def test_the_namespace_name_comes_from_the_object_when_the_request_has_none(
+    policy: Policy,
+) -> None:
+    request = replace(namespace_request({MODE: "enforce"}, {}, name="shop"), name="")
+    change = namespace_change(request, policy)
+    assert change is not None
+    decision = preview(change, [workload("Deployment", {})], complete=True, policy=policy)
+    assert " in shop " in decision.warnings[0]
+
+
+def test_a_creation_ignores_any_old_object_sent_with_it(policy: Policy) -> None:
+    request = namespace_request({MODE: "enforce"}, {MODE: "enforce"}, operation="CREATE")
+    change = namespace_change(request, policy)
+    assert change is not None
+    assert change.created
+
+
+def test_the_note_counts_what_would_fail_of_what_was_listed(policy: Policy) -> None:
+    change = namespace_change(namespace_request({MODE: "enforce"}, {}), policy)
+    assert change is not None
+    listed = [workload("Deployment", {}, name="a"), workload("Deployment", {PROFILE: "none"})]
+    decision = preview(change, listed, complete=True, policy=policy)
+    assert "1 of 2" in decision.note

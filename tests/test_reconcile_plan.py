@@ -216,3 +216,39 @@ class TestPlan:
     def test_policies_in_namespaces_gone_meanwhile_are_left(self, policy: Policy) -> None:
         plan = plan_reconcile(policy, [], [live(render_default_deny("gone", policy))], prune=True)
         assert plan.empty
+
+
+class TestPinnedEdges:
+    def test_an_undefined_profile_does_not_hide_the_profiles_after_it(self, policy: Policy) -> None:
+        state = NamespaceState("a", ns_labels(), frozenset({"aaa-gone", "internal", "stripe"}))
+        assert sorted(desired_policies(state, policy)) == [
+            DEFAULT_DENY_NAME,
+            "egress-guard-profile-internal",
+            "egress-guard-profile-stripe",
+        ]
+
+    def test_pruning_keeps_nothing_and_not_pruning_defers_nothing(self, policy: Policy) -> None:
+        generated = [
+            live(render_default_deny("gone-out", policy)),
+            live(render_profile("a", "stripe", policy)),
+        ]
+        states = [NamespaceState("gone-out", {}), NamespaceState("a", ns_labels())]
+        pruning = plan_reconcile(policy, states, generated, prune=True)
+        assert pruning.kept == ()
+        assert pruning.deferred == (("a", "egress-guard-profile-stripe"),)
+        keeping = plan_reconcile(policy, states, generated, prune=False)
+        assert keeping.deferred == ()
+        assert sorted(keeping.kept) == [
+            ("a", "egress-guard-profile-stripe"),
+            ("gone-out", DEFAULT_DENY_NAME),
+        ]
+
+    def test_the_kind_decides_where_the_template_is_within_its_group(self, policy: Policy) -> None:
+        """A custom kind that happens to be called CronJob keeps its template at spec.template."""
+        obj = workload("Deployment", {PROFILE: "stripe"})
+        assert workload_profile("CronJob", obj, policy, group="example.com") == "stripe"
+        assert workload_profile("CronJob", obj, policy, group="batch") is None
+
+    def test_an_object_that_runs_no_pods_has_no_profile(self, policy: Policy) -> None:
+        config = {"metadata": {"name": "c", "labels": {PROFILE: "stripe"}}, "data": {}}
+        assert workload_profile("ConfigMap", config, policy) is None
