@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from webhook.policy.model import Policy
-from webhook.policy.request import AdmissionRequest
+from webhook.core.policy import Policy
+from webhook.core.request import AdmissionRequest
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PROFILE = "egress-guard.io/profile"

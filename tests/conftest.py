@@ -9,7 +9,7 @@ import pytest
 from local_apiserver import LocalApiServer
 
 from webhook.config.policy_file import load_policy
-from webhook.policy.model import Policy
+from webhook.core.policy import Policy
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ from builders import CORPUS, apply_patch, review_document
 from click.testing import CliRunner
 from running_server import RunningServer, running_server
 
+from webhook.cli.input_files import Manifest, find_files, read_inputs
 from webhook.cli.main import main
-from webhook.cli.manifests import Manifest, find_files, read_inputs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.corpus]
 

@@ -21,17 +21,17 @@ from webhook.admission.controller import AdmissionController, Outcome
 from webhook.cluster.client import api_client
 from webhook.cluster.kube import ClusterConnection, connect
 from webhook.cluster.namespaces import NamespaceCache
-from webhook.cluster.reconciler import Reconciler
-from webhook.policy.decision import Verdict
-from webhook.policy.evaluate import Action, validate
-from webhook.policy.model import Policy
-from webhook.policy.netpol import (
+from webhook.core.decision import Verdict
+from webhook.core.evaluate import Action, validate
+from webhook.core.network_policies import (
     DEFAULT_DENY_NAME,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     render_default_deny,
     render_profile,
 )
+from webhook.core.policy import Policy
+from webhook.reconcile.reconciler import Reconciler
 
 STRIPE = "egress-guard-profile-stripe"
 MODE = "egress-guard.io/mode"

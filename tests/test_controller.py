@@ -11,8 +11,8 @@ from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import NamespaceUnavailable
 from webhook.cluster.static import ReportingApplier
 from webhook.config.policy_file import FixedPolicy
-from webhook.policy.evaluate import Action
-from webhook.policy.model import Policy
+from webhook.core.evaluate import Action
+from webhook.core.policy import Policy
 
 
 class FailingNamespaces:

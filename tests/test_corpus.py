@@ -25,13 +25,13 @@ from builders import CORPUS, PROFILE, apply_patch, ns_labels, request
 from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
-from webhook.cli.manifests import Manifest, find_files, read_inputs
+from webhook.cli.input_files import Manifest, find_files, read_inputs
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
+from webhook.core.evaluate import mutate, validate
+from webhook.core.policy import Policy
+from webhook.core.workloads import find_workload
 from webhook.http.app import create_app
-from webhook.policy.evaluate import mutate, validate
-from webhook.policy.model import Policy
-from webhook.policy.workloads import find_workload
 
 pytestmark = [
     pytest.mark.corpus,

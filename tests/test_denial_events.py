@@ -20,9 +20,9 @@ from webhook.cluster.client import api_client
 from webhook.cluster.events import REASON, DenialEvents, denial_event, event_name
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
+from webhook.core.evaluate import Action
 from webhook.http.app import create_app
 from webhook.http.metrics import WebhookMetrics
-from webhook.policy.evaluate import Action
 
 EVENTS = ResourceType("", "v1", "events", "Event", namespaced=True)
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

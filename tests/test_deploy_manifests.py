@@ -22,7 +22,11 @@ from openapi_schema import schema_errors
 from webhook.cli.main import main
 from webhook.config.policy_file import load_policy
 from webhook.config.settings import ServeSettings
-from webhook.deploy.manifests import (
+from webhook.config.yaml_text import load_documents
+from webhook.core.namespace import namespace_context
+from webhook.core.policy import Mode
+from webhook.core.workloads import BUILTIN_KINDS
+from webhook.deploy.objects import (
     MUTATE_PATH,
     NAMESPACE_NAME_LABEL,
     SYSTEM_NAMESPACES,
@@ -30,10 +34,6 @@ from webhook.deploy.manifests import (
 )
 from webhook.deploy.tree import CERT_MANAGER_COMPONENT
 from webhook.deploy.tree import cert_manager_overlay as cert_manager_overlay_document
-from webhook.deploy.yaml_text import load_documents
-from webhook.policy.model import Mode
-from webhook.policy.namespace import namespace_context
-from webhook.policy.workloads import BUILTIN_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

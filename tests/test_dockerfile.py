@@ -59,7 +59,7 @@ def test_it_runs_as_a_numeric_non_root_user() -> None:
     assert len(users) == 1
     uid, _, gid = users[0].partition(":")
     assert uid.isdigit() and int(uid) > 0 and gid.isdigit() and int(gid) > 0
-    from webhook.deploy.manifests import RUN_AS
+    from webhook.deploy.objects import RUN_AS
 
     assert int(uid) == RUN_AS  # the Deployment's runAsUser
 

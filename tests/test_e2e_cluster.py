@@ -14,7 +14,7 @@ from local_apiserver import LocalApiServer
 from running_server import RunningServer, running_server
 
 from webhook.config.policy_file import load_policy
-from webhook.policy.netpol import DEFAULT_DENY_NAME, render_default_deny, render_profile
+from webhook.core.network_policies import DEFAULT_DENY_NAME, render_default_deny, render_profile
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
+from webhook.core.policy import Policy
 from webhook.http.app import create_app
-from webhook.policy.model import Policy
 
 EXAMPLES = int(os.environ.get("EGRESS_GUARD_FUZZ_EXAMPLES", "250"))
 FUZZ = settings(

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
+from webhook.core.policy import Policy
 from webhook.http.app import create_app
-from webhook.policy.model import Policy
 
 MAX_BODY = 64 * 1024
 

@@ -17,7 +17,7 @@ from webhook.cli.main import main
 from webhook.cluster.client import api_client
 from webhook.cluster.webhook_configs import WebhookConfigError, inject_ca_bundle
 from webhook.config.policy_file import load_policy
-from webhook.deploy.manifests import (
+from webhook.deploy.objects import (
     DeployOptions,
     mutating_webhook_configuration,
     validating_webhook_configuration,

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from builders import PROFILE, apply_patch, container, pod, pod_spec, request
 
-from webhook.cli.json_patch import PatchError
-from webhook.cli.json_patch import apply_patch as apply_offline
-from webhook.policy.evaluate import mutate
-from webhook.policy.model import Policy
+from webhook.core.evaluate import mutate
+from webhook.core.json_patch import PatchError
+from webhook.core.json_patch import apply_patch as apply_offline
+from webhook.core.policy import Policy
 
 PROXY_ALL = {"egress-guard.io/mode": "enforce", "egress-guard.io/inject": "all"}
 
@@ -73,6 +73,6 @@ def test_patches_that_do_not_apply_are_refused(ops: list[dict[str, Any]], messag
 def test_pointers_escape_tilde_first_then_slash(tokens: tuple[Any, ...], expected: str) -> None:
     """RFC 6901: `~` becomes `~0` before `/` becomes `~1`, or `~1` in a key would be read back
     as `/`."""
-    from webhook.policy.jsonpatch import pointer
+    from webhook.core.json_patch import pointer
 
     assert pointer(*tokens) == expected

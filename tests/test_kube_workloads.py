@@ -18,9 +18,9 @@ from webhook.admission.ports import WorkloadsUnavailable
 from webhook.cluster.client import api_client
 from webhook.cluster.kube_workloads import KubeWorkloadSource
 from webhook.config.settings import ServeSettings
-from webhook.policy.evaluate import Action
-from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import BUILTIN_KINDS
+from webhook.core.evaluate import Action
+from webhook.core.request import AdmissionRequest
+from webhook.core.workloads import BUILTIN_KINDS
 from webhook.serving.compose import build_components
 
 

@@ -16,10 +16,10 @@ import celpy
 import pytest
 from builders import PROFILE, ns_labels, policy_with, request, workload
 
-from webhook.deploy.manifests import DeployOptions, validating_webhook_configuration
-from webhook.policy.evaluate import validate
-from webhook.policy.model import Policy
-from webhook.policy.workloads import BUILTIN_KINDS, group_of
+from webhook.core.evaluate import validate
+from webhook.core.policy import Policy
+from webhook.core.workloads import BUILTIN_KINDS, group_of
+from webhook.deploy.objects import DeployOptions, validating_webhook_configuration
 
 ROLLOUT = {"group": "argoproj.io", "version": "v1alpha1", "kind": "Rollout", "resource": "rollouts"}
 DELETED_AT = "2026-01-01T00:00:00Z"

@@ -19,8 +19,8 @@ from builders import (
     workload,
 )
 
-from webhook.policy.evaluate import mutate
-from webhook.policy.model import Policy
+from webhook.core.evaluate import mutate
+from webhook.core.policy import Policy
 
 URL = "http://egress-proxy.egress-system.svc.cluster.local:3128"
 NO_PROXY = "localhost,127.0.0.1,.svc,.cluster.local,10.96.0.0/12"

@@ -15,11 +15,11 @@ from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import WorkloadListing, WorkloadsUnavailable
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import FixedPolicy
-from webhook.policy.decision import MAX_WARNING_CHARS, MAX_WARNINGS
-from webhook.policy.evaluate import Action
-from webhook.policy.model import Policy
-from webhook.policy.namespace_preview import NAMED, namespace_change, preview
-from webhook.policy.request import AdmissionRequest
+from webhook.core.decision import MAX_WARNING_CHARS, MAX_WARNINGS
+from webhook.core.evaluate import Action
+from webhook.core.namespace_preview import NAMED, namespace_change, preview
+from webhook.core.policy import Policy
+from webhook.core.request import AdmissionRequest
 
 
 def namespace_object(name: str = "payments", **labels: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from webhook.config.policy_file import PolicyFileError, PolicyStore, load_policy, parse_policy
-from webhook.policy.model import Inject, Mode
+from webhook.core.policy import Inject, Mode
 
 REPO = Path(__file__).resolve().parents[1]
 

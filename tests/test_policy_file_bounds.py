@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from webhook.policy.model import Policy
+from webhook.core.policy import Policy
 
 
 def policy_of(document: dict[str, Any]) -> Policy:

@@ -24,17 +24,17 @@ from webhook.cluster.client import api_client
 from webhook.cluster.events import DenialEvents
 from webhook.cluster.kube import connect
 from webhook.cluster.kube_workloads import KubeWorkloadSource
-from webhook.cluster.lease import LeaderElector, LeaseSettings
-from webhook.cluster.reconcile_loop import reconcile_once
-from webhook.cluster.reconciler import Reconciler
 from webhook.config.policy_file import PolicyStore, load_policy
-from webhook.deploy.manifests import DeployOptions
+from webhook.config.yaml_text import dump_documents, load_documents
+from webhook.core.evaluate import Action
+from webhook.core.network_policies import render_default_deny, render_profile
+from webhook.core.policy import Policy
+from webhook.deploy.objects import DeployOptions
 from webhook.deploy.rbac import lease_name, rbac_manifests
 from webhook.deploy.tree import GENERATED
-from webhook.deploy.yaml_text import dump_documents, load_documents
-from webhook.policy.evaluate import Action
-from webhook.policy.model import Policy
-from webhook.policy.netpol import render_default_deny, render_profile
+from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
+from webhook.reconcile.loop import reconcile_once
+from webhook.reconcile.reconciler import Reconciler
 
 RBAC_FILE = Path(__file__).resolve().parents[1] / "deploy" / "rbac.yaml"
 WEBHOOK_USER = "system:serviceaccount:egress-guard:egress-guard"

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from builders import PROFILE, ns_labels, policy_with, workload
 
-from webhook.policy.model import Policy
-from webhook.policy.netpol import (
+from webhook.core.network_policies import (
     DEFAULT_DENY_NAME,
     MANAGED_BY_LABEL,
     render_default_deny,
     render_profile,
 )
-from webhook.policy.reconcile_plan import (
+from webhook.core.policy import Policy
+from webhook.reconcile.plan import (
     NamespaceState,
     desired_policies,
     plan_reconcile,

@@ -19,12 +19,12 @@ from local_apiserver import Fault, LocalApiServer
 
 from webhook.cli.main import main
 from webhook.cluster.client import api_client
-from webhook.cluster.lease import LeaderElector, LeaseSettings
-from webhook.cluster.reconcile_loop import reconcile_once, run_loop
-from webhook.cluster.reconciler import Reconciler, ReconcileReport
 from webhook.config.policy_file import PolicyStore
-from webhook.policy.model import Policy
-from webhook.policy.netpol import DEFAULT_DENY_NAME, render_default_deny, render_profile
+from webhook.core.network_policies import DEFAULT_DENY_NAME, render_default_deny, render_profile
+from webhook.core.policy import Policy
+from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
+from webhook.reconcile.loop import reconcile_once, run_loop
+from webhook.reconcile.reconciler import Reconciler, ReconcileReport
 
 STRIPE = "egress-guard-profile-stripe"
 INTERNAL = "egress-guard-profile-internal"

@@ -13,10 +13,10 @@ from builders import PROFILE, review_document, workload
 from webhook.admission.controller import AdmissionController, Outcome
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
+from webhook.core.evaluate import Action
+from webhook.core.request import AdmissionRequest
 from webhook.http.app import create_app
 from webhook.http.metrics import WebhookMetrics
-from webhook.policy.evaluate import Action
-from webhook.policy.request import AdmissionRequest
 
 
 class BrokenMetrics(WebhookMetrics):

@@ -14,9 +14,9 @@ from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import ApplyOutcome
 from webhook.cluster.static import StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import FixedPolicy
+from webhook.core.decision import EnsureNetworkPolicies
+from webhook.core.policy import Policy
 from webhook.http.app import create_app
-from webhook.policy.decision import EnsureNetworkPolicies
-from webhook.policy.model import Policy
 
 
 class RecordingApplier:

@@ -7,9 +7,9 @@ import re
 import pytest
 from builders import INJECT, MODE, PROFILE, WORKLOAD_KINDS, ns_labels, request, workload
 
-from webhook.policy.decision import MAX_WARNING_CHARS, Verdict
-from webhook.policy.evaluate import validate
-from webhook.policy.model import Policy
+from webhook.core.decision import MAX_WARNING_CHARS, Verdict
+from webhook.core.evaluate import validate
+from webhook.core.policy import Policy
 
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 

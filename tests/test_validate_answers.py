@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from builders import INJECT, MODE, PROFILE, ns_labels, policy_with, request, response, workload
 
-from webhook.policy.evaluate import validate
-from webhook.policy.model import Policy
+from webhook.core.evaluate import validate
+from webhook.core.policy import Policy
 
 MAX_WARNING_CHARS = 120
 MAX_WARNINGS = 6

@@ -22,16 +22,16 @@ from webhook.cli.main import main
 from webhook.cli.offline_review import FixedPolicy
 from webhook.cluster.client import api_client
 from webhook.cluster.kube_workloads import KubeWorkloadSource
-from webhook.cluster.reconciler import Reconciler
 from webhook.config.policy_file import PolicyFileError, parse_policy
+from webhook.config.yaml_text import load_documents
+from webhook.core.evaluate import validate
+from webhook.core.namespace import namespace_context
+from webhook.core.namespace_preview import NamespaceChange, preview
+from webhook.core.policy import Policy
+from webhook.core.workloads import BUILTIN_KINDS, GENERIC_TEMPLATE_PATH, find_workload
 from webhook.deploy.rbac import workload_reader_rules
-from webhook.deploy.yaml_text import load_documents
 from webhook.http.metrics import KNOWN_KINDS
-from webhook.policy.evaluate import validate
-from webhook.policy.model import Policy
-from webhook.policy.namespace import namespace_context
-from webhook.policy.namespace_preview import NamespaceChange, preview
-from webhook.policy.workloads import BUILTIN_KINDS, GENERIC_TEMPLATE_PATH, find_workload
+from webhook.reconcile.reconciler import Reconciler
 
 ROLLOUT = {"group": "argoproj.io", "version": "v1alpha1", "kind": "Rollout", "resource": "rollouts"}
 ROLLOUT_POLICY_TEXT = (

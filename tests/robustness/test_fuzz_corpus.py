@@ -25,9 +25,9 @@ from robustness_support import scaled
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy, load_policy
+from webhook.core.evaluate import mutate
+from webhook.core.policy import Policy
 from webhook.http.app import create_app
-from webhook.policy.evaluate import mutate
-from webhook.policy.model import Policy
 
 EXAMPLES = scaled(300)
 FUZZ = settings(

@@ -20,11 +20,11 @@ from webhook.admission.ports import (
     WorkloadSource,
     WorkloadsUnavailable,
 )
-from webhook.policy.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
-from webhook.policy.evaluate import Action, mutate, triage, validate
-from webhook.policy.model import Policy
-from webhook.policy.namespace_preview import NamespaceChange, namespace_change, preview
-from webhook.policy.request import AdmissionRequest
+from webhook.core.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
+from webhook.core.evaluate import Action, mutate, triage, validate
+from webhook.core.namespace_preview import NamespaceChange, namespace_change, preview
+from webhook.core.policy import Policy
+from webhook.core.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from webhook.policy.decision import EnsureNetworkPolicies
-from webhook.policy.model import Policy
+from webhook.core.decision import EnsureNetworkPolicies
+from webhook.core.policy import Policy
 
 
 class PolicySource(Protocol):

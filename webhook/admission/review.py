@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from webhook.policy.decision import Decision, Verdict
-from webhook.policy.request import AdmissionRequest
+from webhook.core.decision import Decision, Verdict
+from webhook.core.request import AdmissionRequest
 
 SUPPORTED_API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 

@@ -15,9 +15,9 @@ import orjson
 import yaml
 
 from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
-from webhook.cli.manifests import InputProblem
+from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
-from webhook.policy.decision import Verdict
+from webhook.core.decision import Verdict
 
 VERDICT_ORDER = (Verdict.ALLOWED, Verdict.DENIED, Verdict.WARNED, Verdict.AUDITED, Verdict.ERRORED)
 

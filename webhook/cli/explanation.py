@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from webhook.cli.offline_review import WorkloadReview, cluster_warnings
-from webhook.policy.checks import CHECKS, Check
-from webhook.policy.checks.profile_label import check_profile_label
-from webhook.policy.checks.result import CheckResult
-from webhook.policy.model import Inject, Mode, Policy
-from webhook.policy.namespace import NamespaceContext, namespace_context
-from webhook.policy.netpol import DEFAULT_DENY_NAME, NAMESPACE_NAME_LABEL
-from webhook.policy.workloads import Workload, find_workload
+from webhook.core.checks import CHECKS, Check
+from webhook.core.checks.profile_label import check_profile_label
+from webhook.core.checks.result import CheckResult
+from webhook.core.namespace import NamespaceContext, namespace_context
+from webhook.core.network_policies import DEFAULT_DENY_NAME, NAMESPACE_NAME_LABEL
+from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.workloads import Workload, find_workload
 
 _MODE_MEANING = {
     Mode.ENFORCE: "a workload without a valid egress profile is refused",

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webhook.admission.controller import AdmissionController
-from webhook.cli.json_patch import PatchError, apply_patch
-from webhook.cli.manifests import Manifest
+from webhook.cli.input_files import Manifest
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
-from webhook.policy.decision import Decision, errored
-from webhook.policy.evaluate import Action
-from webhook.policy.model import Inject, Mode, Policy
-from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import builtin_kind, containers, find_workload, group_of, mapping_at
+from webhook.core.decision import Decision, errored
+from webhook.core.evaluate import Action
+from webhook.core.json_patch import PatchError, apply_patch
+from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.request import AdmissionRequest
+from webhook.core.workloads import builtin_kind, containers, find_workload, group_of, mapping_at
 
 REPORTED_PREFIXES = (
     "egress-guard: no cluster: would ensure ",

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from webhook.cli.check_report import CheckReport
-from webhook.cli.manifests import InputProblem
+from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
 
 SUITES_NAME = "egress-guard check"

@@ -8,7 +8,7 @@ import click
 
 from webhook.cli.errors import fail
 from webhook.config.policy_file import PolicyFileError, load_policy
-from webhook.policy.model import Policy
+from webhook.core.policy import Policy
 
 config_option = click.option(
     "--config",

@@ -23,10 +23,10 @@ from typing import Any
 
 from webhook.admission.controller import Outcome
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, call_json
-from webhook.policy.decision import Verdict
-from webhook.policy.evaluate import Action
-from webhook.policy.model import Mode
-from webhook.policy.request import AdmissionRequest
+from webhook.core.decision import Verdict
+from webhook.core.evaluate import Action
+from webhook.core.policy import Mode
+from webhook.core.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from kubernetes import client
 
 from webhook.admission.ports import PolicySource
-from webhook.cluster.applier import ENSURE_BUDGET_S, ClusterPolicyApplier
 from webhook.cluster.client import CLUSTER_KINDS, ClusterConfigError, api_client
 from webhook.cluster.list_watch import ListWatch
 from webhook.cluster.namespaces import LOOKUP_BUDGET_S, STALE_AFTER_S, NamespaceCache
-from webhook.cluster.policy_writer import PolicyWriter
-from webhook.policy.netpol import MANAGED_BY, MANAGED_BY_LABEL
+from webhook.cluster.network_policy_applier import ENSURE_BUDGET_S, ClusterPolicyApplier
+from webhook.cluster.network_policy_writer import PolicyWriter
+from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["ClusterConfigError", "ClusterConnection", "connect"]
 

@@ -17,7 +17,7 @@ from kubernetes import client
 from webhook.admission.ports import PolicySource, WorkloadListing, WorkloadsUnavailable
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject, call_json
 from webhook.cluster.workload_lists import namespaced_lister
-from webhook.policy.workloads import BUILTIN_KINDS, WorkloadKind
+from webhook.core.workloads import BUILTIN_KINDS, WorkloadKind
 
 LIST_BUDGET_S = 2.0
 """Within the webhook's own timeout, with room to answer."""

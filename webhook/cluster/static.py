@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webhook.admission.ports import ApplyOutcome, PolicySource, WorkloadListing
-from webhook.policy.decision import EnsureNetworkPolicies
+from webhook.core.decision import EnsureNetworkPolicies
 
 
 class StaticNamespaceSource:

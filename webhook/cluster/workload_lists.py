@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.policy.workloads import WorkloadKind
+from webhook.core.workloads import WorkloadKind
 
 Lister = Callable[..., Any]
 

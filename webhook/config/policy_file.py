@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from webhook.policy.model import Policy
+from webhook.core.policy import Policy
 
 log = logging.getLogger(__name__)
 

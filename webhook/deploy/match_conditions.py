@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from webhook.policy.workloads import GENERIC_TEMPLATE_PATH, WorkloadKind
+from webhook.core.workloads import GENERIC_TEMPLATE_PATH, WorkloadKind
 
 NOT_BEING_DELETED = "not-being-deleted"
 POD_LABELS_CHANGE = "update-changes-pod-labels"

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.deploy.manifests import DeployOptions, Manifest, labels
-from webhook.policy.model import Policy
+from webhook.core.policy import Policy
+from webhook.deploy.objects import DeployOptions, Manifest, labels
 
 Rule = tuple[str, Sequence[str], Sequence[str]]
 """(API group, resources, verbs)"""

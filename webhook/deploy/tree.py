@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.deploy.manifests import (
+from webhook.core.policy import Policy
+from webhook.deploy.objects import (
     DeployOptions,
     Manifest,
     ManifestFile,
@@ -24,8 +25,7 @@ from webhook.deploy.manifests import (
     cert_manager_objects,
 )
 from webhook.deploy.rbac import rbac_manifests
-from webhook.deploy.reconciler import reconciler_deployment
-from webhook.policy.model import Policy
+from webhook.deploy.reconciler_objects import reconciler_deployment
 
 KUSTOMIZATION = "kustomization.yaml"
 CERT_MANAGER_COMPONENT = "components/cert-manager"

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from webhook.admission.review import ReviewError, parse_review, render_response
+from webhook.core.evaluate import Action
 from webhook.http.logs import log_decision, log_refusal
-from webhook.policy.evaluate import Action
 
 if TYPE_CHECKING:
     from webhook.admission.controller import Outcome
+    from webhook.core.request import AdmissionRequest
     from webhook.http.app import WebhookState
-    from webhook.policy.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from webhook.admission.controller import AdmissionController, Outcome
+from webhook.core.evaluate import Action
+from webhook.core.request import AdmissionRequest
 from webhook.http.admission_endpoints import AdmissionEndpoints
 from webhook.http.metrics import CONTENT_TYPE, WebhookMetrics
-from webhook.policy.evaluate import Action
-from webhook.policy.request import AdmissionRequest
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 """Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""

@@ -11,8 +11,8 @@ from typing import IO, Any
 import orjson
 
 from webhook.admission.controller import Outcome
-from webhook.policy.evaluate import Action
-from webhook.policy.request import AdmissionRequest
+from webhook.core.evaluate import Action
+from webhook.core.request import AdmissionRequest
 
 decision_log = logging.getLogger("egress_guard.decision")
 

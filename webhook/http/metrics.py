@@ -20,10 +20,10 @@ from prometheus_client import (
 )
 
 from webhook.admission.controller import Outcome
-from webhook.policy.decision import Verdict
-from webhook.policy.evaluate import Action
-from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import BUILTIN_KINDS
+from webhook.core.decision import Verdict
+from webhook.core.evaluate import Action
+from webhook.core.request import AdmissionRequest
+from webhook.core.workloads import BUILTIN_KINDS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST

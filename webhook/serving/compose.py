@@ -15,10 +15,10 @@ from webhook.admission.ports import NamespaceSource, PolicyApplier, WorkloadSour
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import PolicyStore
 from webhook.config.settings import ClusterMode, ServeSettings
+from webhook.core.evaluate import Action
+from webhook.core.request import AdmissionRequest
 from webhook.http.app import create_app
 from webhook.http.metrics import WebhookMetrics
-from webhook.policy.evaluate import Action
-from webhook.policy.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from webhook.admission.review import (
 )
 from webhook.cli.check_report import CheckReport, to_json, to_yaml
 from webhook.cli.errors import EXIT_DENIED, EXIT_OK, fail
-from webhook.cli.manifests import (
+from webhook.cli.input_files import (
     STDIN,
     STDIN_NAME,
     InputFile,
@@ -40,8 +40,8 @@ from webhook.cli.output_junit import render_junit
 from webhook.cli.output_table import render_table
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 from webhook.cli.progress import progress
-from webhook.policy.evaluate import Action
-from webhook.policy.model import Inject, Mode, Policy
+from webhook.core.evaluate import Action
+from webhook.core.policy import Inject, Mode, Policy
 
 OUTPUTS = ("table", "json", "yaml", "junit")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -17,7 +17,7 @@ from webhook.cli.commands.check import (
     review_inputs,
 )
 from webhook.cli.explanation import explain as explain_review
-from webhook.cli.manifests import STDIN
+from webhook.cli.input_files import STDIN
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 
 

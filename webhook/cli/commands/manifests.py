@@ -9,9 +9,9 @@ import click
 from webhook.cli.errors import fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, parse_policy, read_policy_text
-from webhook.deploy.manifests import DeployOptions, with_cert_manager
+from webhook.config.yaml_text import dump_documents
+from webhook.deploy.objects import DeployOptions, with_cert_manager
 from webhook.deploy.tree import GENERATED, base_stream, deploy_tree
-from webhook.deploy.yaml_text import dump_documents
 
 DEFAULTS = DeployOptions()
 

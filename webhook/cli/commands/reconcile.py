@@ -99,9 +99,9 @@ def reconcile(**flags: Any) -> None:
     """
     _configure_logging(flags["log_level"])
     from webhook.cluster.client import ClusterConfigError, api_client
-    from webhook.cluster.lease import LeaderElector, LeaseSettings
-    from webhook.cluster.reconcile_loop import reconcile_once, run_loop
-    from webhook.cluster.reconciler import Reconciler, ReconcileReport
+    from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
+    from webhook.reconcile.loop import reconcile_once, run_loop
+    from webhook.reconcile.reconciler import Reconciler, ReconcileReport
     from webhook.serving.compose import resolve_cluster_mode
 
     try:

@@ -13,10 +13,9 @@ from webhook.cli.check_report import to_json, to_yaml
 from webhook.cli.commands.check import namespace_flag
 from webhook.cli.errors import fail
 from webhook.cli.policy_option import config_option, load_policy_or_exit
-from webhook.policy.model import Inject, Mode, Policy
-from webhook.policy.namespace import namespace_context
-from webhook.policy.netpol import unexpressible
-from webhook.policy.netpol_intents import network_policy_intents
+from webhook.core.namespace import namespace_context
+from webhook.core.network_policies import network_policy_intents, unexpressible
+from webhook.core.policy import Inject, Mode, Policy
 
 
 def _unknown_profiles(policy: Policy, asked: tuple[str, ...]) -> list[str]:

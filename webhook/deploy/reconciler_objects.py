@@ -8,7 +8,7 @@ stuck process loses the Lease and its peer carries on.
 
 from __future__ import annotations
 
-from webhook.deploy.manifests import (
+from webhook.deploy.objects import (
     POLICY_DIR,
     POLICY_KEY,
     TMP_DIR,

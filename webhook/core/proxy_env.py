@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.policy.jsonpatch import PatchOp, add, pointer
-from webhook.policy.model import ProxySettings
-from webhook.policy.workloads import containers
+from webhook.core.json_patch import PatchOp, add, pointer
+from webhook.core.policy import ProxySettings
+from webhook.core.workloads import containers
 
 
 @dataclass(frozen=True, slots=True)

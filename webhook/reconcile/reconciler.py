@@ -36,19 +36,19 @@ from webhook.cluster.api_calls import (
     list_all,
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
-from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
+from webhook.cluster.network_policy_writer import ForeignPolicy, PolicyWriter, Written
 from webhook.cluster.workload_lists import namespaced_lister
-from webhook.policy.model import Policy
-from webhook.policy.namespace import namespace_context
-from webhook.policy.netpol import MANAGED_BY, MANAGED_BY_LABEL
-from webhook.policy.reconcile_plan import (
+from webhook.core.namespace import namespace_context
+from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
+from webhook.core.policy import Policy
+from webhook.core.workloads import WorkloadKind, builtin_kind
+from webhook.reconcile.plan import (
     NamespaceState,
     PolicyIdentity,
     ReconcilePlan,
     plan_reconcile,
     workload_profile,
 )
-from webhook.policy.workloads import WorkloadKind, builtin_kind
 
 log = logging.getLogger(__name__)
 

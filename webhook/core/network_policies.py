@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.policy.model import Destination, Policy, PortSpec, Profile
+from webhook.core.decision import EnsureNetworkPolicies
+from webhook.core.namespace import NamespaceContext
+from webhook.core.policy import Destination, Inject, Mode, Policy, PortSpec, Profile
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "egress-guard"
@@ -268,3 +270,33 @@ def replacement(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str
     if isinstance(live_metadata.get("resourceVersion"), str):
         metadata["resourceVersion"] = live_metadata["resourceVersion"]
     return {**desired, "metadata": metadata}
+
+
+def network_policy_intents(
+    namespace: str, context: NamespaceContext, policy: Policy, profile: str | None
+) -> tuple[EnsureNetworkPolicies, ...]:
+    """The default-deny policy, plus the profile's allow policy when the profile is known.
+
+    Rendering is memoised on the policy object: the hot path renders each (namespace, profile)
+    once per policy version, not once per review.
+    """
+    if not context.inject.network_policies:
+        return ()
+    key = ("intent", namespace, profile, context.inject, context.mode)
+    cached = policy.memo.get(key)
+    if cached is None:
+        manifests: list[dict[str, Any]] = [render_default_deny(namespace, policy)]
+        if profile is not None:
+            manifests.append(
+                render_profile(
+                    namespace, profile, policy, namespace_injects_all=context.inject is Inject.ALL
+                )
+            )
+        intent = EnsureNetworkPolicies(
+            namespace=namespace,
+            manifests=tuple(manifests),
+            required=context.mode is Mode.ENFORCE,
+        )
+        cached = (intent,)
+        policy.memo[key] = cached
+    return cached  # type: ignore[return-value]

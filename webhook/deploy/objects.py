@@ -29,10 +29,10 @@ from typing import Any
 
 from webhook import __version__
 from webhook.config.settings import ServeSettings
+from webhook.core.network_policies import NAMESPACE_NAME_LABEL
+from webhook.core.policy import Mode, Policy
+from webhook.core.workloads import WorkloadKind
 from webhook.deploy.match_conditions import workload_match_conditions
-from webhook.policy.model import Mode, Policy
-from webhook.policy.netpol import NAMESPACE_NAME_LABEL
-from webhook.policy.workloads import WorkloadKind
 
 Manifest = dict[str, Any]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 
-from webhook.policy.checks.result import PASSED, CheckResult, Finding
-from webhook.policy.model import Policy
-from webhook.policy.namespace import NamespaceContext
-from webhook.policy.workloads import Workload
+from webhook.core.checks.result import PASSED, CheckResult, Finding
+from webhook.core.namespace import NamespaceContext
+from webhook.core.policy import Policy
+from webhook.core.workloads import Workload
 
 
 def declared_profile(workload: Workload, policy: Policy) -> str | None:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from webhook.policy.checks import CHECKS
-from webhook.policy.checks.profile_label import check_profile_label, declared_profile
-from webhook.policy.checks.result import Finding
-from webhook.policy.decision import (
+from webhook.core.checks import CHECKS
+from webhook.core.checks.profile_label import check_profile_label, declared_profile
+from webhook.core.checks.result import Finding
+from webhook.core.decision import (
     Decision,
     EnsureNetworkPolicies,
     Verdict,
@@ -22,13 +22,12 @@ from webhook.policy.decision import (
     bounded_warnings,
     denied,
 )
-from webhook.policy.model import Inject, Mode, Policy
-from webhook.policy.namespace import NamespaceContext, namespace_context
-from webhook.policy.netpol import unexpressible
-from webhook.policy.netpol_intents import network_policy_intents
-from webhook.policy.proxy_env import inject_proxy_env, record_annotation
-from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import CONTAINER_LISTS, Workload, find_workload, mapping_at
+from webhook.core.namespace import NamespaceContext, namespace_context
+from webhook.core.network_policies import network_policy_intents, unexpressible
+from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.proxy_env import inject_proxy_env, record_annotation
+from webhook.core.request import AdmissionRequest
+from webhook.core.workloads import CONTAINER_LISTS, Workload, find_workload, mapping_at
 
 
 class Action(StrEnum):

@@ -1,14 +1,37 @@
-"""Applying the webhook's JSONPatch to an object, as the API server does after a mutating webhook.
+"""JSONPatch (RFC 6902): operations built against the paths changed, never a whole-object diff,
+and applied to an object as the API server applies a mutating webhook's answer (offline review).
 
-egress-guard only ever emits `add` operations (webhook.policy.jsonpatch), so that is all this
-applies; anything else is refused rather than guessed at.
+egress-guard only ever emits `add` operations, so that is all `apply_patch` applies; anything
+else is refused rather than guessed at.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
+
+
+class PatchOp(TypedDict):
+    """One JSONPatch operation; egress-guard only ever adds."""
+
+    op: Literal["add"]
+    path: str
+    value: Any
+
+
+def escape(token: str) -> str:
+    """Escape one reference token of a JSON pointer (RFC 6901): `~` first, then `/`."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*tokens: str | int) -> str:
+    """Build a JSON pointer from raw keys and indices."""
+    return "".join("/" + escape(str(token)) for token in tokens)
+
+
+def add(path: str, value: Any) -> PatchOp:
+    return {"op": "add", "path": path, "value": value}
 
 
 class PatchError(ValueError):

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from openapi_schema import assert_schema_valid, schema_errors
 
 from webhook.config.policy_file import PolicyFileError, parse_policy
-from webhook.policy.model import Policy
-from webhook.policy.netpol import (
+from webhook.core.network_policies import (
     DEFAULT_DENY_NAME,
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -27,6 +26,7 @@ from webhook.policy.netpol import (
     replacement,
     unexpressible,
 )
+from webhook.core.policy import Policy
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HASH_KEY = "egress-guard.io/policy-hash"

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from webhook.policy.workloads import BUILTIN_KINDS, WorkloadKind, builtin_kind
+from webhook.core.workloads import BUILTIN_KINDS, WorkloadKind, builtin_kind
 
 # Kubernetes' own grammars (apimachinery/pkg/util/validation).
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.policy.checks import CHECKS
-from webhook.policy.decision import Decision, allowed, bounded_warnings
-from webhook.policy.model import Mode, Policy
-from webhook.policy.namespace import NamespaceContext, namespace_context
-from webhook.policy.request import AdmissionRequest
-from webhook.policy.workloads import find_workload, group_of, mapping_at
+from webhook.core.checks import CHECKS
+from webhook.core.decision import Decision, allowed, bounded_warnings
+from webhook.core.namespace import NamespaceContext, namespace_context
+from webhook.core.policy import Mode, Policy
+from webhook.core.request import AdmissionRequest
+from webhook.core.workloads import find_workload, group_of, mapping_at
 
 NAMED = 3
 """Workloads named one by one; the rest are counted."""

@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook.cluster.api_calls import ApiRejected, Deadline, JsonObject, call_json
-from webhook.policy.netpol import is_generated, matches_rendered, replacement
+from webhook.core.network_policies import is_generated, matches_rendered, replacement
 
 MAX_CONFLICT_RETRIES = 3
 

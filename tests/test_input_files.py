@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.cli.manifests import (
+from webhook.cli.input_files import (
     InputFile,
     InputProblem,
     Manifest,

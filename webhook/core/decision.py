@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from webhook.policy.jsonpatch import PatchOp
-from webhook.policy.model import Mode
+from webhook.core.json_patch import PatchOp
+from webhook.core.policy import Mode
 
 MAX_WARNING_CHARS = 120
 """The API server passes on warnings up to this length; longer ones are truncated or dropped."""

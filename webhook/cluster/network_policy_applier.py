@@ -32,10 +32,10 @@ from typing import Any, Protocol
 from webhook.admission.ports import ApplyOutcome, PolicyApplyError, PolicySource
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject
 from webhook.cluster.namespaces import NamespaceEntry
-from webhook.cluster.policy_writer import ForeignPolicy, PolicyWriter, Written
-from webhook.policy.decision import EnsureNetworkPolicies
-from webhook.policy.model import Policy
-from webhook.policy.netpol import is_generated, matches_rendered
+from webhook.cluster.network_policy_writer import ForeignPolicy, PolicyWriter, Written
+from webhook.core.decision import EnsureNetworkPolicies
+from webhook.core.network_policies import is_generated, matches_rendered
+from webhook.core.policy import Policy
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from webhook.cluster.lease import LeaderElector
-from webhook.cluster.reconciler import Reconciler, ReconcileReport
+from webhook.reconcile.leader_election import LeaderElector
+from webhook.reconcile.reconciler import Reconciler, ReconcileReport
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from webhook.policy.model import Inject, Mode, Policy
+from webhook.core.policy import Inject, Mode, Policy
 
 DEFAULT_INJECT = {
     Mode.ENFORCE: Inject.NETWORKPOLICY,

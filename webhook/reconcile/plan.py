@@ -19,12 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.policy.checks.profile_label import declared_profile
-from webhook.policy.model import Policy
-from webhook.policy.namespace import namespace_context
-from webhook.policy.netpol import is_generated, matches_rendered
-from webhook.policy.netpol_intents import network_policy_intents
-from webhook.policy.workloads import find_workload, mapping_at
+from webhook.core.checks.profile_label import declared_profile
+from webhook.core.namespace import namespace_context
+from webhook.core.network_policies import is_generated, matches_rendered, network_policy_intents
+from webhook.core.policy import Policy
+from webhook.core.workloads import find_workload, mapping_at
 
 Manifest = Mapping[str, Any]
 PolicyIdentity = tuple[str, str, str]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from webhook.policy.checks.host_network import check_host_network
-from webhook.policy.checks.profile_label import check_profile_label
-from webhook.policy.checks.result import CheckResult
-from webhook.policy.model import Policy
-from webhook.policy.namespace import NamespaceContext
-from webhook.policy.workloads import Workload
+from webhook.core.checks.host_network import check_host_network
+from webhook.core.checks.profile_label import check_profile_label
+from webhook.core.checks.result import CheckResult
+from webhook.core.namespace import NamespaceContext
+from webhook.core.policy import Policy
+from webhook.core.workloads import Workload
 
 Check = Callable[[Workload, Policy, NamespaceContext], CheckResult]
 
