@@ -326,6 +326,7 @@ def test_json_is_parseable_sorted_and_stable(tmp_path: Path) -> None:
         "allowed": 1,
         "audited": 0,
         "denied": 2,
+        "unavailable": 0,
         "errored": 0,
         "exitCode": 1,
         "files": 1,
@@ -341,6 +342,13 @@ def test_json_is_parseable_sorted_and_stable(tmp_path: Path) -> None:
     bad = document["items"][1]
     assert (bad["kind"], bad["allowed"], bad["code"]) == ("StatefulSet", False, 403)
     assert bad["reasons"] and bad["message"] == bad["reasons"][0]
+    (finding,) = bad["findings"]
+    assert finding["check"] == "profile-label"
+    assert finding["severity"] == "violation"
+    assert finding["subject"] == {"kind": "StatefulSet", "name": bad["name"]}
+    assert finding["detail"]["problem"] == "missing"
+    assert finding["text"] == bad["message"]
+    assert finding["hint"].startswith("set the label egress-guard.io/profile")
 
 
 def test_yaml_carries_the_same_document_as_json(tmp_path: Path) -> None:

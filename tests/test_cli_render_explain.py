@@ -40,7 +40,7 @@ def test_render_without_profiles_gives_default_deny_and_every_profile() -> None:
     for policy in policies:
         assert policy["metadata"]["namespace"] == "payments"
         assert_schema_valid(policy)
-    assert "no NetworkPolicy can allow host api.stripe.com" in result.stderr
+    assert "allows host api.stripe.com, which no NetworkPolicy can express" in result.stderr
 
 
 def test_render_selected_profiles_matches_what_check_would_create(tmp_path: Path) -> None:
@@ -122,6 +122,22 @@ def test_explain_a_denied_workload_step_by_step_with_the_fix() -> None:
     assert "  jobTemplate:\n" in snippet
     assert "egress-guard.io/profile: stripe" in snippet
     assert "stripe         Payment gateway" in snippet
+
+
+def test_explain_tells_the_servers_suggestion_and_none_where_the_server_has_none() -> None:
+    """`explain` shows the findings the server gives: it never guesses a profile the server
+    would not suggest."""
+    for value, expected in (("web-via-prxy", "web-via-proxy"), ("zzz", "<profile>")):
+        obj = workload("Deployment", {PROFILE: value}, name="api")
+        text = cli("explain", "-n", "payments", stdin=yaml.safe_dump(obj)).stdout
+        server = cli("check", "-f", "-", "-n", "payments", "-o", "json", stdin=json.dumps(obj))
+        (item,) = json.loads(server.stdout)["items"]
+        assert item["message"] in text
+        assert f"egress-guard.io/profile: {expected}" in text.split("What to change:")[1]
+        if expected == "<profile>":
+            assert "did you mean" not in text
+        else:
+            assert f'did you mean "{expected}"' in item["message"]
 
 
 def test_explain_an_allowed_workload_lists_what_would_be_injected() -> None:

@@ -17,7 +17,7 @@ import pytest
 from builders import PROFILE, ns_labels, policy_with, request, workload
 from local_apiserver import Call, Fault, LocalApiServer
 
-from webhook.admission.controller import AdmissionController, Outcome
+from webhook.admission.controller import AdmissionController, ReviewResult
 from webhook.cluster.client import api_client
 from webhook.cluster.kube import ClusterConnection, connect
 from webhook.cluster.namespaces import NamespaceCache
@@ -58,7 +58,7 @@ class Cluster:
 
     def admit(
         self, namespace: str = "payments", profile: str | None = "stripe", **options: Any
-    ) -> Outcome:
+    ) -> ReviewResult:
         labels = {"app": "web"} if profile is None else {"app": "web", PROFILE: profile}
         obj = workload("Deployment", labels)
         return self.controller.review(request(obj, namespace=namespace, **options), Action.VALIDATE)
@@ -163,7 +163,7 @@ class TestEnsure:
 
     def test_concurrent_admissions_create_each_policy_exactly_once(self, cluster: Cluster) -> None:
         start = threading.Barrier(16)
-        outcomes: list[Outcome] = []
+        outcomes: list[ReviewResult] = []
 
         def admit() -> None:
             start.wait(5)
@@ -269,9 +269,10 @@ class TestFailures:
         elapsed = time.monotonic() - started
         decision = outcome.decision
         assert not decision.allowed
-        assert decision.verdict is Verdict.DENIED
+        assert decision.verdict is Verdict.UNAVAILABLE  # the cluster did not answer: no denial
         assert decision.code == 503
-        assert "could not ensure the NetworkPolicies" in decision.message
+        assert "could not get its NetworkPolicies egress-guard-default-deny" in decision.message
+        assert [f.check for f in decision.violations] == ["network-policies-not-ensured"]
         assert "refused the connection" in decision.message
         assert "never runs with open egress" in decision.message
         assert elapsed < ENSURE_BUDGET_S
@@ -306,7 +307,10 @@ class TestFailures:
         outcome = cluster.admit(namespace="created-just-now")
         assert not outcome.decision.allowed
         assert outcome.decision.code == 503
-        assert "could not read namespace 'created-just-now'" in outcome.decision.message
+        assert outcome.decision.verdict is Verdict.UNAVAILABLE
+        message = outcome.decision.message
+        assert 'Namespace "created-just-now" could not be read' in message
+        assert "refused the connection" in message
 
     def test_admission_recovers_when_the_api_comes_back(self, cluster: Cluster) -> None:
         cluster.api.go_down()
@@ -402,9 +406,9 @@ class TestFirstLookup:
         assert local_api.count("get", "namespaces") == 2
 
 
-def admit_until_in_place(cluster: Cluster, name: str, namespace: str = "payments") -> Outcome:
+def admit_until_in_place(cluster: Cluster, name: str, namespace: str = "payments") -> ReviewResult:
     """Admit until the policy exists again: the watch delivers the change a moment later."""
-    outcomes: list[Outcome] = []
+    outcomes: list[ReviewResult] = []
 
     def in_place() -> bool:
         outcomes.append(cluster.admit(namespace=namespace))
@@ -526,7 +530,7 @@ class TestWatchOutage:
         outcome = short.admit()
         assert not outcome.decision.allowed
         assert outcome.decision.code == 503
-        assert "could not read namespace 'payments'" in outcome.decision.message
+        assert 'Namespace "payments" could not be read' in outcome.decision.message
         problem = short.connection.not_ready()
         assert problem is not None and "namespace watch has been down" in problem
         short.api.come_up()
@@ -569,7 +573,7 @@ def test_a_thousand_admissions_in_one_namespace_cost_only_the_first_calls(
     the API sees the default-deny and one create per profile, and nothing after the warm-up."""
     profiles = ("stripe", "internal", "none", "web-via-proxy")
     kinds = ("Deployment", "Pod", "CronJob")
-    outcomes: list[Outcome] = []
+    outcomes: list[ReviewResult] = []
     warm_up_calls = 0
     for index in range(1000):
         obj = workload(kinds[index % 3], {PROFILE: profiles[index % 4]}, name=f"w{index}")

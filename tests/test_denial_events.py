@@ -251,3 +251,25 @@ def test_the_event_is_a_valid_core_v1_event() -> None:
     assert_schema_valid(event)
     assert len(event["message"]) == 1024
     assert event["metadata"]["name"].startswith("nightly.")
+
+
+def test_an_outage_in_enforce_is_not_recorded_as_a_policy_denial(
+    api_server: LocalApiServer, recorder: DenialEvents
+) -> None:
+    """A workload refused because the cluster did not answer was not denied by the policy: an
+    EgressPolicyDenied Event would send its owner looking for a fault that is not theirs."""
+
+    class FailingApplier:
+        def ensure(self, intent: Any) -> Any:
+            from webhook.admission.ports import PolicyApplyError
+
+            raise PolicyApplyError("the Kubernetes API did not answer in time")
+
+    store = PolicyStore(None)
+    controller = AdmissionController(store, StaticNamespaceSource(store), FailingApplier())
+    client = create_app(controller, on_review=recorder.observe).test_client()
+    answer = post(client, "/validate", review_document(workload("Deployment", {PROFILE: "none"})))
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 503
+    assert recorder.flush()
+    assert api_server.count("create", "events") == 0

@@ -252,6 +252,7 @@ def test_one_structured_log_line_per_decision(
     assert fields["verdict"] == "denied"
     assert fields["dryRun"] is False
     assert fields["reasons"] and PROFILE in fields["reasons"][0]
+    assert fields["checks"] == ["profile-label"]
     assert fields["latencyMs"] >= 0
 
 

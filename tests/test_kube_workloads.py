@@ -141,7 +141,6 @@ def label_review(name: str, mode: str) -> AdmissionRequest:
         uid="label-1",
         kind="Namespace",
         version="v1",
-        resource="namespaces",
         operation="UPDATE",
         name=name,
         namespace=name,

@@ -192,3 +192,32 @@ def test_counters_add_up_across_two_workers(tmp_path: Path) -> None:
                 found = samples(reply.read().decode())
             assert total(found, "egress_guard_reviews_total", kind="Deployment") == sent
             assert total(found, "egress_guard_review_duration_seconds_count") == sent
+
+
+class FailingApplier:
+    """Ensures nothing: the Kubernetes API does not answer."""
+
+    def ensure(self, intent: Any) -> Any:
+        from webhook.admission.ports import PolicyApplyError
+
+        raise PolicyApplyError("the Kubernetes API did not answer in time")
+
+
+def test_an_outage_is_counted_as_unavailable_never_as_a_policy_denial() -> None:
+    policies = PolicyStore(None)
+    controller = AdmissionController(
+        policies=policies, namespaces=StaticNamespaceSource(policies), applier=FailingApplier()
+    )
+    client = create_app(controller).test_client()
+    outage = post(
+        client, "/validate", review_document(pod({PROFILE: "stripe"}), namespace="payments")
+    )
+    assert outage["response"]["allowed"] is False
+    assert outage["response"]["status"]["code"] == 503
+    assert outage["response"]["status"]["reason"] == "ServiceUnavailable"
+    post(client, "/validate", review_document(workload("Deployment"), namespace="payments"))
+    found = scrape(client)
+    assert total(found, "egress_guard_reviews_total", verdict="unavailable") == 1
+    assert total(found, "egress_guard_reviews_total", verdict="denied") == 1
+    assert total(found, "egress_guard_errors_total", reason="unavailable") == 1
+    assert total(found, "egress_guard_errors_total", reason="evaluation") == 0

@@ -15,11 +15,11 @@ from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import WorkloadListing, WorkloadsUnavailable
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import FixedPolicy
-from webhook.core.decision import MAX_WARNING_CHARS, MAX_WARNINGS
 from webhook.core.evaluate import Action
 from webhook.core.namespace_preview import NAMED, namespace_change, preview
 from webhook.core.policy import Policy
 from webhook.core.request import AdmissionRequest
+from webhook.core.wording import MAX_WARNING_CHARS, MAX_WARNINGS
 
 
 def namespace_object(name: str = "payments", **labels: str) -> dict[str, Any]:
@@ -38,7 +38,6 @@ def namespace_request(
         uid="ns-1",
         kind="Namespace",
         version="v1",
-        resource="namespaces",
         operation=operation,
         name=name,
         namespace=name,
@@ -137,7 +136,7 @@ def test_the_first_few_are_named_and_the_rest_counted(policy: Policy) -> None:
 
 def test_unknown_profiles_are_named_too(policy: Policy) -> None:
     warnings = preview_of([workload("Deployment", {PROFILE: "strpe"}, name="pay")], policy)
-    assert 'unknown egress profile "strpe"' in warnings[1]
+    assert 'egress profile "strpe", which is not defined (did you mean "stripe"?)' in warnings[1]
 
 
 @pytest.mark.parametrize(
@@ -335,4 +334,5 @@ def test_the_note_counts_what_would_fail_of_what_was_listed(policy: Policy) -> N
     assert change is not None
     listed = [workload("Deployment", {}, name="a"), workload("Deployment", {PROFILE: "none"})]
     decision = preview(change, listed, complete=True, policy=policy)
-    assert "1 of 2" in decision.note
+    (summary,) = [f for f in decision.findings if f.get("violating") is not None]
+    assert (summary.get("violating"), summary.get("listed")) == (1, 2)

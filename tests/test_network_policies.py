@@ -27,6 +27,7 @@ from webhook.core.network_policies import (
     unexpressible,
 )
 from webhook.core.policy import Policy
+from webhook.core.wording import sentence
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HASH_KEY = "egress-guard.io/policy-hash"
@@ -337,17 +338,19 @@ def test_destinations_become_rules(
 
 class TestHostDestinations:
     def test_are_reported_with_what_to_do(self, policy: Policy) -> None:
-        (warning,) = unexpressible("stripe", policy, namespace_injects_all=False)
-        assert "api.stripe.com" in warning
-        assert "proxy" in warning
+        (finding,) = unexpressible("stripe", policy, namespace_injects_all=False)
+        assert finding.check == "host-names"
+        assert finding.get("host") == "api.stripe.com"
+        assert "proxy" in finding.hint
+        assert "api.stripe.com" in sentence(finding)
 
     def test_are_not_reported_where_the_pods_reach_the_proxy(self, policy: Policy) -> None:
-        assert unexpressible("stripe", policy, namespace_injects_all=True) == []
+        assert unexpressible("stripe", policy, namespace_injects_all=True) == ()
 
     def test_inject_all_without_a_proxy_section_still_reports_them(self, policy: Policy) -> None:
         no_proxy = policy_with(policy, proxy=None, profiles={"p": {"allow": [{"host": "a.io"}]}})
-        (warning,) = unexpressible("p", no_proxy, namespace_injects_all=True)
-        assert "a.io" in warning
+        (finding,) = unexpressible("p", no_proxy, namespace_injects_all=True)
+        assert finding.get("host") == "a.io"
         manifest = render_profile("payments", "p", no_proxy, namespace_injects_all=True)
         assert "egress" not in manifest["spec"]
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from builders import PROFILE, review_document, workload
 
-from webhook.admission.controller import AdmissionController, Outcome
+from webhook.admission.controller import AdmissionController, ReviewResult
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.core.evaluate import Action
@@ -21,12 +21,12 @@ from webhook.http.metrics import WebhookMetrics
 
 class BrokenMetrics(WebhookMetrics):
     def observe(
-        self, request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+        self, request: AdmissionRequest, action: Action, outcome: ReviewResult, latency_s: float
     ) -> None:
         raise RuntimeError("a metrics bug")
 
 
-def broken_observer(request: AdmissionRequest, action: Action, outcome: Outcome) -> None:
+def broken_observer(request: AdmissionRequest, action: Action, outcome: ReviewResult) -> None:
     raise RuntimeError("an observer bug")
 
 

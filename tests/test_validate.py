@@ -7,9 +7,10 @@ import re
 import pytest
 from builders import INJECT, MODE, PROFILE, WORKLOAD_KINDS, ns_labels, request, workload
 
-from webhook.core.decision import MAX_WARNING_CHARS, Verdict
+from webhook.core.decision import Verdict
 from webhook.core.evaluate import validate
 from webhook.core.policy import Policy
+from webhook.core.wording import MAX_WARNING_CHARS
 
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
@@ -48,6 +49,7 @@ def test_enforce_allows_a_workload_with_a_defined_profile(kind: str, policy: Pol
         pytest.param("Stripe", "stripe", id="case"),
         pytest.param("internl", "internal", id="missing-letter"),
         pytest.param("zzz", None, id="nothing-close"),
+        pytest.param("nosuchprofile", None, id="nothing-close-either"),
     ],
 )
 def test_unknown_profile_is_denied_naming_the_closest(
@@ -60,7 +62,11 @@ def test_unknown_profile_is_denied_naming_the_closest(
     if closest:
         assert f'did you mean "{closest}"' in decision.message
     else:
-        assert "did you mean" in decision.message  # the closest is named whatever the distance
+        assert "did you mean" not in decision.message  # nothing is suggested that is not close
+    (finding,) = decision.violations
+    assert finding.check == "profile-label"
+    assert finding.get("suggestion") == closest
+    assert finding.get("value") == value
 
 
 def test_empty_profile_value_counts_as_missing(policy: Policy) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.core.decision import bounded_warnings, shorten
+from webhook.core.wording import bounded_warnings, shorten
 
 
 def distinct(count: int) -> list[str]:

@@ -246,7 +246,7 @@ def _owned_by(obj: dict[str, Any], api_version: str, kind: str, name: str) -> di
 
 def _named_in_preview(objects: list[dict[str, Any]], policy: Policy) -> str:
     context = namespace_context("payments", {MODE: "enforce"}, policy)
-    change = NamespaceChange("payments", context, context, created=False)
+    change = NamespaceChange("payments", context, created=False)
     decision = preview(change, objects, complete=True, policy=policy)
     return " | ".join(decision.warnings)
 

@@ -8,7 +8,7 @@ call `review`, so they cannot disagree.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from webhook.admission.ports import (
     ApplyOutcome,
@@ -20,8 +20,25 @@ from webhook.admission.ports import (
     WorkloadSource,
     WorkloadsUnavailable,
 )
-from webhook.core.decision import Decision, Verdict, allowed, bounded_warnings, errored, shorten
+from webhook.core.decision import (
+    Decision,
+    EnsureNetworkPolicies,
+    Note,
+    allowed,
+    errored,
+    unavailable,
+)
 from webhook.core.evaluate import Action, mutate, triage, validate
+from webhook.core.findings import (
+    MUTATION_SKIPPED,
+    NAMESPACE_UNAVAILABLE,
+    NETWORK_POLICIES_NOT_ENSURED,
+    NETWORK_POLICIES_REPORTED,
+    Finding,
+    Severity,
+    Subject,
+    detail,
+)
 from webhook.core.namespace_preview import NamespaceChange, namespace_change, preview
 from webhook.core.policy import Policy
 from webhook.core.request import AdmissionRequest
@@ -30,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ReviewResult:
     """A decision and what carrying it out did (for logs, metrics and the CLI)."""
 
     decision: Decision
@@ -51,7 +68,7 @@ class AdmissionController:
     workloads: WorkloadSource | None = None
     """Lists a namespace's workloads for the namespace preview; None: no preview of workloads."""
 
-    def review(self, request: AdmissionRequest, action: Action) -> Outcome:
+    def review(self, request: AdmissionRequest, action: Action) -> ReviewResult:
         """Decide one review and carry out its intents; never raises.
 
         A validation that cannot be decided is refused (fail closed: admitting would leave egress
@@ -65,39 +82,49 @@ class AdmissionController:
             log.exception("review %s failed", request.uid)
             if action is Action.MUTATE:
                 return _not_injected("an internal error; see the egress-guard log")
-            return Outcome(
-                errored(500, "egress-guard failed to evaluate this request; see its log")
+            return ReviewResult(
+                errored("egress-guard failed to evaluate this request; see its log")
             )
 
-    def _review(self, request: AdmissionRequest, action: Action) -> Outcome:
+    def _review(self, request: AdmissionRequest, action: Action) -> ReviewResult:
         policy = self.policies.current()
         if action is Action.VALIDATE and request.kind == "Namespace":
             change = namespace_change(request, policy)
             if change is not None:
-                return Outcome(self._preview(change, policy))
+                return ReviewResult(self._preview(change, policy))
         found = triage(request, policy, action)
         if found.workload is None:
-            return Outcome(allowed(note=found.note))
+            return ReviewResult(allowed(found.note))
         try:
             labels = self.namespaces.labels(request.namespace)
         except NamespaceUnavailable as err:
             if action is Action.MUTATE:
-                return _not_injected(f"namespace {request.namespace!r} could not be read ({err})")
-            return Outcome(
-                errored(
-                    503,
-                    f"egress-guard could not read namespace {request.namespace!r} to decide "
-                    f"this request: {err}",
+                return _not_injected(f"namespace {request.namespace} could not be read ({err})")
+            return ReviewResult(
+                unavailable(
+                    (
+                        Finding(
+                            NAMESPACE_UNAVAILABLE,
+                            Severity.VIOLATION,
+                            Subject("Namespace", request.namespace),
+                            f"could not be read to decide this request ({err})",
+                            "retry shortly",
+                            detail(error=str(err)),
+                        ),
+                    )
                 )
             )
         if action is Action.MUTATE:
-            return Outcome(mutate(request, labels, policy, found))
+            return ReviewResult(mutate(request, labels, policy, found))
         decision = validate(request, labels, policy, found)
         if not decision.intents or not decision.allowed:
-            return Outcome(decision)
+            return ReviewResult(decision)
         if request.dry_run:
-            names = ", ".join(name for intent in decision.intents for name in intent.names)
-            return Outcome(decision.with_warnings(f"egress-guard: dry run: would ensure {names}"))
+            return ReviewResult(
+                decision.with_findings(
+                    *(_reported(intent, "dry run") for intent in decision.intents)
+                )
+            )
         return self._carry_out(decision)
 
     def _preview(self, change: NamespaceChange, policy: Policy) -> Decision:
@@ -116,48 +143,73 @@ class AdmissionController:
             )
         return preview(change, listing.workloads, complete=listing.complete, policy=policy)
 
-    def _carry_out(self, decision: Decision) -> Outcome:
+    def _carry_out(self, decision: Decision) -> ReviewResult:
         """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""
         applied: list[ApplyOutcome] = []
-        extra_warnings: list[str] = []
+        extra: list[Finding] = []
         for intent in decision.intents:
             try:
-                outcome = self.applier.ensure(intent)
+                result = self.applier.ensure(intent)
             except PolicyApplyError as err:
+                failure = _not_ensured(intent, err, required=intent.required)
                 if intent.required:
-                    return Outcome(
-                        replace(
-                            decision,
-                            allowed=False,
-                            verdict=Verdict.DENIED,
-                            code=503,
-                            message=(
-                                f"egress-guard could not ensure the NetworkPolicies "
-                                f"{', '.join(intent.names)} in namespace {intent.namespace!r} "
-                                f"({err}); the workload is refused so that it never runs with "
-                                "open egress. Retry shortly."
-                            ),
-                            violations=(f"network policies not ensured: {err}",),
-                            warnings=bounded_warnings(decision.warnings),
-                        ),
-                        tuple(applied),
+                    kept = tuple(f for f in decision.findings if not f.is_violation)
+                    return ReviewResult(
+                        unavailable((failure, *kept), decision.mode), tuple(applied)
                     )
-                extra_warnings.append(shorten(f"egress-guard: NetworkPolicies not ensured: {err}"))
+                extra.append(failure)
                 continue
-            applied.append(outcome)
-            if outcome.reported:
-                extra_warnings.append(
-                    f"egress-guard: no cluster: would ensure {', '.join(outcome.reported)}"
-                )
-        if extra_warnings:
-            decision = decision.with_warnings(*extra_warnings)
-        return Outcome(decision, tuple(applied))
+            applied.append(result)
+            if result.reported:
+                extra.append(_reported(intent, "no cluster", result.reported))
+        if extra:
+            decision = decision.with_findings(*extra)
+        return ReviewResult(decision, tuple(applied))
 
 
-def _not_injected(why: str) -> Outcome:
-    return Outcome(
-        allowed(
-            "mutation failed",
-            (shorten(f"egress-guard: proxy variables not injected: {why}"),),
-        )
+def _reported(
+    intent: EnsureNetworkPolicies, why: str, names: tuple[str, ...] | None = None
+) -> Finding:
+    """The NetworkPolicies admission would ensure, where it ensures none."""
+    names = names if names is not None else intent.names
+    return Finding(
+        NETWORK_POLICIES_REPORTED,
+        Severity.ADVICE,
+        None,
+        f"{why}: would ensure {', '.join(names)}",
+        detail=detail(namespace=intent.namespace, networkPolicies=names, why=why),
     )
+
+
+def _not_ensured(intent: EnsureNetworkPolicies, err: Exception, *, required: bool) -> Finding:
+    """NetworkPolicies the API did not let egress-guard ensure: in enforce mode the workload is
+    refused, since it would run with open egress; elsewhere it is admitted with this warning."""
+    names = ", ".join(intent.names)
+    if required:
+        return Finding(
+            NETWORK_POLICIES_NOT_ENSURED,
+            Severity.VIOLATION,
+            Subject("Namespace", intent.namespace),
+            f"could not get its NetworkPolicies {names} ensured ({err}); the workload is "
+            "refused so that it never runs with open egress",
+            "retry shortly",
+            detail(networkPolicies=intent.names, error=str(err)),
+        )
+    return Finding(
+        NETWORK_POLICIES_NOT_ENSURED,
+        Severity.ADVICE,
+        None,
+        f"NetworkPolicies not ensured: {err}",
+        detail=detail(namespace=intent.namespace, networkPolicies=intent.names, error=str(err)),
+    )
+
+
+def _not_injected(why: str) -> ReviewResult:
+    skipped = Finding(
+        MUTATION_SKIPPED,
+        Severity.ADVICE,
+        None,
+        f"proxy variables not injected: {why}",
+        detail=detail(error=why),
+    )
+    return ReviewResult(allowed(Note.MUTATION_FAILED, (skipped,)))

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from webhook.core.decision import Decision, Verdict
+from webhook.core.decision import Decision
 from webhook.core.request import AdmissionRequest
 
 SUPPORTED_API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -86,8 +86,6 @@ def request_from_dict(raw: Mapping[str, Any], uid: str) -> AdmissionRequest:
     obj = _object(raw.get("object"))
     gvk = raw.get("kind")
     gvk = gvk if isinstance(gvk, dict) else {}
-    resource = raw.get("resource")
-    resource = resource if isinstance(resource, dict) else {}
     kind = _str(gvk.get("kind")) or _str(obj.get("kind") if obj else None)
     namespace = _str(raw.get("namespace"))
     if not namespace and obj is not None:
@@ -98,7 +96,6 @@ def request_from_dict(raw: Mapping[str, Any], uid: str) -> AdmissionRequest:
         kind=kind,
         group=_str(gvk.get("group")),
         version=_str(gvk.get("version")),
-        resource=_str(resource.get("resource")),
         sub_resource=_str(raw.get("subResource")),
         operation=_str(raw.get("operation")),
         namespace=namespace,
@@ -123,7 +120,7 @@ def response_document(api_version: str, uid: str, decision: Decision) -> dict[st
         response["warnings"] = list(decision.warnings)
     if decision.audit_annotations:
         response["auditAnnotations"] = dict(decision.audit_annotations)
-    if decision.patch and decision.allowed and decision.verdict is not Verdict.ERRORED:
+    if decision.patch and decision.allowed:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(orjson.dumps(list(decision.patch))).decode()
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}

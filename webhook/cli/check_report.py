@@ -18,8 +18,19 @@ from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
 from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
 from webhook.core.decision import Verdict
+from webhook.core.findings import Finding
+from webhook.core.wording import sentence
 
-VERDICT_ORDER = (Verdict.ALLOWED, Verdict.DENIED, Verdict.WARNED, Verdict.AUDITED, Verdict.ERRORED)
+VERDICT_ORDER = (
+    Verdict.ALLOWED,
+    Verdict.DENIED,
+    Verdict.WARNED,
+    Verdict.AUDITED,
+    Verdict.UNAVAILABLE,
+    Verdict.ERRORED,
+)
+SAID_WHEN_NONZERO = frozenset({Verdict.UNAVAILABLE, Verdict.ERRORED})
+"""Verdicts the summary line names only when some workload got them."""
 
 
 @dataclass(slots=True)
@@ -81,7 +92,7 @@ class CheckReport:
         counts = ", ".join(
             f"{verdicts.get(verdict, 0)} {verdict.value}"
             for verdict in VERDICT_ORDER
-            if verdict is not Verdict.ERRORED or verdicts.get(verdict)
+            if verdict not in SAID_WHEN_NONZERO or verdicts.get(verdict)
         )
         workloads = len(self.reviews)
         line = (
@@ -129,9 +140,10 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
         "allowed": decision.allowed,
         "code": decision.code,
         "message": decision.message,
-        "reasons": list(decision.violations),
+        "reasons": [sentence(finding) for finding in decision.violations],
+        "findings": [finding_document(finding) for finding in decision.findings],
         "warnings": list(decision.warnings),
-        "note": decision.note,
+        "note": decision.note.value if decision.note else "",
         "namespaceLabels": {
             "labels": dict(review.labels.labels or {}),
             "from": review.labels.origin,
@@ -150,6 +162,21 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
             "patchedObject": review.patched,
         }
     return item
+
+
+def finding_document(finding: Finding) -> dict[str, Any]:
+    """A finding as structured data: what a program reads instead of the sentences."""
+    document: dict[str, Any] = {
+        "check": finding.check,
+        "severity": finding.severity.value,
+        "reason": finding.reason,
+        "hint": finding.hint,
+        "detail": finding.details(),
+        "text": sentence(finding),
+    }
+    if finding.subject is not None:
+        document["subject"] = {"kind": finding.subject.kind, "name": finding.subject.name}
+    return document
 
 
 def not_sent_document(item: NotSent) -> dict[str, Any]:

@@ -1,23 +1,24 @@
 """`egress-guard explain`: the reasoning behind one workload's verdict, step by step, and what to
 change, in the spirit of `istioctl x check-inject`.
 
-The verdict shown is the one `check` (and so the server) gives; the steps re-run the core's own
-pieces (namespace context, each check) to say why.
+Everything shown is the server's own answer, as `check` gets it: the verdict and the findings
+behind it (each check's result is read from them, and the fix from their hints and details),
+never a second evaluation that could disagree with it.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.cli.offline_review import WorkloadReview, cluster_warnings
-from webhook.core.checks import CHECKS, Check
-from webhook.core.checks.profile_label import check_profile_label
-from webhook.core.checks.result import CheckResult
+from webhook.cli.offline_review import WorkloadReview, as_on_a_cluster
+from webhook.core.checks import CHECKS
+from webhook.core.checks.profile_label import CHECK_ID as PROFILE_LABEL
+from webhook.core.findings import NAMESPACE_LABELS, Finding
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import DEFAULT_DENY_NAME, NAMESPACE_NAME_LABEL
 from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.wording import sentence
 from webhook.core.workloads import Workload, find_workload
 
 _MODE_MEANING = {
@@ -35,8 +36,9 @@ _INJECT_MEANING = {
 }
 
 
-def check_name(check: Check) -> str:
-    return getattr(check, "__name__", "check").removeprefix("check_").replace("_", " ")
+def check_name(check_id: str) -> str:
+    """`profile-label` as a person reads it: `profile label`."""
+    return check_id.replace("-", " ")
 
 
 def labels_snippet(workload: Workload, key: str, value: str) -> list[str]:
@@ -102,7 +104,8 @@ def _steps_for_namespace(
     else:
         lines.append(f"   -> mode {context.mode.value}: {_MODE_MEANING[context.mode]}")
         lines.append(f"   -> inject {context.inject.value}: {_INJECT_MEANING[context.inject]}")
-    lines.extend(f"   note: {note.removeprefix('egress-guard: ')}" for note in context.notes)
+    notes = [f for f in review.decision.findings if f.check == NAMESPACE_LABELS]
+    lines.extend(f"   note: {sentence(note)}" for note in notes)
     return lines
 
 
@@ -114,7 +117,6 @@ def explain(review: WorkloadReview, policy: Policy) -> list[str]:
     context = namespace_context(review.namespace, review.labels.labels, policy)
     steps = _steps_for_namespace(review, context, policy)
     workload = find_workload(manifest.obj, manifest.kind, review.name)
-    results: list[tuple[Check, CheckResult]] = []
     if workload is not None and context.managed:
         key = policy.profile_label
         value = workload.pod_labels.get(key)
@@ -127,23 +129,22 @@ def explain(review: WorkloadReview, policy: Policy) -> list[str]:
             steps.append(f'   -> profile "{value}"' + (f": {description}" if description else ""))
         steps.append("3. Checks:")
         for check in CHECKS:
-            result = check(workload, policy, context)
-            results.append((check, result))
-            status = "FAIL" if result.violations else ("warn" if result.advice else " ok ")
-            findings = [f.message for f in (*result.violations, *result.advice)]
-            steps.append(f"   [{status}] {check_name(check)}" + (":" if findings else ""))
-            steps.extend(f"          {finding}" for finding in findings)
+            found = [f for f in decision.findings if f.check == check.id]
+            failed = any(f.is_violation for f in found)
+            status = "FAIL" if failed else ("warn" if found else " ok ")
+            steps.append(f"   [{status}] {check_name(check.id)}" + (":" if found else ""))
+            steps.extend(f"          {sentence(finding)}" for finding in found)
     number = len([s for s in steps if s[:1].isdigit()]) + 1
     steps.append(f"{number}. Verdict: {decision.verdict.value.upper()}" + _verdict_detail(review))
     steps.append(f"{number + 1}. Injected:" + ("" if _injects(review) else " nothing"))
     steps.extend(_injected_lines(review, policy))
     lines.extend(f"  {step}" for step in steps)
-    warnings = cluster_warnings(decision.warnings)
+    warnings = as_on_a_cluster(decision).warnings
     if warnings:
         lines.append("  Warnings kubectl would print:")
         lines.extend(f"    Warning: {warning}" for warning in warnings)
     lines.append("  What to change:")
-    lines.extend(f"    {line}" for line in _advice(review, workload, context, results, policy))
+    lines.extend(f"    {line}" for line in _advice(review, workload, context, policy))
     return lines
 
 
@@ -152,7 +153,7 @@ def _verdict_detail(review: WorkloadReview) -> str:
     if not decision.allowed:
         return f" ({decision.code}): kubectl apply fails with\n       {decision.message}"
     if decision.note:
-        return f" ({decision.note})"
+        return f" ({decision.note.value})"
     if decision.violations:
         return " (the violations above would deny it under enforce)"
     return ""
@@ -187,7 +188,6 @@ def _advice(
     review: WorkloadReview,
     workload: Workload | None,
     context: NamespaceContext,
-    results: list[tuple[Check, CheckResult]],
     policy: Policy,
 ) -> list[str]:
     if context.exempt:
@@ -200,47 +200,48 @@ def _advice(
             f"then enforce: kubectl label --overwrite namespace {review.namespace} "
             f"{policy.mode_label}=enforce",
         ]
+    findings = as_on_a_cluster(review.decision).findings
     advice: list[str] = []
-    label_failed = any(
-        result.violations for check, result in results if check is check_profile_label
-    )
-    if label_failed and workload is not None:
-        value = workload.pod_labels.get(policy.profile_label)
-        close = (
-            difflib.get_close_matches(value, policy.profile_names, n=1)
-            if isinstance(value, str)
-            else []
-        )
-        suggestion = close[0] if close else "<profile>"
-        advice.append(
-            f"set the label {policy.profile_label} on the pods ({workload.labels_path}) to "
-            "the profile that says what they may reach:"
-        )
-        advice.extend(
-            f"  {line}" for line in labels_snippet(workload, policy.profile_label, suggestion)
-        )
-        advice.append("defined profiles:")
-        width = max((len(name) for name in policy.profile_names), default=0)
-        for name in policy.profile_names:
-            profile = policy.profiles[name]
-            about = profile.description or ("via the proxy only" if profile.proxy else "")
-            advice.append(f"  {name.ljust(width)}  {about}".rstrip())
-        if not workload.is_pod and policy.profile_label in workload.own_labels:
-            advice.append(
-                f"and remove {policy.profile_label} from metadata.labels: NetworkPolicies "
-                "select pods, not the workload object"
-            )
-        if context.mode is not Mode.ENFORCE:
-            advice.append(
-                f"(under mode {context.mode.value} it is admitted today; enforce would refuse it)"
-            )
-    for check, result in results:
-        if check is not check_profile_label:
-            advice.extend(
-                f"{check_name(check)}: {finding.message}" for finding in result.violations
-            )
-        for finding in result.advice:
-            advice.append(f"{check_name(check)}: {finding.message}")
+    label = next((f for f in findings if f.check == PROFILE_LABEL and f.is_violation), None)
+    if label is not None and workload is not None:
+        advice.extend(_profile_fix(label, workload, context, policy))
+    for finding in findings:
+        if finding is not label and finding.check != NAMESPACE_LABELS:
+            advice.append(f"{check_name(finding.check)}: {sentence(finding)}")
     if review.decision.allowed and not advice:
         advice.append("nothing: the workload is admitted as it is")
     return advice or [review.decision.message]
+
+
+def _profile_fix(
+    finding: Finding, workload: Workload, context: NamespaceContext, policy: Policy
+) -> list[str]:
+    """The label to set, as YAML in place, with the server's own suggestion when it made one."""
+    suggestion = finding.get("suggestion")
+    lines = [
+        f"set the label {policy.profile_label} on the pods ({workload.labels_path}) to "
+        "the profile that says what they may reach:",
+        *(
+            f"  {line}"
+            for line in labels_snippet(
+                workload, policy.profile_label, str(suggestion) if suggestion else "<profile>"
+            )
+        ),
+        "defined profiles:",
+    ]
+    width = max((len(name) for name in policy.profile_names), default=0)
+    for name in policy.profile_names:
+        profile = policy.profiles[name]
+        about = profile.description or ("via the proxy only" if profile.proxy else "")
+        lines.append(f"  {name.ljust(width)}  {about}".rstrip())
+    if finding.get("problem") == "not-on-pods":
+        lines.append(
+            f"and remove {policy.profile_label} from metadata.labels: NetworkPolicies "
+            "select pods, not the workload object"
+        )
+    if context.mode is not Mode.ENFORCE:
+        assert context.mode is not None
+        lines.append(
+            f"(under mode {context.mode.value} it is admitted today; enforce would refuse it)"
+        )
+    return lines

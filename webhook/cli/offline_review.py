@@ -20,16 +20,11 @@ from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.decision import Decision, errored
 from webhook.core.evaluate import Action
+from webhook.core.findings import NETWORK_POLICIES_REPORTED
 from webhook.core.json_patch import PatchError, apply_patch
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.request import AdmissionRequest
-from webhook.core.workloads import builtin_kind, containers, find_workload, group_of, mapping_at
-
-REPORTED_PREFIXES = (
-    "egress-guard: no cluster: would ensure ",
-    "egress-guard: dry run: would ensure ",
-)
-"""The controller's warnings naming the policies it would create, where none can be created."""
+from webhook.core.workloads import containers, find_workload, group_of, mapping_at
 
 DEFAULT_NAMESPACE = "default"
 
@@ -94,10 +89,13 @@ class NamespaceAssumptions:
         )
 
 
-def cluster_warnings(warnings: tuple[str, ...]) -> list[str]:
-    """The warnings kubectl would print against a real cluster: without the reports of the
-    policies that would be created, which the offline output shows on their own."""
-    return [warning for warning in warnings if not warning.startswith(REPORTED_PREFIXES)]
+def as_on_a_cluster(decision: Decision) -> Decision:
+    """The decision as a real cluster gives it: without the findings that report the policies
+    that would be created, which the offline output shows on their own."""
+    if not any(f.check == NETWORK_POLICIES_REPORTED for f in decision.findings):
+        return decision
+    kept = tuple(f for f in decision.findings if f.check != NETWORK_POLICIES_REPORTED)
+    return replace(decision, findings=kept)
 
 
 def is_namespace(manifest: Manifest) -> bool:
@@ -112,20 +110,6 @@ def namespace_objects(manifests: list[Manifest]) -> dict[str, Manifest]:
         if is_namespace(manifest) and isinstance(name, str) and name:
             found[name] = manifest
     return found
-
-
-def resource_for(kind: str, group: str | None = None) -> str:
-    """The resource of a kind: the kinds table's for a built-in kind, otherwise guessed as the
-    API machinery guesses it (Rollout: rollouts)."""
-    known = builtin_kind(group, kind)
-    if known is not None:
-        return known.resource
-    lower = kind.lower()
-    if lower.endswith(("s", "x", "z", "ch", "sh")):
-        return lower + "es"
-    if lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":
-        return lower[:-1] + "ies"
-    return lower + "s"
 
 
 def namespace_of(obj: Mapping[str, Any], default: str | None) -> str:
@@ -149,7 +133,6 @@ def creation_request(obj: Mapping[str, Any], namespace: str, uid: str) -> Admiss
         kind=kind,
         group=group,
         version=version,
-        resource=resource_for(kind, group),
         operation="CREATE",
         namespace=namespace,
         name=name if isinstance(name, str) else "",
@@ -290,16 +273,16 @@ class OfflineReviewer:
         request = creation_request(obj, namespace, uid)
         name = request.object_name
         if manifest.kind.lower() != "pod":
-            outcome = self.controller.review(request, Action.VALIDATE)
+            result = self.controller.review(request, Action.VALIDATE)
             return WorkloadReview(
                 manifest=manifest,
                 namespace=namespace,
                 name=name,
                 labels=labels,
-                decision=outcome.decision,
-                validation=outcome.decision,
+                decision=result.decision,
+                validation=result.decision,
                 proxy_env=self._template_proxy_env(obj, manifest.kind, namespace, uid),
-                network_policies=_manifests(outcome.decision),
+                network_policies=_manifests(result.decision),
             )
         mutation = self.controller.review(request, Action.MUTATE).decision
         if not mutation.allowed:
@@ -309,12 +292,12 @@ class OfflineReviewer:
             try:
                 patched = apply_patch(obj, mutation.patch)
             except PatchError as err:
-                failed = errored(500, f"the mutating webhook's patch does not apply: {err}")
+                failed = errored(f"the mutating webhook's patch does not apply: {err}")
                 return WorkloadReview(manifest, namespace, name, labels, failed, failed, mutation)
         validated = self.controller.review(
             replace(request, object=patched if patched is not None else obj), Action.VALIDATE
         ).decision
-        combined = replace(validated, warnings=(*mutation.warnings, *validated.warnings))
+        combined = replace(validated, findings=(*mutation.findings, *validated.findings))
         return WorkloadReview(
             manifest=manifest,
             namespace=namespace,

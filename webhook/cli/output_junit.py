@@ -12,6 +12,7 @@ from collections import defaultdict
 from webhook.cli.check_report import CheckReport
 from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
+from webhook.core.wording import sentence
 
 SUITES_NAME = "egress-guard check"
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -35,7 +36,7 @@ def _testcase(review: WorkloadReview) -> ET.Element:
         },
     )
     details = [f"{review.kind}/{review.name} in namespace {review.namespace} ({source})"]
-    details += [f"reason: {violation}" for violation in decision.violations]
+    details += [f"reason: {sentence(violation)}" for violation in decision.violations]
     details += [f"warning: {warning}" for warning in decision.warnings]
     if not decision.allowed:
         failure = ET.SubElement(
@@ -43,7 +44,7 @@ def _testcase(review: WorkloadReview) -> ET.Element:
             "failure",
             {
                 "type": decision.verdict.value,
-                "message": _text(decision.message or "; ".join(decision.violations)),
+                "message": _text(decision.message),
             },
         )
         failure.text = _text("\n".join(details))

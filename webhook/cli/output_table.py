@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from webhook.cli.check_report import CheckReport
-from webhook.cli.offline_review import NotSent, WorkloadReview, cluster_warnings
+from webhook.cli.offline_review import NotSent, WorkloadReview, as_on_a_cluster
+from webhook.core.findings import Subject
+from webhook.core.wording import sentence_about, shown_as_warnings
 
 HEADERS = ("NAMESPACE", "KIND/NAME", "VERDICT", "INJECTED", "REASONS")
 
@@ -24,27 +26,17 @@ def injected_text(review: WorkloadReview) -> str:
     return "; ".join(parts) or "-"
 
 
-def _without_subject(text: str, review: WorkloadReview) -> str:
-    """A reason without its `Kind "name"` opening: the KIND/NAME column already says it."""
-    subject = f'{review.kind} "{review.name}"'
-    if text.startswith(subject):
-        return text[len(subject) :].lstrip(" :")
-    return text
-
-
 def reasons_text(review: WorkloadReview) -> str:
-    decision = review.decision
+    """Why, in one cell: the violations, else the warnings, else the note. A finding about the
+    row's own workload is said without naming it again (the KIND/NAME column does)."""
+    decision = as_on_a_cluster(review.decision)
+    about = Subject(review.kind, review.name)
     if decision.violations:
-        return "; ".join(_without_subject(v, review) for v in decision.violations)
-    if not decision.allowed and decision.message:
-        return decision.message
-    warnings = [
-        _without_subject(w.removeprefix("egress-guard: "), review)
-        for w in cluster_warnings(decision.warnings)
-    ]
+        return "; ".join(sentence_about(f, about) for f in decision.violations)
+    warnings = [sentence_about(f, about) for f in shown_as_warnings(decision)]
     if warnings:
         return "warning: " + "; ".join(warnings)
-    return f"({decision.note})" if decision.note else "-"
+    return f"({decision.note.value})" if decision.note else "-"
 
 
 def row(review: WorkloadReview) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from webhook.admission.controller import Outcome
+from webhook.admission.controller import ReviewResult
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, call_json
 from webhook.core.decision import Verdict
 from webhook.core.evaluate import Action
@@ -171,12 +171,12 @@ class DenialEvents:
         self.dropped = 0
         self.failed = 0
 
-    def observe(self, request: AdmissionRequest, action: Action, outcome: Outcome) -> None:
+    def observe(self, request: AdmissionRequest, action: Action, result: ReviewResult) -> None:
         """Called for every answered review: cheap unless this one is an enforce-mode denial."""
-        decision = outcome.decision
+        decision = result.decision
         if (
             decision.verdict is not Verdict.DENIED
-            or outcome.mode != Mode.ENFORCE.value
+            or result.mode != Mode.ENFORCE.value
             or action is not Action.VALIDATE
             or request.dry_run
             or not request.namespace

@@ -1,34 +1,69 @@
-"""What the core decides, as data: a verdict, its reasons, and what should happen because of it.
+"""What the core decides, as data: a tagged verdict, the findings behind it, and what should happen
+because of it.
 
-The helpers mirror controller-runtime's admission responses (`Allowed`, `Denied`, `Patched`,
-`Errored`) so that every place that answers a review speaks the same small vocabulary.
+The verdict is the tag: whether the request is allowed, the HTTP-style code and what is counted
+follow from it, so a decision cannot say "allowed" and "403" at once, and a cluster that did not
+answer (`UNAVAILABLE`) is never counted or recorded as a policy denial (`DENIED`). The helpers
+mirror controller-runtime's admission responses (`Allowed`, `Denied`, `Errored`); the text of a
+decision (its message, warnings and audit annotations) is made by `wording`, from the findings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
+from webhook.core.findings import INTERNAL_ERROR, Finding, Severity
 from webhook.core.json_patch import PatchOp
 from webhook.core.policy import Mode
 
-MAX_WARNING_CHARS = 120
-"""The API server passes on warnings up to this length; longer ones are truncated or dropped."""
-
-MAX_WARNINGS = 6
-"""More warnings than this are noise on a terminal; the rest is summarised in the last one."""
-
 
 class Verdict(StrEnum):
-    """How a review ended, for people and for logs and metrics."""
+    """How a review ended: the tag of a decision, as logs, metrics and `check` name it."""
 
     ALLOWED = "allowed"
-    DENIED = "denied"
     WARNED = "warned"
+    """Allowed, with the violations as warnings (warn mode, or an update of an object that
+    violated before it too)."""
     AUDITED = "audited"
+    """Allowed, with the violations in the audit log."""
+    DENIED = "denied"
+    """Refused by the policy: the findings say why."""
+    UNAVAILABLE = "unavailable"
+    """Refused because the cluster did not answer in time (fail closed): retry shortly."""
     ERRORED = "errored"
+    """Refused because egress-guard failed to evaluate the request."""
+
+
+ADMITTING = frozenset({Verdict.ALLOWED, Verdict.WARNED, Verdict.AUDITED})
+
+CODES: Mapping[Verdict, int] = {
+    Verdict.DENIED: 403,
+    Verdict.UNAVAILABLE: 503,
+    Verdict.ERRORED: 500,
+}
+"""The HTTP-style code in the AdmissionResponse status of a refusal."""
+
+
+class Note(StrEnum):
+    """Why nothing (or nothing more) was checked: for the decision log and `check`'s table."""
+
+    EXEMPT = "namespace exempt"
+    OPERATION_NOT_CHECKED = "operation not checked"
+    SUBRESOURCE_NOT_CHECKED = "subresource not checked"
+    NOT_MUTATED = "only pods are mutated, on creation"
+    NOT_A_WORKLOAD = "not a workload"
+    NOT_MANAGED = "namespace not managed"
+    BEING_DELETED = "object is being deleted"
+    PREEXISTING = "pre-existing violation"
+    NO_INJECTION = "no proxy injection here"
+    NO_PROXY_CONFIGURED = "no proxy configured"
+    ALREADY_INJECTED = "proxy variables already present"
+    MUTATION_FAILED = "mutation failed"
+    NAMESPACE_PREVIEW = "namespace preview"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,63 +83,76 @@ class EnsureNetworkPolicies:
         return tuple(str(m["metadata"]["name"]) for m in self.manifests)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Decision:
-    """The answer to one review, before it is put on the wire."""
+    """The answer to one review, before it is put on the wire.
 
-    allowed: bool
+    Not slotted: the text made from it (`message`, `warnings`) is computed once, on first use,
+    and kept, since the response, the decision log and an Event may each ask for it.
+    """
+
     verdict: Verdict
-    code: int = 200
-    message: str = ""
-    violations: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
     patch: tuple[PatchOp, ...] = ()
-    audit_annotations: Mapping[str, str] = field(default_factory=dict)
     intents: tuple[EnsureNetworkPolicies, ...] = ()
-    note: str = ""
-    """Why nothing was checked, when nothing was (for the decision log: `namespace not managed`)."""
     mode: Mode | None = None
     """The namespace's mode, where it is managed (for logs, metrics and events)."""
+    note: Note | None = None
+    preexisting: bool = False
+    """An update of an object that violated before it too (audit marks it)."""
 
-    def with_warnings(self, *extra: str) -> Decision:
-        return replace(self, warnings=bounded_warnings((*self.warnings, *extra)))
+    @property
+    def allowed(self) -> bool:
+        return self.verdict in ADMITTING
+
+    @property
+    def code(self) -> int:
+        return CODES.get(self.verdict, 200)
+
+    @property
+    def violations(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.VIOLATION)
+
+    @cached_property
+    def message(self) -> str:
+        """Why a refusal was refused (empty when allowed)."""
+        from webhook.core.wording import message
+
+        return message(self)
+
+    @cached_property
+    def warnings(self) -> tuple[str, ...]:
+        """The warnings kubectl prints: few, each at most 120 characters."""
+        from webhook.core.wording import warnings
+
+        return warnings(self)
+
+    @property
+    def audit_annotations(self) -> Mapping[str, str]:
+        from webhook.core.wording import audit_annotations
+
+        return audit_annotations(self)
+
+    def with_findings(self, *extra: Finding) -> Decision:
+        return replace(self, findings=(*self.findings, *extra))
 
 
-def allowed(note: str = "", warnings: tuple[str, ...] = (), mode: Mode | None = None) -> Decision:
-    return Decision(allowed=True, verdict=Verdict.ALLOWED, note=note, warnings=warnings, mode=mode)
-
-
-def denied(
-    message: str,
-    violations: tuple[str, ...],
-    warnings: tuple[str, ...] = (),
-    mode: Mode | None = None,
+def allowed(
+    note: Note | None = None, findings: tuple[Finding, ...] = (), mode: Mode | None = None
 ) -> Decision:
-    return Decision(
-        allowed=False,
-        verdict=Verdict.DENIED,
-        code=403,
-        message=message,
-        violations=violations,
-        warnings=bounded_warnings(warnings),
-        mode=mode,
-    )
+    return Decision(Verdict.ALLOWED, findings, note=note, mode=mode)
 
 
-def errored(code: int, message: str) -> Decision:
+def denied(findings: tuple[Finding, ...], mode: Mode | None = None) -> Decision:
+    """Refused by the policy: `findings` hold at least one violation."""
+    return Decision(Verdict.DENIED, findings, mode=mode)
+
+
+def unavailable(findings: tuple[Finding, ...], mode: Mode | None = None) -> Decision:
+    """Refused because the cluster did not answer: `findings` say what could not be done."""
+    return Decision(Verdict.UNAVAILABLE, findings, mode=mode)
+
+
+def errored(reason: str) -> Decision:
     """A review that could not be decided: refused, with the reason, never silently allowed."""
-    return Decision(allowed=False, verdict=Verdict.ERRORED, code=code, message=message)
-
-
-def shorten(text: str, limit: int = MAX_WARNING_CHARS) -> str:
-    """Cut text to `limit` characters, marking the cut."""
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def bounded_warnings(warnings: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """At most MAX_WARNINGS warnings of at most MAX_WARNING_CHARS each, without repeats."""
-    unique = tuple(dict.fromkeys(shorten(w) for w in warnings if w))
-    if len(unique) <= MAX_WARNINGS:
-        return unique
-    kept = unique[: MAX_WARNINGS - 1]
-    return (*kept, f"egress-guard: {len(unique) - len(kept)} more warnings not shown")
+    return Decision(Verdict.ERRORED, (Finding(INTERNAL_ERROR, Severity.VIOLATION, None, reason),))

@@ -11,16 +11,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from webhook.core.checks import CHECKS
+from webhook.core.checks import run_checks
 from webhook.core.checks.profile_label import check_profile_label, declared_profile
-from webhook.core.checks.result import Finding
-from webhook.core.decision import (
-    Decision,
-    EnsureNetworkPolicies,
-    Verdict,
-    allowed,
-    bounded_warnings,
-    denied,
+from webhook.core.decision import Decision, EnsureNetworkPolicies, Note, Verdict, allowed
+from webhook.core.findings import (
+    DEFINED_PROFILES,
+    PREEXISTING,
+    PROXY_ENV,
+    Finding,
+    Severity,
 )
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import network_policy_intents, unexpressible
@@ -46,7 +45,7 @@ class Triage:
     lookup, or the note saying why there is nothing to do."""
 
     workload: Workload | None
-    note: str = ""
+    note: Note | None = None
 
 
 def triage(request: AdmissionRequest, policy: Policy, action: Action) -> Triage:
@@ -55,22 +54,22 @@ def triage(request: AdmissionRequest, policy: Policy, action: Action) -> Triage:
     The controller calls this first so that reviews egress-guard ignores never cost a lookup.
     """
     if request.namespace in policy.exempt:
-        return Triage(None, "namespace exempt")
+        return Triage(None, Note.EXEMPT)
     if request.operation not in ("CREATE", "UPDATE"):
-        return Triage(None, f"{request.operation or 'unknown operation'} is not checked")
+        return Triage(None, Note.OPERATION_NOT_CHECKED)
     if request.sub_resource:
         if (
             action is Action.MUTATE
             and request.sub_resource == EPHEMERAL_SUBRESOURCE
             and request.kind.lower() == "pod"
         ):
-            return Triage(find_workload(request.object, "Pod", request.object_name))
-        return Triage(None, f"subresource {request.sub_resource} is not checked")
+            return Triage(find_workload(request.object, request.kind, request.object_name))
+        return Triage(None, Note.SUBRESOURCE_NOT_CHECKED)
     if action is Action.MUTATE and (request.kind.lower() != "pod" or request.operation != "CREATE"):
-        return Triage(None, "only pods are mutated, on creation")
+        return Triage(None, Note.NOT_MUTATED)
     workload = find_workload(request.object, request.kind, request.object_name)
     if workload is None:
-        return Triage(None, "not a workload")
+        return Triage(None, Note.NOT_A_WORKLOAD)
     return Triage(workload)
 
 
@@ -86,54 +85,52 @@ def validate(
     """
     found = found or triage(request, policy, Action.VALIDATE)
     if found.workload is None:
-        return allowed(note=found.note)
+        return allowed(found.note)
     namespace = namespace_context(request.namespace, labels, policy)
     if not namespace.managed:
-        return allowed(note="namespace not managed")
+        return allowed(Note.NOT_MANAGED)
     if request.operation == "UPDATE" and _being_deleted(request.object):
-        return allowed("object is being deleted", namespace.notes, namespace.mode)
+        return allowed(Note.BEING_DELETED, namespace.notes, namespace.mode)
     workload = found.workload
-    results = [check(workload, policy, namespace) for check in CHECKS]
-    violations = tuple(finding for result in results for finding in result.violations)
-    warnings = [*namespace.notes, *(f.warning for r in results for f in r.advice)]
-    if request.operation == "UPDATE" and violations:
+    findings = run_checks(workload, policy, namespace)
+    violating = any(f.severity is Severity.VIOLATION for f in findings)
+    if violating and request.operation == "UPDATE":
         if _already_violating(request, workload, policy, namespace):
-            return _preexisting(namespace, violations, warnings, policy)
-        return _apply_mode(namespace, violations, warnings, policy)
-    if violations and namespace.mode is Mode.ENFORCE:
-        return _apply_mode(namespace, violations, warnings, policy)
+            return _preexisting(workload, namespace, findings)
+        return _apply_mode(namespace, findings, policy)
+    if violating and namespace.mode is Mode.ENFORCE:
+        return _apply_mode(namespace, findings, policy)
     profile = declared_profile(workload, policy)
     intents: tuple[EnsureNetworkPolicies, ...] = ()
     if request.operation == "CREATE" or _profile_changed(request, profile, policy):
         intents = network_policy_intents(request.namespace, namespace, policy, profile)
         if intents and profile is not None:
-            warnings.extend(_unexpressible(profile, policy, namespace))
-    return _apply_mode(namespace, violations, warnings, policy, intents)
+            findings += unexpressible(
+                profile, policy, namespace_injects_all=namespace.inject is Inject.ALL
+            )
+    return _apply_mode(namespace, findings, policy, intents)
 
 
 def _preexisting(
-    namespace: NamespaceContext,
-    violations: tuple[Finding, ...],
-    warnings: list[str],
-    policy: Policy,
+    workload: Workload, namespace: NamespaceContext, findings: tuple[Finding, ...]
 ) -> Decision:
     """An UPDATE of an object that already lacked a valid profile: allowed, so it can be scaled,
     rolled or fixed. Enforce and warn say why in warnings; audit records it, silently."""
-    if namespace.mode is Mode.AUDIT:
-        return _apply_mode(namespace, violations, warnings, policy, preexisting=True)
+    mode = namespace.mode
+    if mode is Mode.AUDIT:
+        return Decision(Verdict.AUDITED, (*namespace.notes, *findings), mode=mode, preexisting=True)
+    notice = Finding(
+        PREEXISTING,
+        Severity.ADVICE,
+        workload.subject,
+        "is allowed because it lacked a valid profile before this update too",
+    )
     return Decision(
-        allowed=True,
-        verdict=Verdict.WARNED,
-        violations=_messages(violations),
-        warnings=bounded_warnings(
-            [
-                "egress-guard: allowed because it lacked a valid profile before this update too",
-                *(f"egress-guard: {f.warning}" for f in violations),
-                *warnings,
-            ]
-        ),
-        note="pre-existing violation",
-        mode=namespace.mode,
+        Verdict.WARNED,
+        (notice, *findings, *namespace.notes),
+        mode=mode,
+        note=Note.PREEXISTING,
+        preexisting=True,
     )
 
 
@@ -145,65 +142,46 @@ def _profile_changed(request: AdmissionRequest, profile: str | None, policy: Pol
     return old is None or declared_profile(old, policy) != profile
 
 
-def _unexpressible(profile: str, policy: Policy, namespace: NamespaceContext) -> tuple[str, ...]:
-    """Warnings for the profile's host names (memoised: the same for every review)."""
-    injects_all = namespace.inject is Inject.ALL
-    key = ("unexpressible", profile, injects_all)
+def _defined_profiles(policy: Policy) -> Finding:
+    """Which profiles exist, said beside the violations warn mode admits (memoised)."""
+    key = "defined-profiles"
     cached = policy.memo.get(key)
     if cached is None:
-        cached = tuple(unexpressible(profile, policy, namespace_injects_all=injects_all))
+        cached = Finding(
+            DEFINED_PROFILES,
+            Severity.ADVICE,
+            None,
+            f"defined profiles: {', '.join(policy.profile_names) or '(none)'}",
+        )
         policy.memo[key] = cached
     return cached  # type: ignore[return-value]
 
 
 def _apply_mode(
     namespace: NamespaceContext,
-    violations: tuple[Finding, ...],
-    warnings: list[str],
+    findings: tuple[Finding, ...],
     policy: Policy,
     intents: tuple[EnsureNetworkPolicies, ...] = (),
-    *,
-    preexisting: bool = False,
 ) -> Decision:
-    """The verdict the namespace's mode gives these violations (none: allowed), carrying the
-    intents of an admitted workload."""
+    """The verdict the namespace's mode gives these findings (no violation: allowed), carrying
+    the intents of an admitted workload."""
     mode = namespace.mode
-    if not violations:
-        return Decision(
-            allowed=True,
-            verdict=Verdict.ALLOWED,
-            warnings=bounded_warnings(warnings),
-            intents=intents,
-            mode=mode,
-        )
-    messages = _messages(violations)
+    if not any(f.severity is Severity.VIOLATION for f in findings):
+        if namespace.notes:
+            findings = (*namespace.notes, *findings)
+        return Decision(Verdict.ALLOWED, findings, intents=intents, mode=mode)
     if mode is Mode.ENFORCE:
-        return denied("; ".join(messages), messages, tuple(warnings), mode=mode)
+        return Decision(Verdict.DENIED, (*namespace.notes, *findings), mode=mode)
     if mode is Mode.WARN:
-        defined = f"egress-guard: defined profiles: {', '.join(policy.profile_names) or '(none)'}"
+        violations = tuple(f for f in findings if f.severity is Severity.VIOLATION)
+        advice = tuple(f for f in findings if f.severity is Severity.ADVICE)
         return Decision(
-            allowed=True,
-            verdict=Verdict.WARNED,
-            violations=messages,
-            warnings=bounded_warnings(
-                [*(f"egress-guard (warn): {f.warning}" for f in violations), defined, *warnings]
-            ),
+            Verdict.WARNED,
+            (*violations, _defined_profiles(policy), *namespace.notes, *advice),
             intents=intents,
             mode=mode,
         )
-    return Decision(
-        allowed=True,
-        verdict=Verdict.AUDITED,
-        violations=messages,
-        warnings=bounded_warnings(warnings),
-        audit_annotations={
-            "mode": Mode.AUDIT.value,
-            "violation": "; ".join(messages),
-            **({"preexisting": "true"} if preexisting else {}),
-        },
-        intents=intents,
-        mode=mode,
-    )
+    return Decision(Verdict.AUDITED, (*namespace.notes, *findings), intents=intents, mode=mode)
 
 
 def mutate(
@@ -215,18 +193,20 @@ def mutate(
     """The mutating webhook's patch: proxy variables for pods that should use the proxy."""
     found = found or triage(request, policy, Action.MUTATE)
     if found.workload is None or request.object is None:
-        return allowed(note=found.note or "no object")
+        return allowed(found.note)
     namespace = namespace_context(request.namespace, labels, policy)
     if not namespace.managed:
-        return allowed(note="namespace not managed")
+        return allowed(Note.NOT_MANAGED)
     if not _wants_proxy(namespace, policy, found.workload):
-        return allowed("no proxy injection here", mode=namespace.mode)
+        return allowed(Note.NO_INJECTION, mode=namespace.mode)
     if policy.proxy is None:
-        return allowed(
-            "no proxy configured",
-            ("egress-guard: proxy injection is asked for, but the policy has no proxy",),
-            namespace.mode,
+        missing = Finding(
+            PROXY_ENV,
+            Severity.ADVICE,
+            None,
+            "proxy injection is asked for, but the policy file has no proxy section",
         )
+        return allowed(Note.NO_PROXY_CONFIGURED, (missing,), namespace.mode)
     if request.sub_resource == EPHEMERAL_SUBRESOURCE:
         injection = inject_proxy_env(
             request.object,
@@ -247,11 +227,10 @@ def mutate(
             )
             patch = (*patch, annotation)
     return Decision(
-        allowed=True,
-        verdict=Verdict.ALLOWED,
+        Verdict.ALLOWED,
+        injection.findings,
         patch=patch,
-        warnings=bounded_warnings(injection.warnings),
-        note="" if patch else "proxy variables already present",
+        note=None if patch else Note.ALREADY_INJECTED,
         mode=namespace.mode,
     )
 
@@ -268,10 +247,6 @@ def _wants_proxy(namespace: NamespaceContext, policy: Policy, workload: Workload
     )
 
 
-def _messages(findings: tuple[Finding, ...]) -> tuple[str, ...]:
-    return tuple(f.message for f in findings)
-
-
 def _being_deleted(obj: Any) -> bool:
     metadata = mapping_at(obj, ("metadata",))
     return bool(metadata and metadata.get("deletionTimestamp"))
@@ -282,7 +257,7 @@ def _already_violating(
 ) -> bool:
     """An object that already lacked a valid profile stays updatable (scale it, fix it, roll it)."""
     old = find_workload(request.old_object, request.kind, workload.name)
-    return old is not None and not check_profile_label(old, policy, namespace).passed
+    return old is not None and bool(check_profile_label(old, policy, namespace))
 
 
 def _ephemeral_names(old_pod: Any) -> frozenset[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from webhook.core.findings import NAMESPACE_LABELS, Finding, Severity, detail
 from webhook.core.policy import Inject, Mode, Policy
 
 DEFAULT_INJECT = {
@@ -20,15 +21,14 @@ class NamespaceContext:
     """Whether and how egress-guard manages a namespace.
 
     `mode` is None for a namespace that is not managed (no mode label, exempt, or unknown).
-    `notes` carry label values that had to be interpreted (a typo in `mode`, say): they become
-    warnings, so that a namespace owner sees them on their next `kubectl apply`.
+    `notes` are findings about label values that had to be interpreted (a typo in `mode`, say):
+    they become warnings, so that a namespace owner sees them on their next `kubectl apply`.
     """
 
-    name: str
     mode: Mode | None
     inject: Inject
     exempt: bool = False
-    notes: tuple[str, ...] = ()
+    notes: tuple[Finding, ...] = ()
 
     @property
     def managed(self) -> bool:
@@ -45,27 +45,42 @@ def namespace_context(
     `inject` value falls back to the mode's default.
     """
     if name in policy.exempt:
-        return NamespaceContext(name=name, mode=None, inject=Inject.NONE, exempt=True)
+        return EXEMPT
     raw_mode = labels.get(policy.mode_label) if labels else None
-    if raw_mode is None:
-        return NamespaceContext(name=name, mode=None, inject=Inject.NONE)
-    notes: list[str] = []
+    if labels is None or raw_mode is None:
+        return UNMANAGED
+    notes: list[Finding] = []
     try:
         mode = Mode(raw_mode)
     except ValueError:
         mode = Mode.ENFORCE
-        notes.append(
-            f"egress-guard: namespace label {policy.mode_label}={raw_mode!r} is not "
-            "enforce, warn or audit; treated as enforce"
-        )
-    raw_inject = labels.get(policy.inject_label) if labels else None
+        notes.append(_label_note(name, policy.mode_label, raw_mode, Mode, mode.value))
+    raw_inject = labels.get(policy.inject_label)
     inject = DEFAULT_INJECT[mode]
     if raw_inject is not None:
         try:
             inject = Inject(raw_inject)
         except ValueError:
-            notes.append(
-                f"egress-guard: namespace label {policy.inject_label}={raw_inject!r} is not "
-                f"networkpolicy, proxy, all or none; using {inject.value}"
-            )
-    return NamespaceContext(name=name, mode=mode, inject=inject, notes=tuple(notes))
+            notes.append(_label_note(name, policy.inject_label, raw_inject, Inject, inject.value))
+    return NamespaceContext(mode=mode, inject=inject, notes=tuple(notes))
+
+
+EXEMPT = NamespaceContext(mode=None, inject=Inject.NONE, exempt=True)
+UNMANAGED = NamespaceContext(mode=None, inject=Inject.NONE)
+
+
+def _label_note(
+    namespace: str, key: str, value: str, values: type[Mode] | type[Inject], used: str
+) -> Finding:
+    """A label value egress-guard had to interpret. The namespace is named in the detail, not as
+    the subject: the warning must say what was done about it within 120 characters."""
+    names = [v.value for v in values]
+    allowed = f"{', '.join(names[:-1])} or {names[-1]}"
+    treated = "treated as" if values is Mode else "using"
+    return Finding(
+        NAMESPACE_LABELS,
+        Severity.ADVICE,
+        None,
+        f"namespace label {key}={value!r} is not {allowed}; {treated} {used}",
+        detail=detail(namespace=namespace, label=key, value=value, used=used),
+    )

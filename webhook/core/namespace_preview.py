@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.checks import CHECKS
-from webhook.core.decision import Decision, allowed, bounded_warnings
+from webhook.core.decision import Decision, Note, allowed
+from webhook.core.findings import NAMESPACE_PREVIEW, Finding, Severity, detail
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.policy import Mode, Policy
 from webhook.core.request import AdmissionRequest
@@ -32,10 +33,9 @@ _CONSEQUENCE = {
 
 @dataclass(frozen=True, slots=True)
 class NamespaceChange:
-    """A namespace whose `mode` label is being set or changed, before and after."""
+    """A namespace whose `mode` label is being set or changed, and what the new labels mean."""
 
     name: str
-    before: NamespaceContext
     after: NamespaceContext
     created: bool
 
@@ -64,7 +64,6 @@ def namespace_change(request: AdmissionRequest, policy: Policy) -> NamespaceChan
         return None
     return NamespaceChange(
         name=name,
-        before=namespace_context(name, old_labels, policy),
         after=namespace_context(name, new_labels, policy),
         created=request.operation == "CREATE",
     )
@@ -86,18 +85,11 @@ def _owned_by_a_listed_kind(obj: Mapping[str, Any], policy: Policy) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class Violator:
-    kind: str
-    name: str
-    warning: str
-
-
 def violators(
     workloads: Sequence[Mapping[str, Any]], context: NamespaceContext, policy: Policy
-) -> list[Violator]:
-    """The top-level workloads (not owned by another listed one) that the checks fail."""
-    found: list[Violator] = []
+) -> list[Finding]:
+    """The first violation of each top-level workload (not owned by another listed one)."""
+    found: list[Finding] = []
     for obj in workloads:
         kind = obj.get("kind")
         metadata = mapping_at(obj, ("metadata",)) or {}
@@ -112,11 +104,19 @@ def violators(
         if workload is None:
             continue
         for check in CHECKS:
-            result = check(workload, policy, context)
-            if result.violations:
-                found.append(Violator(kind, name, result.violations[0].warning))
+            violation = next(
+                (f for f in check.run(workload, policy, context) if f.is_violation), None
+            )
+            if violation is not None:
+                found.append(violation)
                 break
     return found
+
+
+def _said(reason: str, **facts: str | int | bool) -> Finding:
+    """A line of the preview. It names the namespace itself rather than as a subject: a warning
+    has 120 characters, and these must say their count and consequence whole."""
+    return Finding(NAMESPACE_PREVIEW, Severity.ADVICE, None, reason, detail=detail(**facts))
 
 
 def preview(
@@ -130,37 +130,66 @@ def preview(
     """The answer to the namespace review: allowed, with warnings about the existing workloads.
 
     `complete` is False when the listing stopped at its limit or time budget; `unavailable`
-    says why the workloads could not be listed at all.
+    says why the workloads could not be listed at all. The violations found are advice here:
+    labelling a namespace is never refused.
     """
     after = change.after
-    notes = list(after.notes)
+    name = change.name
+    findings: list[Finding] = list(after.notes)
     if after.exempt:
-        notes.append(
-            f"egress-guard: namespace {change.name} is exempt in the policy: "
-            f"{policy.mode_label} has no effect there"
+        findings.append(
+            _said(
+                f"namespace {name} is exempt in the policy: {policy.mode_label} has no effect "
+                "there",
+                namespace=name,
+                exempt=True,
+            )
         )
-        return allowed(note="namespace preview: exempt", warnings=bounded_warnings(notes))
+        return allowed(Note.NAMESPACE_PREVIEW, tuple(findings))
     if unavailable:
-        notes.append(f"egress-guard: could not check the workloads in {change.name}: {unavailable}")
-        return allowed(note="namespace preview: listing failed", warnings=bounded_warnings(notes))
+        findings.append(
+            _said(
+                f"could not check the workloads in {name}: {unavailable}",
+                namespace=name,
+                listed=False,
+            )
+        )
+        return allowed(Note.NAMESPACE_PREVIEW, tuple(findings))
     found = violators(workloads, after, policy)
-    warnings = list(notes)
     if found:
         assert after.mode is not None
         count = len(found)
-        warnings.append(
-            f"egress-guard: {count} existing workload{'' if count == 1 else 's'} in "
-            f"{change.name} {'lacks' if count == 1 else 'lack'} a valid egress profile; "
-            f"{_CONSEQUENCE[after.mode]}"
+        findings.append(
+            _said(
+                f"{count} existing workload{'' if count == 1 else 's'} in {name} "
+                f"{'lacks' if count == 1 else 'lack'} a valid egress profile; "
+                f"{_CONSEQUENCE[after.mode]}",
+                namespace=name,
+                violating=count,
+                listed=len(workloads),
+            )
         )
-        warnings.extend(f"egress-guard: {v.warning}" for v in found[:NAMED])
+        findings.extend(_as_advice(violation) for violation in found[:NAMED])
         if count > NAMED:
-            warnings.append(f"egress-guard: ... and {count - NAMED} more")
+            findings.append(_said(f"... and {count - NAMED} more", namespace=name))
     if not complete:
-        warnings.append(
-            f"egress-guard: only part of {change.name} was checked (limit or time budget reached)"
+        findings.append(
+            _said(
+                f"only part of {name} was checked (limit or time budget reached)",
+                namespace=name,
+                complete=False,
+            )
         )
-    return allowed(
-        note=f"namespace preview: {len(found)} of {len(workloads)} workloads would fail",
-        warnings=bounded_warnings(warnings),
+    return allowed(Note.NAMESPACE_PREVIEW, tuple(findings))
+
+
+def _as_advice(violation: Finding) -> Finding:
+    """A workload's violation, told (never enforced) in the namespace's answer."""
+    return Finding(
+        violation.check,
+        Severity.ADVICE,
+        violation.subject,
+        violation.reason,
+        violation.hint,
+        violation.detail,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.decision import EnsureNetworkPolicies
+from webhook.core.findings import HOST_NAMES, Finding, Severity, Subject, detail
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Destination, Inject, Mode, Policy, PortSpec, Profile
 
@@ -210,20 +211,34 @@ def render_profile(
     )
 
 
-def unexpressible(profile_name: str, policy: Policy, *, namespace_injects_all: bool) -> list[str]:
-    """Warnings for destinations no NetworkPolicy can express (host names), with what to do.
+def unexpressible(
+    profile_name: str, policy: Policy, *, namespace_injects_all: bool
+) -> tuple[Finding, ...]:
+    """Findings for destinations no NetworkPolicy can express (host names), with what to do.
 
-    Silent only where the pods reach the proxy, which is how a host name is reached.
+    Silent only where the pods reach the proxy, which is how a host name is reached. Memoised on
+    the policy: the same findings for every review of the profile.
     """
-    profile = policy.profiles[profile_name]
-    if reaches_proxy(profile, policy, namespace_injects_all=namespace_injects_all):
-        return []
-    return [
-        f"egress-guard: profile {profile_name}: no NetworkPolicy can allow host {d.host}; "
-        "route it via the proxy"
-        for d in profile.allow
-        if d.host is not None
-    ]
+    key = ("unexpressible", profile_name, namespace_injects_all)
+    cached = policy.memo.get(key)
+    if cached is None:
+        profile = policy.profiles[profile_name]
+        cached = ()
+        if not reaches_proxy(profile, policy, namespace_injects_all=namespace_injects_all):
+            cached = tuple(
+                Finding(
+                    HOST_NAMES,
+                    Severity.ADVICE,
+                    Subject("profile", profile_name),
+                    f"allows host {d.host}, which no NetworkPolicy can express",
+                    "route it via the proxy",
+                    detail(host=d.host),
+                )
+                for d in profile.allow
+                if d.host is not None
+            )
+        policy.memo[key] = cached
+    return cached  # type: ignore[return-value]
 
 
 def is_generated(obj: Mapping[str, Any]) -> bool:

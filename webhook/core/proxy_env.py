@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.findings import PROXY_ENV, Finding, Severity, Subject, detail
 from webhook.core.json_patch import PatchOp, add, pointer
 from webhook.core.policy import ProxySettings
 from webhook.core.workloads import containers
@@ -19,10 +20,10 @@ from webhook.core.workloads import containers
 
 @dataclass(frozen=True, slots=True)
 class ProxyInjection:
-    """The patch, the warnings, and which variables went into which container."""
+    """The patch, what was left alone and why, and which variables went into which container."""
 
     patch: tuple[PatchOp, ...]
-    warnings: tuple[str, ...]
+    findings: tuple[Finding, ...]
     injected: Mapping[str, tuple[str, ...]]
 
 
@@ -42,14 +43,14 @@ def _pairs(proxy: ProxySettings) -> tuple[tuple[tuple[str, str], ...], ...]:
 
 def _missing_entries(
     env: list[Any], proxy: ProxySettings, container_name: str
-) -> tuple[list[dict[str, str]], list[str]]:
+) -> tuple[list[dict[str, str]], list[Finding]]:
     existing = {
         entry["name"]: entry
         for entry in env
         if type(entry) is dict and isinstance(entry.get("name"), str)
     }
     missing: list[dict[str, str]] = []
-    warnings: list[str] = []
+    findings: list[Finding] = []
     for pair in _pairs(proxy):
         present = [name for name, _ in pair if name in existing]
         ours = all(
@@ -58,15 +59,20 @@ def _missing_entries(
             if name in existing
         )
         if present and not ours:
-            warnings.append(
-                f'egress-guard: container "{container_name}" sets its own '
-                f"{'/'.join(present)}; left unchanged"
+            findings.append(
+                Finding(
+                    PROXY_ENV,
+                    Severity.ADVICE,
+                    Subject("container", container_name),
+                    f"sets its own {'/'.join(present)}: left unchanged",
+                    detail=detail(problem="own-value", variables=tuple(present)),
+                )
             )
             continue
         missing.extend(
             {"name": name, "value": value} for name, value in pair if name not in existing
         )
-    return missing, warnings
+    return missing, findings
 
 
 def inject_proxy_env(
@@ -79,9 +85,9 @@ def inject_proxy_env(
     proxy variables it lacks."""
     spec = pod.get("spec")
     if not isinstance(spec, Mapping):
-        return ProxyInjection(patch=(), warnings=(), injected={})
+        return ProxyInjection(patch=(), findings=(), injected={})
     patch: list[PatchOp] = []
-    warnings: list[str] = []
+    findings: list[Finding] = []
     injected: dict[str, tuple[str, ...]] = {}
     for list_name, index, container in containers(spec, lists):
         name = container.get("name")
@@ -90,10 +96,18 @@ def inject_proxy_env(
             continue
         env = container.get("env")
         if env is not None and not isinstance(env, list):
-            warnings.append(f'egress-guard: container "{name}" has a malformed env; not injected')
+            findings.append(
+                Finding(
+                    PROXY_ENV,
+                    Severity.ADVICE,
+                    Subject("container", name),
+                    "has a malformed env (not a list): not injected",
+                    detail=detail(problem="malformed-env"),
+                )
+            )
             continue
         missing, conflicts = _missing_entries(env or [], proxy, name)
-        warnings.extend(conflicts)
+        findings.extend(conflicts)
         if not missing:
             continue
         env_path = pointer("spec", list_name, index, "env")
@@ -102,7 +116,7 @@ def inject_proxy_env(
         else:
             patch.extend(add(env_path + "/-", entry) for entry in missing)
         injected[name] = tuple(entry["name"] for entry in missing)
-    return ProxyInjection(patch=tuple(patch), warnings=tuple(warnings), injected=injected)
+    return ProxyInjection(patch=tuple(patch), findings=tuple(findings), injected=injected)
 
 
 def record_annotation(

@@ -24,7 +24,6 @@ class AdmissionRequest:
     name: str = ""
     group: str = ""
     version: str = ""
-    resource: str = ""
     sub_resource: str = ""
     dry_run: bool = False
     object: JsonObject | None = None

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.findings import Subject
+
 GENERIC_TEMPLATE_PATH = ("spec", "template")
 """Any other kind counts as a workload when it has a pod template here (e.g. an Argo Rollout)."""
 
@@ -99,7 +101,6 @@ class Workload:
     kind: str
     name: str
     own_labels: Mapping[str, Any]
-    own_annotations: Mapping[str, Any]
     template_path: tuple[str, ...]
     pod_labels: Mapping[str, Any]
     pod_annotations: Mapping[str, Any]
@@ -108,6 +109,11 @@ class Workload:
     @property
     def is_pod(self) -> bool:
         return not self.template_path
+
+    @property
+    def subject(self) -> Subject:
+        """What findings about it name: `Deployment "web"`."""
+        return Subject(self.kind, self.name)
 
     @property
     def labels_path(self) -> str:
@@ -158,7 +164,6 @@ def find_workload(obj: Any, kind: str, name: str, group: str | None = None) -> W
         kind=kind,
         name=name,
         own_labels=mapping_at(metadata, ("labels",)) or _EMPTY,
-        own_annotations=mapping_at(metadata, ("annotations",)) or _EMPTY,
         template_path=path,
         pod_labels=mapping_at(pod_metadata, ("labels",)) or _EMPTY,
         pod_annotations=mapping_at(pod_metadata, ("annotations",)) or _EMPTY,

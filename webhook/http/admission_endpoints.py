@@ -23,7 +23,7 @@ from webhook.core.evaluate import Action
 from webhook.http.logs import log_decision, log_refusal
 
 if TYPE_CHECKING:
-    from webhook.admission.controller import Outcome
+    from webhook.admission.controller import ReviewResult
     from webhook.core.request import AdmissionRequest
     from webhook.http.app import WebhookState
 
@@ -136,28 +136,28 @@ class AdmissionEndpoints:
         except ReviewError as err:
             raise RequestRefused(err.status, str(err)) from None
         state = self._state
-        outcome = state.controller.review(review.request, action)
-        body = render_response(review.api_version, review.request.uid, outcome.decision)
-        self._observe(review.request, action, outcome, time.perf_counter() - started)
+        result = state.controller.review(review.request, action)
+        body = render_response(review.api_version, review.request.uid, result.decision)
+        self._observe(review.request, action, result, time.perf_counter() - started)
         return body
 
     def _observe(
-        self, request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+        self, request: AdmissionRequest, action: Action, result: ReviewResult, latency_s: float
     ) -> None:
         """Tell the observers of an answered review. The answer is decided: an observer that
         fails is logged and counted, and never turns the answer into a 500."""
         state = self._state
         try:
-            log_decision(request, action, outcome, latency_s)
+            log_decision(request, action, result, latency_s)
         except Exception:
             self._observer_failed("log")
         try:
-            state.metrics.observe(request, action, outcome, latency_s)
+            state.metrics.observe(request, action, result, latency_s)
         except Exception:
             self._observer_failed("metrics")
         if state.on_review is not None:
             try:
-                state.on_review(request, action, outcome)
+                state.on_review(request, action, result)
             except Exception:
                 self._observer_failed("on_review")
 

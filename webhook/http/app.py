@@ -13,7 +13,7 @@ import orjson
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from webhook.admission.controller import AdmissionController, Outcome
+from webhook.admission.controller import AdmissionController, ReviewResult
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
 from webhook.http.admission_endpoints import AdmissionEndpoints
@@ -33,7 +33,7 @@ class WebhookState:
     ready: Callable[[], str | None]
     """None when ready, otherwise the reason it is not."""
     metrics: WebhookMetrics
-    on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None
+    on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None
     """Told of every answered review after the answer is rendered (denial Events)."""
 
 
@@ -47,7 +47,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ready: Callable[[], str | None] = lambda: None,
     metrics: WebhookMetrics | None = None,
-    on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None,
+    on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None,
 ) -> Flask:
     app = Flask("egress_guard")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes

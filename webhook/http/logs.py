@@ -10,9 +10,10 @@ from typing import IO, Any
 
 import orjson
 
-from webhook.admission.controller import Outcome
+from webhook.admission.controller import ReviewResult
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
+from webhook.core.wording import sentence
 
 decision_log = logging.getLogger("egress_guard.decision")
 
@@ -111,12 +112,12 @@ def log_refusal(path: str, status: int, message: str) -> None:
 
 
 def log_decision(
-    request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+    request: AdmissionRequest, action: Action, result: ReviewResult, latency_s: float
 ) -> None:
     """The decision line: enough to answer "why was my workload refused?" from logs alone."""
     if not decision_log.isEnabledFor(logging.INFO):
         return
-    decision = outcome.decision
+    decision = result.decision
     fields: dict[str, Any] = {
         "uid": request.uid,
         "action": action.value,
@@ -131,10 +132,13 @@ def log_decision(
     }
     if request.sub_resource:
         fields["subResource"] = request.sub_resource
-    if decision.violations:
-        fields["reasons"] = list(decision.violations)
+    if decision.findings:
+        fields["checks"] = [finding.check for finding in decision.findings]
+    violations = decision.violations
+    if violations:
+        fields["reasons"] = [sentence(finding) for finding in violations]
     if decision.note:
-        fields["note"] = decision.note
+        fields["note"] = decision.note.value
     if decision.patch:
         fields["patchOps"] = len(decision.patch)
     if decision.warnings:
@@ -143,7 +147,7 @@ def log_decision(
         fields["code"] = decision.code
         fields["message"] = decision.message
     for key in ("created", "updated", "reported"):
-        names = [name for applied in outcome.applied for name in getattr(applied, key)]
+        names = [name for applied in result.applied for name in getattr(applied, key)]
         if names:
             fields["networkPolicies" + key.capitalize()] = names
     decision_log.info("admission decision", extra={"fields": fields})

@@ -19,13 +19,17 @@ from prometheus_client import (
     generate_latest,
 )
 
-from webhook.admission.controller import Outcome
+from webhook.admission.controller import ReviewResult
 from webhook.core.decision import Verdict
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
 from webhook.core.workloads import BUILTIN_KINDS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_ERROR_REASONS = {Verdict.UNAVAILABLE: "unavailable", Verdict.ERRORED: "evaluation"}
+"""Answered reviews that count as errors, by the reason counted: an infrastructure failure is
+never a policy denial."""
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -71,8 +75,9 @@ class WebhookMetrics:
         )
         self.errors = Counter(
             "egress_guard_errors",
-            "Reviews that failed: invalid (not an AdmissionReview, 4xx), evaluation (answered "
-            "with an error verdict), internal (an unexpected exception, 500).",
+            "Reviews that failed: invalid (not an AdmissionReview, 4xx), unavailable (refused "
+            "because the Kubernetes API did not answer), evaluation (answered with an error "
+            "verdict), internal (an unexpected exception, 500).",
             ["reason"],
             registry=registry,
         )
@@ -100,39 +105,41 @@ class WebhookMetrics:
             for key in ("created", "updated", "unchanged", "reported")
         }
         self._errors = {
-            key: self.errors.labels(key) for key in ("invalid", "evaluation", "internal")
+            key: self.errors.labels(key)
+            for key in ("invalid", "unavailable", "evaluation", "internal")
         }
 
     def observe(
-        self, request: AdmissionRequest, action: Action, outcome: Outcome, latency_s: float
+        self, request: AdmissionRequest, action: Action, result: ReviewResult, latency_s: float
     ) -> None:
         """Count one answered review."""
-        decision = outcome.decision
+        decision = result.decision
         key = (
             action.value,
             request.operation or "UNKNOWN",
             request.kind if (request.group, request.kind) in KNOWN_KINDS else "other",
             decision.verdict.value,
-            outcome.mode or "unmanaged",
+            result.mode or "unmanaged",
         )
         child = self._reviews.get(key)
         if child is None:
             child = self._reviews.setdefault(key, self.reviews.labels(*key))
         child.inc()
         self._latency[action].observe(latency_s)
-        if decision.verdict is Verdict.ERRORED:
-            self._errors["evaluation"].inc()
+        error = _ERROR_REASONS.get(decision.verdict)
+        if error is not None:
+            self._errors[error].inc()
         if action is Action.MUTATE and decision.patch:
             self.injections.inc()
-        for applied in outcome.applied:
-            for result, names in (
+        for applied in result.applied:
+            for state, names in (
                 ("created", applied.created),
                 ("updated", applied.updated),
                 ("unchanged", applied.unchanged),
                 ("reported", applied.reported),
             ):
                 if names:
-                    self._policy_results[result].inc(len(names))
+                    self._policy_results[state].inc(len(names))
 
     def denial_event(self, result: str) -> None:
         """Count one denial Event by what became of it: written, dropped or failed."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from webhook.admission.controller import AdmissionController, Outcome
+from webhook.admission.controller import AdmissionController, ReviewResult
 from webhook.admission.ports import NamespaceSource, PolicyApplier, WorkloadSource
 from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import PolicyStore
@@ -43,7 +43,7 @@ class Components:
     cluster: ClusterMode
     workloads: WorkloadSource | None = None
     """For the namespace preview: a namespace's workloads (none without a cluster)."""
-    on_review: Callable[[AdmissionRequest, Action, Outcome], None] | None = None
+    on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None
     """Told of every answered review: records enforce-mode denials as Events in a cluster."""
     ready: Callable[[], str | None] = lambda: None
     """None when reviews can be answered as they should, else why not (for /readyz)."""

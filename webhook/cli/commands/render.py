@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,16 @@ from webhook.cli.policy_option import config_option, load_policy_or_exit
 from webhook.core.namespace import namespace_context
 from webhook.core.network_policies import network_policy_intents, unexpressible
 from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.suggestions import closest
+from webhook.core.wording import sentence
 
 
 def _unknown_profiles(policy: Policy, asked: tuple[str, ...]) -> list[str]:
     problems: list[str] = []
     for name in asked:
         if name not in policy.profiles:
-            close = difflib.get_close_matches(name, policy.profile_names, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            suggestion = closest(name, policy.profile_names)
+            hint = f' (did you mean "{suggestion}"?)' if suggestion else ""
             problems.append(f'profile "{name}" is not defined{hint}')
     return problems
 
@@ -54,7 +55,10 @@ def rendered_policies(
             for manifest in intent.manifests:
                 manifests.setdefault(str(manifest["metadata"]["name"]), dict(manifest))
         if profile is not None:
-            notes.extend(unexpressible(profile, policy, namespace_injects_all=injects_all))
+            notes.extend(
+                sentence(f)
+                for f in unexpressible(profile, policy, namespace_injects_all=injects_all)
+            )
     return list(manifests.values()), notes
 
 
@@ -110,7 +114,7 @@ def render(
         policy, namespace, chosen, Inject(inject) if inject else None
     )
     for note in notes:
-        click.echo(f"warning: {note.removeprefix('egress-guard: ')}", err=True)
+        click.echo(f"warning: {note}", err=True)
     if output == "json":
         click.echo(to_json({"apiVersion": "v1", "kind": "List", "items": manifests}))
     else:

@@ -1,21 +1,45 @@
-"""Checks: pure functions of a workload, the namespace and the policy, one per file.
+"""Workload checks: pure functions of a workload, the namespace and the policy, one per file.
 
-As in Pod Security Admission, a check never decides the verdict: it reports what is wrong (a
-violation, which denies under enforce) and what is worth knowing (advice, which only warns). The
-evaluator runs every check so that one `kubectl apply` shows every reason at once.
+As in Pod Security Admission, a check never decides the verdict: it returns findings, violations
+(which deny under enforce) and advice (which only warns), and nothing (an empty tuple) when the
+workload passes. The evaluator runs every check so that one `kubectl apply` shows every reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from webhook.core.checks.host_network import check_host_network
-from webhook.core.checks.profile_label import check_profile_label
-from webhook.core.checks.result import CheckResult
+from webhook.core.checks import host_network, profile_label
+from webhook.core.findings import Finding
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
 from webhook.core.workloads import Workload
 
-Check = Callable[[Workload, Policy, NamespaceContext], CheckResult]
+CheckFunction = Callable[[Workload, Policy, NamespaceContext], tuple[Finding, ...]]
 
-CHECKS: tuple[Check, ...] = (check_profile_label, check_host_network)
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A registered check id and the function that runs it."""
+
+    id: str
+    run: CheckFunction
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(profile_label.CHECK_ID, profile_label.check_profile_label),
+    Check(host_network.CHECK_ID, host_network.check_host_network),
+)
+
+
+def run_checks(
+    workload: Workload, policy: Policy, namespace: NamespaceContext
+) -> tuple[Finding, ...]:
+    """Every check's findings, in check order: violations and advice alike."""
+    found: tuple[Finding, ...] = ()
+    for check in CHECKS:
+        result = check.run(workload, policy, namespace)
+        if result:
+            found += result
+    return found

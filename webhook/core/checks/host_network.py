@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from webhook.core.checks.result import PASSED, CheckResult, Finding
+from webhook.core.findings import Finding, Severity, register
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
 from webhook.core.workloads import Workload
 
+CHECK_ID = register(
+    "host-network",
+    "pods on the node's network, which NetworkPolicies do not restrict",
+    workload_check=True,
+)
+
 
 def check_host_network(
     workload: Workload, policy: Policy, namespace: NamespaceContext
-) -> CheckResult:
+) -> tuple[Finding, ...]:
     if workload.pod_spec.get("hostNetwork") is not True or not namespace.inject.network_policies:
-        return PASSED
-    subject = f'{workload.kind} "{workload.name}"'
-    return CheckResult(
-        advice=(
-            Finding(
-                message=(
-                    f"{subject} uses hostNetwork: NetworkPolicies do not apply to it, so its "
-                    "egress is not restricted by the generated policies"
-                ),
-                warning=f"{subject} uses hostNetwork: NetworkPolicies do not restrict its egress",
-            ),
-        )
+        return ()
+    return (
+        Finding(
+            CHECK_ID,
+            Severity.ADVICE,
+            workload.subject,
+            "uses hostNetwork: NetworkPolicies do not restrict its egress",
+            "run it without hostNetwork to have its egress restricted by the generated policies",
+        ),
     )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
-
-from webhook.core.checks.result import PASSED, CheckResult, Finding
+from webhook.core.findings import Finding, Severity, detail, register
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
+from webhook.core.suggestions import closest
 from webhook.core.workloads import Workload
+
+CHECK_ID = register(
+    "profile-label",
+    "the pods declare an egress profile the policy file defines",
+    workload_check=True,
+)
 
 
 def declared_profile(workload: Workload, policy: Policy) -> str | None:
@@ -16,66 +21,78 @@ def declared_profile(workload: Workload, policy: Policy) -> str | None:
     return value if isinstance(value, str) and value in policy.profiles else None
 
 
+def defined_profiles(policy: Policy) -> str:
+    return ", ".join(policy.profile_names) or "(none defined)"
+
+
 def check_profile_label(
     workload: Workload, policy: Policy, namespace: NamespaceContext
-) -> CheckResult:
+) -> tuple[Finding, ...]:
     key = policy.profile_label
     value = workload.pod_labels.get(key)
-    subject = f'{workload.kind} "{workload.name}"'
-    where = f"{workload.labels_path}[{key}]"
     if isinstance(value, str) and value in policy.profiles:
-        return PASSED
+        return ()
     if isinstance(value, str) and value:
-        return CheckResult(violations=(_unknown_profile(subject, where, value, policy),))
-    defined = ", ".join(policy.profile_names) or "(none defined)"
+        return (_undefined_profile(workload, value, policy),)
     misplaced = workload.own_labels.get(key)
     if not workload.is_pod and isinstance(misplaced, str):
-        return CheckResult(
-            violations=(
-                Finding(
-                    message=(
-                        f"{subject}: the label {key}={misplaced} is on the {workload.kind}'s own "
-                        f"metadata.labels, but NetworkPolicies select pods: move it to "
-                        f"{workload.labels_path}"
-                    ),
-                    warning=f"{subject}: move label {key} from metadata.labels to "
-                    f"{workload.labels_path}",
-                ),
-            )
-        )
+        return (_on_own_metadata(workload, misplaced, policy),)
     if key in workload.pod_annotations:
-        return CheckResult(
-            violations=(
-                Finding(
-                    message=(
-                        f"{subject}: {key} is set as an annotation, but it must be a label "
-                        f"(NetworkPolicies select pods by label): set {where} to one of: {defined}"
-                    ),
-                    warning=f"{subject}: {key} must be a label, not an annotation",
-                ),
-            )
-        )
-    return CheckResult(
-        violations=(
-            Finding(
-                message=(
-                    f"{subject} has no egress profile: set the label {key} on its pods "
-                    f"({workload.labels_path}) to one of: {defined}"
-                ),
-                warning=f"{subject} has no egress profile: set label {key} to one of: {defined}",
-            ),
-        )
+        return (_annotation(workload, policy),)
+    return (
+        Finding(
+            CHECK_ID,
+            Severity.VIOLATION,
+            workload.subject,
+            "has no egress profile",
+            f"set the label {key} on its pods ({workload.labels_path}) to one of: "
+            f"{defined_profiles(policy)}",
+            detail(problem="missing", label=key, path=workload.labels_path),
+        ),
     )
 
 
-def _unknown_profile(subject: str, where: str, value: str, policy: Policy) -> Finding:
-    defined = ", ".join(policy.profile_names) or "(none defined)"
-    closest = difflib.get_close_matches(value, policy.profile_names, n=1, cutoff=0.0)
-    suggestion = f'; did you mean "{closest[0]}"?' if closest else "."
+def _undefined_profile(workload: Workload, value: str, policy: Policy) -> Finding:
+    key = policy.profile_label
+    suggestion = closest(value, policy.profile_names)
+    where = f"{workload.labels_path}[{key}]"
+    did_you_mean = f' (did you mean "{suggestion}"?)' if suggestion else ""
     return Finding(
-        message=(
-            f'{subject}: egress profile "{value}" ({where}) is not defined{suggestion} '
-            f"Defined profiles: {defined}"
+        CHECK_ID,
+        Severity.VIOLATION,
+        workload.subject,
+        f'declares egress profile "{value}", which is not defined{did_you_mean}',
+        f"set {where} to one of: {defined_profiles(policy)}",
+        detail(
+            problem="undefined",
+            label=key,
+            path=workload.labels_path,
+            value=value,
+            suggestion=suggestion,
         ),
-        warning=f'{subject}: unknown egress profile "{value}"{suggestion.rstrip(".")}',
+    )
+
+
+def _on_own_metadata(workload: Workload, value: str, policy: Policy) -> Finding:
+    key = policy.profile_label
+    return Finding(
+        CHECK_ID,
+        Severity.VIOLATION,
+        workload.subject,
+        f"has the label {key}={value} on its own metadata.labels, but NetworkPolicies select pods",
+        f"move it to {workload.labels_path}",
+        detail(problem="not-on-pods", label=key, path=workload.labels_path, value=value),
+    )
+
+
+def _annotation(workload: Workload, policy: Policy) -> Finding:
+    key = policy.profile_label
+    return Finding(
+        CHECK_ID,
+        Severity.VIOLATION,
+        workload.subject,
+        f"sets {key} as an annotation, but it must be a label (NetworkPolicies select pods by "
+        "label)",
+        f"set {workload.labels_path}[{key}] to one of: {defined_profiles(policy)}",
+        detail(problem="annotation", label=key, path=workload.labels_path),
     )
