@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from webhook.admission.controller import AdmissionController
 from webhook.cli.main import main
 from webhook.cli.progress import wants_progress
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.http.app import create_app
 
@@ -413,7 +413,9 @@ def test_warned_and_audited_rows_carry_their_reasons(tmp_path: Path) -> None:
 def server_body(document: dict[str, Any], path: str) -> bytes:
     """What the Flask app answers, for the same static parts `serve --cluster none` uses."""
     policies = PolicyStore(None)
-    controller = AdmissionController(policies, StaticNamespaceSource(policies), ReportingApplier())
+    controller = AdmissionController(
+        policies, StaticNamespaceSource(policies), ReportingNetworkPolicyApplier()
+    )
     client = create_app(controller).test_client()
     return client.post(path, data=orjson.dumps(document), content_type="application/json").data
 
@@ -555,7 +557,9 @@ def test_a_pods_warnings_come_from_the_mutating_webhook_first_as_kubectl_shows_t
     )
     warnings = items(result)[0]["warnings"]
     policies = PolicyStore(config)
-    controller = AdmissionController(policies, StaticNamespaceSource(policies), ReportingApplier())
+    controller = AdmissionController(
+        policies, StaticNamespaceSource(policies), ReportingNetworkPolicyApplier()
+    )
     client = create_app(controller).test_client()
     mutated = client.post(
         "/mutate",

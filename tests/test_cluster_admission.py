@@ -92,10 +92,12 @@ def following(
 ) -> Cluster:
     """The cluster once both watches follow the API (each watch request follows its list)."""
     assert connection.namespaces.synced.wait(10), "the namespace cache never filled"
-    assert connection.policy_watch.synced.wait(10), "the generated policies were never listed"
+    assert connection.network_policy_watch.synced.wait(10), (
+        "the generated policies were never listed"
+    )
     wait_for(lambda: local_api.count("watch", "namespaces") == 1)
     wait_for(lambda: local_api.count("watch", "networkpolicies") == 1)
-    controller = AdmissionController(policies, connection.namespaces, connection.applier)
+    controller = AdmissionController(policies, connection.namespaces, connection.network_policies)
     local_api.reset_calls()
     return Cluster(local_api, connection, controller, policies)
 
@@ -246,7 +248,7 @@ class TestEnsure:
         decision = validate_deployment(policy)
         cluster.policies.policy = policy_with(policy, labelPrefix="egress.example.com")
         (intent,) = decision.intents
-        applied = cluster.connection.applier.ensure(intent)
+        applied = cluster.connection.network_policies.ensure(intent)
         assert applied.created == (DEFAULT_DENY_NAME, STRIPE)
 
 
@@ -497,10 +499,10 @@ class TestMemoryStaysHonest:
         for name in names:
             wait_for(lambda name=name: cluster.connection.namespaces.uid(name) is not None)
             assert cluster.admit(namespace=name).decision.allowed
-        assert set(names) <= set(cluster.connection.applier.remembered())
+        assert set(names) <= set(cluster.connection.network_policies.remembered())
         for name in names:
             delete(cluster.api, "namespaces", name)
-        wait_for(lambda: not set(names) & set(cluster.connection.applier.remembered()))
+        wait_for(lambda: not set(names) & set(cluster.connection.network_policies.remembered()))
 
 
 class TestWatchOutage:

@@ -9,7 +9,7 @@ from builders import PROFILE, pod, request, workload
 
 from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import NamespaceUnavailable
-from webhook.cluster.static import ReportingApplier
+from webhook.cluster.static import ReportingNetworkPolicyApplier
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.evaluate import Action
 from webhook.core.policy import Policy
@@ -34,7 +34,7 @@ def test_a_mutation_that_cannot_be_made_is_allowed_with_a_warning(
     error: Exception, policy: Policy
 ) -> None:
     controller = AdmissionController(
-        FixedPolicy(policy), FailingNamespaces(error), ReportingApplier()
+        FixedPolicy(policy), FailingNamespaces(error), ReportingNetworkPolicyApplier()
     )
     outcome = controller.review(request(pod({PROFILE: "none"})), Action.MUTATE)
     assert outcome.decision.allowed
@@ -56,7 +56,7 @@ def test_a_validation_that_cannot_be_decided_is_refused(
     error: Exception, code: int, policy: Policy
 ) -> None:
     controller = AdmissionController(
-        FixedPolicy(policy), FailingNamespaces(error), ReportingApplier()
+        FixedPolicy(policy), FailingNamespaces(error), ReportingNetworkPolicyApplier()
     )
     outcome = controller.review(request(workload("Deployment", {PROFILE: "none"})), Action.VALIDATE)
     assert not outcome.decision.allowed

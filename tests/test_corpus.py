@@ -26,7 +26,7 @@ from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
 from webhook.cli.input_files import Manifest, find_files, read_inputs
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.evaluate import mutate, validate
 from webhook.core.policy import Policy
@@ -165,7 +165,9 @@ def recorded_reviews() -> Iterator[tuple[Path, Any]]:
 @pytest.fixture(scope="module")
 def client(policy: Policy) -> FlaskClient:
     source = FixedPolicy(policy)
-    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
+    controller = AdmissionController(
+        source, StaticNamespaceSource(source), ReportingNetworkPolicyApplier()
+    )
     return create_app(controller).test_client()
 
 

@@ -18,7 +18,7 @@ from openapi_schema import assert_schema_valid
 from webhook.admission.controller import AdmissionController
 from webhook.cluster.client import api_client
 from webhook.cluster.events import REASON, DenialEvents, denial_event, event_name
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.core.evaluate import Action
 from webhook.http.app import create_app
@@ -45,7 +45,9 @@ def recorder(api_server: LocalApiServer, tmp_path: Path) -> DenialEvents:
 
 def client_with(recorder: DenialEvents) -> FlaskClient:
     store = PolicyStore(None)  # payments: enforce, staging: warn (the example's namespaces table)
-    controller = AdmissionController(store, StaticNamespaceSource(store), ReportingApplier())
+    controller = AdmissionController(
+        store, StaticNamespaceSource(store), ReportingNetworkPolicyApplier()
+    )
     return create_app(controller, on_review=recorder.observe).test_client()
 
 
@@ -123,7 +125,9 @@ def test_a_burst_is_rate_limited_and_dropped_events_are_counted() -> None:
     recorder = DenialEvents(api=None, per_second=2.0, clock=lambda: now[0])
     recorder._ensure_writer = lambda: None  # type: ignore[method-assign]  # count, write nothing
     store = PolicyStore(None)
-    controller = AdmissionController(store, StaticNamespaceSource(store), ReportingApplier())
+    controller = AdmissionController(
+        store, StaticNamespaceSource(store), ReportingNetworkPolicyApplier()
+    )
     outcome = controller.review(request(workload("Deployment")), Action.VALIDATE)
     assert (outcome.decision.allowed, outcome.mode) == (False, "enforce")
     for _ in range(5):
@@ -261,9 +265,9 @@ def test_an_outage_in_enforce_is_not_recorded_as_a_policy_denial(
 
     class FailingApplier:
         def ensure(self, intent: Any) -> Any:
-            from webhook.admission.ports import PolicyApplyError
+            from webhook.admission.ports import NetworkPoliciesNotEnsured
 
-            raise PolicyApplyError("the Kubernetes API did not answer in time")
+            raise NetworkPoliciesNotEnsured("the Kubernetes API did not answer in time")
 
     store = PolicyStore(None)
     controller = AdmissionController(store, StaticNamespaceSource(store), FailingApplier())

@@ -421,12 +421,14 @@ def test_the_paths_the_webhooks_call_are_served() -> None:
     from builders import review_document, workload
 
     from webhook.admission.controller import AdmissionController
-    from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+    from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
     from webhook.config.policy_file import PolicyStore
     from webhook.http.app import create_app
 
     store = PolicyStore(None)
-    app = create_app(AdmissionController(store, StaticNamespaceSource(store), ReportingApplier()))
+    app = create_app(
+        AdmissionController(store, StaticNamespaceSource(store), ReportingNetworkPolicyApplier())
+    )
     client = app.test_client()
     for path in (VALIDATE_PATH, MUTATE_PATH):
         reply = client.post(path, json=review_document(workload("Deployment"), uid="p"))

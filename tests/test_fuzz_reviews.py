@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webhook.admission.controller import AdmissionController
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.policy import Policy
 from webhook.http.app import create_app
@@ -35,7 +35,9 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def client(policy: Policy) -> FlaskClient:
     source = FixedPolicy(policy)
-    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
+    controller = AdmissionController(
+        source, StaticNamespaceSource(source), ReportingNetworkPolicyApplier()
+    )
     return create_app(controller, max_body_bytes=256 * 1024).test_client()
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.policy import Policy
 from webhook.http.app import create_app
@@ -25,7 +25,9 @@ MAX_BODY = 64 * 1024
 @pytest.fixture
 def app(policy: Policy) -> Flask:
     source = FixedPolicy(policy)
-    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
+    controller = AdmissionController(
+        source, StaticNamespaceSource(source), ReportingNetworkPolicyApplier()
+    )
     return create_app(controller, max_body_bytes=MAX_BODY)
 
 
@@ -229,7 +231,9 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 
 def test_readiness_reports_why_it_is_not_ready(policy: Policy) -> None:
     source = FixedPolicy(policy)
-    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
+    controller = AdmissionController(
+        source, StaticNamespaceSource(source), ReportingNetworkPolicyApplier()
+    )
     app = create_app(controller, ready=lambda: "policy not loaded")
     reply = app.test_client().get("/readyz")
     assert reply.status_code == 503
@@ -262,7 +266,7 @@ def test_an_internal_error_is_an_errored_review_not_a_500(policy: Policy) -> Non
             raise RuntimeError("boom")
 
     source = FixedPolicy(policy)
-    controller = AdmissionController(source, BrokenSource(), ReportingApplier())  # type: ignore[arg-type]
+    controller = AdmissionController(source, BrokenSource(), ReportingNetworkPolicyApplier())  # type: ignore[arg-type]
     reply = post(create_app(controller).test_client(), "/validate", review_document(pod()))
     response = response_of(reply)
     assert response["allowed"] is False

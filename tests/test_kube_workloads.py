@@ -158,7 +158,10 @@ def test_the_composed_server_previews_a_namespace_label_from_the_cluster(
     try:
         assert isinstance(components.workloads, KubeWorkloadSource)
         controller = AdmissionController(
-            components.policies, components.namespaces, components.applier, components.workloads
+            components.policies,
+            components.namespaces,
+            components.network_policies,
+            components.workloads,
         )
         decision = controller.review(label_review("payments", "enforce"), Action.VALIDATE).decision
     finally:

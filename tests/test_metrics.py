@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from running_server import RunningServer, running_server
 
 from webhook.admission.controller import AdmissionController
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.http.app import create_app
 from webhook.serving.metrics_dir import ENV, multiprocess_dir
@@ -46,7 +46,9 @@ def total(found: Samples, name: str, **labels: str) -> float:
 def client() -> FlaskClient:
     policies = PolicyStore(None)
     controller = AdmissionController(
-        policies=policies, namespaces=StaticNamespaceSource(policies), applier=ReportingApplier()
+        policies=policies,
+        namespaces=StaticNamespaceSource(policies),
+        network_policies=ReportingNetworkPolicyApplier(),
     )
     return create_app(controller).test_client()
 
@@ -198,15 +200,17 @@ class FailingApplier:
     """Ensures nothing: the Kubernetes API does not answer."""
 
     def ensure(self, intent: Any) -> Any:
-        from webhook.admission.ports import PolicyApplyError
+        from webhook.admission.ports import NetworkPoliciesNotEnsured
 
-        raise PolicyApplyError("the Kubernetes API did not answer in time")
+        raise NetworkPoliciesNotEnsured("the Kubernetes API did not answer in time")
 
 
 def test_an_outage_is_counted_as_unavailable_never_as_a_policy_denial() -> None:
     policies = PolicyStore(None)
     controller = AdmissionController(
-        policies=policies, namespaces=StaticNamespaceSource(policies), applier=FailingApplier()
+        policies=policies,
+        namespaces=StaticNamespaceSource(policies),
+        network_policies=FailingApplier(),
     )
     client = create_app(controller).test_client()
     outage = post(

@@ -13,7 +13,11 @@ from builders import MODE, PROFILE, pod, workload
 
 from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import WorkloadListing, WorkloadsUnavailable
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
+from webhook.cluster.static import (
+    ReportingNetworkPolicyApplier,
+    StaticNamespaceSource,
+    StaticWorkloadSource,
+)
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.evaluate import Action
 from webhook.core.namespace_preview import NAMED, namespace_change, preview
@@ -190,7 +194,7 @@ class RecordingSource:
 def controller(policy: Policy, workloads: Any) -> AdmissionController:
     source = FixedPolicy(policy)
     return AdmissionController(
-        source, StaticNamespaceSource(source), ReportingApplier(), workloads=workloads
+        source, StaticNamespaceSource(source), ReportingNetworkPolicyApplier(), workloads=workloads
     )
 
 

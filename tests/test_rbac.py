@@ -205,7 +205,7 @@ def test_the_roles_cover_every_call_and_grant_nothing_unused(
     connection = connect("kubeconfig", policies, kubeconfig=str(webhook_config))
     try:
         assert connection.namespaces.synced.wait(10)
-        assert connection.policy_watch.synced.wait(10)
+        assert connection.network_policy_watch.synced.wait(10)
         deadline = time.monotonic() + 5
         while (
             not (api.count("watch", "namespaces") and api.count("watch", "networkpolicies"))
@@ -213,7 +213,9 @@ def test_the_roles_cover_every_call_and_grant_nothing_unused(
         ):
             time.sleep(0.02)  # each watch request follows its list
         connection.namespaces.labels("created-later")  # a namespace not seen yet: one GET
-        controller = AdmissionController(policies, connection.namespaces, connection.applier)
+        controller = AdmissionController(
+            policies, connection.namespaces, connection.network_policies
+        )
         outcome = controller.review(
             request(workload("Deployment", {PROFILE: "stripe"}), namespace="payments"),
             Action.VALIDATE,

@@ -16,7 +16,7 @@ from webhook.core.network_policies import (
 from webhook.core.policy import Policy
 from webhook.reconcile.plan import (
     NamespaceState,
-    desired_policies,
+    desired_network_policies,
     plan_reconcile,
     workload_profile,
 )
@@ -38,7 +38,7 @@ class TestDesired:
         self, policy: Policy
     ) -> None:
         state = NamespaceState("payments", ns_labels(), frozenset({"stripe", "internal"}))
-        assert sorted(desired_policies(state, policy)) == [
+        assert sorted(desired_network_policies(state, policy)) == [
             DEFAULT_DENY_NAME,
             "egress-guard-profile-internal",
             "egress-guard-profile-stripe",
@@ -60,19 +60,19 @@ class TestDesired:
         self, labels: dict[str, str], expected: bool, policy: Policy
     ) -> None:
         state = NamespaceState("team", labels, frozenset({"none"}))
-        assert bool(desired_policies(state, policy)) is expected
+        assert bool(desired_network_policies(state, policy)) is expected
 
     def test_exempt_namespaces_want_nothing_whatever_their_labels(self, policy: Policy) -> None:
         state = NamespaceState("kube-system", ns_labels(), frozenset({"stripe"}))
-        assert desired_policies(state, policy) == {}
+        assert desired_network_policies(state, policy) == {}
 
     def test_undefined_profiles_are_ignored(self, policy: Policy) -> None:
         state = NamespaceState("payments", ns_labels(), frozenset({"gone"}))
-        assert list(desired_policies(state, policy)) == [DEFAULT_DENY_NAME]
+        assert list(desired_network_policies(state, policy)) == [DEFAULT_DENY_NAME]
 
     def test_inject_all_renders_profiles_with_the_proxy(self, policy: Policy) -> None:
         state = NamespaceState("shop", ns_labels("enforce", "all"), frozenset({"stripe"}))
-        wanted = desired_policies(state, policy)["egress-guard-profile-stripe"]
+        wanted = desired_network_policies(state, policy)["egress-guard-profile-stripe"]
         assert wanted == render_profile("shop", "stripe", policy, namespace_injects_all=True)
 
 
@@ -221,7 +221,7 @@ class TestPlan:
 class TestPinnedEdges:
     def test_an_undefined_profile_does_not_hide_the_profiles_after_it(self, policy: Policy) -> None:
         state = NamespaceState("a", ns_labels(), frozenset({"aaa-gone", "internal", "stripe"}))
-        assert sorted(desired_policies(state, policy)) == [
+        assert sorted(desired_network_policies(state, policy)) == [
             DEFAULT_DENY_NAME,
             "egress-guard-profile-internal",
             "egress-guard-profile-stripe",

@@ -11,7 +11,7 @@ import pytest
 from builders import PROFILE, review_document, workload
 
 from webhook.admission.controller import AdmissionController, ReviewResult
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import PolicyStore
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
@@ -32,7 +32,9 @@ def broken_observer(request: AdmissionRequest, action: Action, outcome: ReviewRe
 
 def answer(metrics: WebhookMetrics, on_review: Any, document: Any) -> tuple[int, Any]:
     policies = PolicyStore(None)  # payments: enforce
-    controller = AdmissionController(policies, StaticNamespaceSource(policies), ReportingApplier())
+    controller = AdmissionController(
+        policies, StaticNamespaceSource(policies), ReportingNetworkPolicyApplier()
+    )
     app = create_app(controller, metrics=metrics, on_review=on_review)
     reply = app.test_client().post(
         "/validate", data=orjson.dumps(document), content_type="application/json"

@@ -11,7 +11,7 @@ from builders import MODE, PROFILE, review_document, workload
 from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
-from webhook.admission.ports import ApplyOutcome
+from webhook.admission.ports import EnsureResult
 from webhook.cluster.static import StaticNamespaceSource, StaticWorkloadSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.decision import EnsureNetworkPolicies
@@ -25,9 +25,9 @@ class RecordingApplier:
     def __init__(self) -> None:
         self.calls: list[EnsureNetworkPolicies] = []
 
-    def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
+    def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
         self.calls.append(intent)
-        return ApplyOutcome(created=intent.names)
+        return EnsureResult(created=intent.names)
 
 
 RUNNING = {

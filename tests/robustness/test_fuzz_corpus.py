@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from robustness_support import scaled
 
 from webhook.admission.controller import AdmissionController
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy, load_policy
 from webhook.core.evaluate import mutate
 from webhook.core.policy import Policy
@@ -85,7 +85,9 @@ def mutated_corpus_reviews(draw: st.DrawFn) -> Any:
 @pytest.fixture(scope="module")
 def client() -> FlaskClient:
     source = FixedPolicy(load_policy(None))
-    controller = AdmissionController(source, StaticNamespaceSource(source), ReportingApplier())
+    controller = AdmissionController(
+        source, StaticNamespaceSource(source), ReportingNetworkPolicyApplier()
+    )
     return create_app(controller).test_client()
 
 

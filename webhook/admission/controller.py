@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass, field
 
 from webhook.admission.ports import (
-    ApplyOutcome,
+    EnsureResult,
     NamespaceSource,
     NamespaceUnavailable,
-    PolicyApplier,
-    PolicyApplyError,
+    NetworkPoliciesNotEnsured,
+    NetworkPolicyApplier,
     PolicySource,
     WorkloadSource,
     WorkloadsUnavailable,
@@ -51,7 +51,7 @@ class ReviewResult:
     """A decision and what carrying it out did (for logs, metrics and the CLI)."""
 
     decision: Decision
-    applied: tuple[ApplyOutcome, ...] = field(default=())
+    applied: tuple[EnsureResult, ...] = field(default=())
 
     @property
     def mode(self) -> str:
@@ -64,7 +64,7 @@ class ReviewResult:
 class AdmissionController:
     policies: PolicySource
     namespaces: NamespaceSource
-    applier: PolicyApplier
+    network_policies: NetworkPolicyApplier
     workloads: WorkloadSource | None = None
     """Lists a namespace's workloads for the namespace preview; None: no preview of workloads."""
 
@@ -145,12 +145,12 @@ class AdmissionController:
 
     def _carry_out(self, decision: Decision) -> ReviewResult:
         """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""
-        applied: list[ApplyOutcome] = []
+        applied: list[EnsureResult] = []
         extra: list[Finding] = []
         for intent in decision.intents:
             try:
-                result = self.applier.ensure(intent)
-            except PolicyApplyError as err:
+                result = self.network_policies.ensure(intent)
+            except NetworkPoliciesNotEnsured as err:
                 failure = _not_ensured(intent, err, required=intent.required)
                 if intent.required:
                     kept = tuple(f for f in decision.findings if not f.is_violation)

@@ -34,12 +34,12 @@ class NamespaceSource(Protocol):
         ...
 
 
-class PolicyApplyError(Exception):
+class NetworkPoliciesNotEnsured(Exception):
     """The NetworkPolicies could not be ensured (API down, forbidden, conflicts without end)."""
 
 
 @dataclass(frozen=True, slots=True)
-class ApplyOutcome:
+class EnsureResult:
     """What ensuring an intent did. `reported` means no cluster was there to apply it to."""
 
     created: tuple[str, ...] = ()
@@ -48,9 +48,10 @@ class ApplyOutcome:
     reported: tuple[str, ...] = ()
 
 
-class PolicyApplier(Protocol):
-    def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
-        """Make the intent's NetworkPolicies exist as rendered; raise PolicyApplyError if not."""
+class NetworkPolicyApplier(Protocol):
+    def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
+        """Make the intent's NetworkPolicies exist as rendered, or raise
+        NetworkPoliciesNotEnsured."""
         ...
 
 

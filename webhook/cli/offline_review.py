@@ -2,7 +2,8 @@
 
 Each workload becomes the AdmissionRequest the API server would send for its creation and goes
 through the same `AdmissionController` the HTTP server uses: namespace labels come from tables
-(`StaticNamespaceSource`) and NetworkPolicies are reported, not applied (`ReportingApplier`).
+(`StaticNamespaceSource`) and NetworkPolicies are reported, not applied
+(`ReportingNetworkPolicyApplier`).
 A Pod goes through the mutating webhook first and the validating webhook sees the patched Pod, as
 in the API server.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from webhook.admission.controller import AdmissionController
 from webhook.cli.input_files import Manifest
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.decision import Decision, errored
 from webhook.core.evaluate import Action
@@ -234,7 +235,9 @@ class OfflineReviewer:
         policies = FixedPolicy(assumptions.policy)
         self._namespaces = StaticNamespaceSource(policies, default=assumptions.flag_labels or None)
         self.controller = AdmissionController(
-            policies=policies, namespaces=self._namespaces, applier=ReportingApplier()
+            policies=policies,
+            namespaces=self._namespaces,
+            network_policies=ReportingNetworkPolicyApplier(),
         )
         self._resolved: dict[str, AssumedLabels] = {}
 

@@ -14,8 +14,8 @@ from webhook.admission.ports import PolicySource
 from webhook.cluster.client import CLUSTER_KINDS, ClusterConfigError, api_client
 from webhook.cluster.list_watch import ListWatch
 from webhook.cluster.namespaces import LOOKUP_BUDGET_S, STALE_AFTER_S, NamespaceCache
-from webhook.cluster.network_policy_applier import ENSURE_BUDGET_S, ClusterPolicyApplier
-from webhook.cluster.network_policy_writer import PolicyWriter
+from webhook.cluster.network_policy_applier import ENSURE_BUDGET_S, ClusterNetworkPolicyApplier
+from webhook.cluster.network_policy_writer import NetworkPolicyWriter
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["ClusterConfigError", "ClusterConnection", "connect"]
@@ -27,21 +27,20 @@ class ClusterConnection:
 
     api: client.ApiClient
     namespaces: NamespaceCache
-    applier: ClusterPolicyApplier
-    policy_watch: ListWatch
+    network_policies: ClusterNetworkPolicyApplier
+    network_policy_watch: ListWatch
     """The generated NetworkPolicies, watched so that the applier's memory stays honest."""
 
     def not_ready(self) -> str | None:
         """Why admissions cannot be answered as they should now (None: ready)."""
         problem = self.namespaces.not_ready()
-        if problem is None and not self.policy_watch.synced.is_set():
-            problem = (
-                f"the generated NetworkPolicies are not listed yet ({self.policy_watch.problem})"
-            )
+        if problem is None and not self.network_policy_watch.synced.is_set():
+            watch = self.network_policy_watch
+            problem = f"the generated NetworkPolicies are not listed yet ({watch.problem})"
         return problem
 
     def close(self) -> None:
-        self.policy_watch.stop()
+        self.network_policy_watch.stop()
         self.namespaces.stop()
         self.api.close()  # type: ignore[no-untyped-call]
 
@@ -68,18 +67,18 @@ def connect(
     bound = STALE_AFTER_S if stale_after_s is None else stale_after_s
     api = api_client(mode, kubeconfig=kubeconfig, context=context)
     namespaces = NamespaceCache(api, policies, lookup_budget_s=lookup_budget_s, stale_after_s=bound)
-    applier = ClusterPolicyApplier(
-        PolicyWriter(api), policies, namespaces, budget_s=ensure_budget_s
+    applier = ClusterNetworkPolicyApplier(
+        NetworkPolicyWriter(api), policies, namespaces, budget_s=ensure_budget_s
     )
     namespaces.add_listener(applier.namespace_changed)
-    policy_watch = ListWatch(
+    network_policy_watch = ListWatch(
         "generated-networkpolicies",
         client.NetworkingV1Api(api).list_network_policy_for_all_namespaces,
-        on_list=applier.policies_listed,
-        on_event=applier.policy_event,
+        on_list=applier.network_policies_listed,
+        on_event=applier.network_policy_event,
         label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
     )
-    applier.trust(lambda: policy_watch.trusted(bound))
+    applier.trust(lambda: network_policy_watch.trusted(bound))
     namespaces.start()
-    policy_watch.start()
-    return ClusterConnection(api, namespaces, applier, policy_watch)
+    network_policy_watch.start()
+    return ClusterConnection(api, namespaces, applier, network_policy_watch)

@@ -124,7 +124,7 @@ class NamespaceCache:
             return entry.labels
         return self._look_up(namespace)
 
-    # for the policy applier and readiness
+    # for the NetworkPolicy applier and readiness
 
     def uid(self, namespace: str) -> str | None:
         """The UID of the namespace as last seen (None: not known)."""

@@ -1,4 +1,4 @@
-"""The admission path's `PolicyApplier`: ensure an intent's NetworkPolicies before answering.
+"""The admission path's `NetworkPolicyApplier`: ensure an intent's NetworkPolicies before answering.
 
 Each policy found or made in place is remembered per namespace, by namespace UID, name and
 content hash, so a namespace's later admissions make no API call at all. Memory that could let a
@@ -6,9 +6,9 @@ workload run with open egress is dropped as soon as the cluster says so:
 
 - a namespace deleted (or recreated under the same name: another UID), or whose mode or inject
   label changed, is forgotten whole (`namespace_changed`, told by the namespace cache);
-- a generated policy deleted or changed by someone else is forgotten (`policy_event`, from a
+- a generated policy deleted or changed by someone else is forgotten (`network_policy_event`, from a
   watch on the generated NetworkPolicies), and a relist after a watch outage forgets whatever it
-  no longer shows as rendered (`policies_listed`);
+  no longer shows as rendered (`network_policies_listed`);
 - while that watch has been down longer than its bound, memory is not used at all (`trust`);
 - a new policy file is verified again, once.
 
@@ -17,7 +17,7 @@ and an out-of-band delete always ends in one more ensure, never in a stale entry
 admissions that need the same policy wait for the one already ensuring it rather than racing it,
 so a burst of new workloads creates each policy once. All of it happens within a time budget
 well inside the webhook's timeout: an API server that is down or slow turns into a
-PolicyApplyError quickly, which the controller turns into a denial in enforce mode.
+NetworkPoliciesNotEnsured quickly, which the controller turns into a denial in enforce mode.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from webhook.admission.ports import ApplyOutcome, PolicyApplyError, PolicySource
+from webhook.admission.ports import EnsureResult, NetworkPoliciesNotEnsured, PolicySource
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject
 from webhook.cluster.namespaces import NamespaceEntry
-from webhook.cluster.network_policy_writer import ForeignPolicy, PolicyWriter, Written
+from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
 from webhook.core.decision import EnsureNetworkPolicies
 from webhook.core.network_policies import is_generated, matches_rendered
 from webhook.core.policy import Policy
@@ -74,12 +74,12 @@ class NamespaceUids(Protocol):
     def uid(self, namespace: str) -> str | None: ...
 
 
-class ClusterPolicyApplier:
-    """Ensures generated NetworkPolicies through a PolicyWriter, remembering what is in place."""
+class ClusterNetworkPolicyApplier:
+    """Ensures generated NetworkPolicies through a writer, remembering those in place."""
 
     def __init__(
         self,
-        writer: PolicyWriter,
+        writer: NetworkPolicyWriter,
         policies: PolicySource,
         namespaces: NamespaceUids,
         *,
@@ -112,9 +112,9 @@ class ClusterPolicyApplier:
                 counts.setdefault(namespace, 0)
             return counts
 
-    # the PolicyApplier interface
+    # the NetworkPolicyApplier interface
 
-    def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
+    def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
         policy = self._policies.current()
         if policy is not self._policy:
             with self._lock:
@@ -128,7 +128,7 @@ class ClusterPolicyApplier:
         if known is not None:
             in_place = _all_in_place(intent, known.policies)
             if in_place is not None:  # the hot path: every policy known, nothing to do
-                return ApplyOutcome(unchanged=in_place)
+                return EnsureResult(unchanged=in_place)
         deadline = Deadline(self._budget_s, self._clock)
         written: dict[Written, list[str]] = {state: [] for state in Written}
         for manifest in intent.manifests:
@@ -140,7 +140,7 @@ class ClusterPolicyApplier:
                 written[Written.UNCHANGED].append(name)
                 continue
             written[self._ensure_one(namespace, uid, manifest, deadline)].append(name)
-        return ApplyOutcome(
+        return EnsureResult(
             created=tuple(written[Written.CREATED]),
             updated=tuple(written[Written.UPDATED]),
             unchanged=tuple(written[Written.UNCHANGED]),
@@ -155,7 +155,7 @@ class ClusterPolicyApplier:
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         if not lock.acquire(timeout=max(deadline.remaining(), 0.0)):
-            raise PolicyApplyError(
+            raise NetworkPoliciesNotEnsured(
                 f"NetworkPolicy {name} was still being ensured by another admission after "
                 f"{self._budget_s:g} s"
             )
@@ -184,12 +184,12 @@ class ClusterPolicyApplier:
     def _write(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
         try:
             return self._writer.ensure(manifest, deadline)
-        except ForeignPolicy as err:
-            raise PolicyApplyError(str(err)) from None
+        except ForeignNetworkPolicy as err:
+            raise NetworkPoliciesNotEnsured(str(err)) from None
         except ApiUnreachable as err:
-            raise PolicyApplyError(f"{err} (within {self._budget_s:g} s)") from None
+            raise NetworkPoliciesNotEnsured(f"{err} (within {self._budget_s:g} s)") from None
         except ApiRejected as err:
-            raise PolicyApplyError(_explain(err, namespace)) from None
+            raise NetworkPoliciesNotEnsured(_explain(err, namespace)) from None
 
     def _is_known(self, namespace: str, uid: str | None, name: str, version: Version) -> bool:
         if not self._trusted():
@@ -231,7 +231,7 @@ class ClusterPolicyApplier:
         if gone is not None:
             log.info("NetworkPolicies of namespace %s will be ensured again", name)
 
-    def policy_event(self, kind: str, obj: JsonObject) -> None:
+    def network_policy_event(self, kind: str, obj: JsonObject) -> None:
         """A watch event on a generated NetworkPolicy: forget it if it is gone or no longer as
         remembered (or as being written)."""
         namespace, name = _where(obj)
@@ -244,7 +244,7 @@ class ClusterPolicyApplier:
             self._forget(namespace, name)
         log.info("NetworkPolicy %s/%s changed or gone; it will be ensured again", namespace, name)
 
-    def policies_listed(self, items: list[JsonObject], asked: float) -> None:
+    def network_policies_listed(self, items: list[JsonObject], asked: float) -> None:
         """After a (re)list: forget what the list does not show as remembered. Only what was
         remembered (or began being written) before the list was asked for can be judged by it;
         anything later is covered by the watch that follows the list."""

@@ -28,7 +28,7 @@ class Written(StrEnum):
     UNCHANGED = "unchanged"
 
 
-class ForeignPolicy(Exception):
+class ForeignNetworkPolicy(Exception):
     """A same-named NetworkPolicy exists that egress-guard did not generate."""
 
     def __init__(self, namespace: str, name: str) -> None:
@@ -41,7 +41,7 @@ class ForeignPolicy(Exception):
         self.name = name
 
 
-class PolicyWriter:
+class NetworkPolicyWriter:
     """Creates, updates and deletes generated NetworkPolicies through the API."""
 
     def __init__(self, api: client.ApiClient, max_conflict_retries: int = MAX_CONFLICT_RETRIES):
@@ -71,7 +71,7 @@ class PolicyWriter:
                 if current is None:
                     continue  # deleted between the two calls: create again
             if not is_generated(current):
-                raise ForeignPolicy(namespace, name)
+                raise ForeignNetworkPolicy(namespace, name)
             if matches_rendered(current, desired):
                 return Written.UNCHANGED
             try:
@@ -93,7 +93,7 @@ class PolicyWriter:
         so a copy changed meanwhile is left for the next pass). False if it was gone already."""
         metadata = live["metadata"]
         if not is_generated(live):
-            raise ForeignPolicy(str(metadata.get("namespace")), str(metadata.get("name")))
+            raise ForeignNetworkPolicy(str(metadata.get("namespace")), str(metadata.get("name")))
         options = {
             "preconditions": {
                 "uid": metadata.get("uid"),

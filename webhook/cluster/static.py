@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhook.admission.ports import ApplyOutcome, PolicySource, WorkloadListing
+from webhook.admission.ports import EnsureResult, PolicySource, WorkloadListing
 from webhook.core.decision import EnsureNetworkPolicies
 
 
@@ -34,12 +34,12 @@ class StaticNamespaceSource:
         return table if table is not None else self._default
 
 
-class ReportingApplier:
+class ReportingNetworkPolicyApplier:
     """Applies nothing: returns each intent's policies as `reported`, which the controller turns
     into a warning and the decision log into a field."""
 
-    def ensure(self, intent: EnsureNetworkPolicies) -> ApplyOutcome:
-        return ApplyOutcome(reported=intent.names)
+    def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
+        return EnsureResult(reported=intent.names)
 
 
 class StaticWorkloadSource:

@@ -26,7 +26,7 @@ from webhook.core.policy import Policy
 from webhook.core.workloads import find_workload, mapping_at
 
 Manifest = Mapping[str, Any]
-PolicyIdentity = tuple[str, str, str]
+NetworkPolicyIdentity = tuple[str, str, str]
 """(namespace, name, uid) of a live policy."""
 
 
@@ -56,7 +56,7 @@ class ReconcilePlan:
     kept: tuple[tuple[str, str], ...] = ()
     """(namespace, name) of generated policies no longer wanted but left, pruning being off."""
     in_place: int = 0
-    unused: frozenset[PolicyIdentity] = frozenset()
+    unused: frozenset[NetworkPolicyIdentity] = frozenset()
     """Profile policies found unused in namespaces that still want NetworkPolicies: the next
     pass's `unused_before`."""
     deferred: tuple[tuple[str, str], ...] = ()
@@ -83,7 +83,7 @@ def workload_profile(
     return declared_profile(workload, policy) if workload is not None else None
 
 
-def desired_policies(state: NamespaceState, policy: Policy) -> dict[str, Manifest]:
+def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Manifest]:
     """The generated policies a namespace should have, by name."""
     if state.name in policy.exempt:
         return {}
@@ -105,7 +105,7 @@ def _key(manifest: Manifest) -> tuple[str, str]:
     return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
-def _identity(manifest: Manifest) -> PolicyIdentity:
+def _identity(manifest: Manifest) -> NetworkPolicyIdentity:
     """(namespace, name, uid): a policy deleted and made again is another policy."""
     metadata = manifest.get("metadata") or {}
     return (*_key(manifest), str(metadata.get("uid") or ""))
@@ -117,7 +117,7 @@ def plan_reconcile(
     generated: Iterable[Manifest],
     *,
     prune: bool,
-    unused_before: frozenset[PolicyIdentity] = frozenset(),
+    unused_before: frozenset[NetworkPolicyIdentity] = frozenset(),
 ) -> ReconcilePlan:
     """The changes that bring the cluster to the desired state.
 
@@ -138,7 +138,7 @@ def plan_reconcile(
     wanted_keys: set[tuple[str, str]] = set()
     wanting: set[str] = set()
     for name in sorted(states):
-        wanted = desired_policies(states[name], policy)
+        wanted = desired_network_policies(states[name], policy)
         if wanted:
             wanting.add(name)
         for policy_name, desired in sorted(wanted.items()):

@@ -36,7 +36,7 @@ from webhook.cluster.api_calls import (
     list_all,
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
-from webhook.cluster.network_policy_writer import ForeignPolicy, PolicyWriter, Written
+from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
 from webhook.cluster.workload_lists import namespaced_lister
 from webhook.core.namespace import namespace_context
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
@@ -44,7 +44,7 @@ from webhook.core.policy import Policy
 from webhook.core.workloads import WorkloadKind, builtin_kind
 from webhook.reconcile.plan import (
     NamespaceState,
-    PolicyIdentity,
+    NetworkPolicyIdentity,
     ReconcilePlan,
     plan_reconcile,
     workload_profile,
@@ -129,11 +129,11 @@ class Reconciler:
         self._policies = policies
         self._prune = prune
         self._write_budget_s = write_budget_s
-        self._writer = PolicyWriter(api)
+        self._writer = NetworkPolicyWriter(api)
         self._core = client.CoreV1Api(api)
         self._net = client.NetworkingV1Api(api)
         self._api = api
-        self._unused: frozenset[PolicyIdentity] = frozenset()
+        self._unused: frozenset[NetworkPolicyIdentity] = frozenset()
         """Profile policies the last pass found unused (see the module's docstring)."""
 
     def _workload_lists(self, policy: Policy) -> list[tuple[WorkloadKind, WorkloadLister]]:
@@ -219,7 +219,7 @@ class Reconciler:
                         log.info("reconcile: deleted NetworkPolicy %s", where)
                     continue
                 result = self._writer.ensure(manifest, deadline, live=live)
-            except ForeignPolicy as err:
+            except ForeignNetworkPolicy as err:
                 report.refused.append(where)
                 log.warning("reconcile: %s", err)
                 continue

@@ -11,8 +11,12 @@ from pathlib import Path
 from flask import Flask
 
 from webhook.admission.controller import AdmissionController, ReviewResult
-from webhook.admission.ports import NamespaceSource, PolicyApplier, WorkloadSource
-from webhook.cluster.static import ReportingApplier, StaticNamespaceSource, StaticWorkloadSource
+from webhook.admission.ports import NamespaceSource, NetworkPolicyApplier, WorkloadSource
+from webhook.cluster.static import (
+    ReportingNetworkPolicyApplier,
+    StaticNamespaceSource,
+    StaticWorkloadSource,
+)
 from webhook.config.policy_file import PolicyStore
 from webhook.config.settings import ClusterMode, ServeSettings
 from webhook.core.evaluate import Action
@@ -39,7 +43,7 @@ def resolve_cluster_mode(mode: ClusterMode) -> ClusterMode:
 class Components:
     policies: PolicyStore
     namespaces: NamespaceSource
-    applier: PolicyApplier
+    network_policies: NetworkPolicyApplier
     cluster: ClusterMode
     workloads: WorkloadSource | None = None
     """For the namespace preview: a namespace's workloads (none without a cluster)."""
@@ -62,7 +66,7 @@ def build_components(settings: ServeSettings) -> Components:
         return Components(
             policies,
             StaticNamespaceSource(policies),
-            ReportingApplier(),
+            ReportingNetworkPolicyApplier(),
             mode,
             workloads=StaticWorkloadSource(),
             metrics=metrics,
@@ -80,7 +84,7 @@ def build_components(settings: ServeSettings) -> Components:
     return Components(
         policies,
         connection.namespaces,
-        connection.applier,
+        connection.network_policies,
         mode,
         workloads=KubeWorkloadSource(connection.api, policies=policies),
         on_review=events.observe,
@@ -99,7 +103,7 @@ def compose_app(settings: ServeSettings, components: Components) -> Flask:
     controller = AdmissionController(
         policies=components.policies,
         namespaces=components.namespaces,
-        applier=components.applier,
+        network_policies=components.network_policies,
         workloads=components.workloads,
     )
     log.info(
