@@ -163,3 +163,10 @@ def response(decision: Any) -> dict[str, Any]:
 
     document = response_document("admission.k8s.io/v1", "uid-1", decision)
     return dict(document["response"])
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    """The mappings of a YAML stream (empty documents skipped)."""
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]

@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tls_peer import handshake, tls_listener
 
 from webhook.cli.main import main
+from webhook.core.kube_names import service_dns_names
 from webhook.serving import certs
 from webhook.serving.certs import (
     CertError,
@@ -25,7 +26,6 @@ from webhook.serving.certs import (
     ensure_certs,
     read_ca_bundle,
     roll_ca,
-    service_dns_names,
 )
 
 SERVICE_NAMES = [

@@ -19,7 +19,7 @@ from builders import CORPUS, apply_patch, review_document
 from click.testing import CliRunner
 from running_server import RunningServer, running_server
 
-from webhook.cli.input_files import Manifest, find_files, read_inputs
+from webhook.cli.input_files import InputObject, find_files, read_inputs
 from webhook.cli.main import main
 
 pytestmark = [pytest.mark.e2e, pytest.mark.corpus]
@@ -51,7 +51,7 @@ def _valid_namespace(name: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[Manifest]:
+def corpus() -> list[InputObject]:
     if not WORKLOADS.is_dir():
         pytest.skip(f"the shared corpus is not present at {WORKLOADS}")
     files, _ = find_files([str(WORKLOADS)])
@@ -59,7 +59,7 @@ def corpus() -> list[Manifest]:
 
 
 @pytest.fixture(scope="module")
-def policy_file(tmp_path_factory: pytest.TempPathFactory, corpus: list[Manifest]) -> Path:
+def policy_file(tmp_path_factory: pytest.TempPathFactory, corpus: list[InputObject]) -> Path:
     """The example policy with a `namespaces` table that covers every mode and inject value.
 
     Namespaces the corpus defines with a Namespace object are left out: `check` takes their
@@ -148,7 +148,7 @@ def _server_answer(
 
 
 def test_check_answers_as_the_running_server_for_every_corpus_workload(
-    corpus: list[Manifest], checked: list[dict[str, Any]], server: RunningServer
+    corpus: list[InputObject], checked: list[dict[str, Any]], server: RunningServer
 ) -> None:
     objects = {_key(m.source.as_dict()): m.obj for m in corpus}
     assert len(checked) > 400, "the corpus holds several hundred workloads"

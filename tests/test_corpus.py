@@ -25,7 +25,7 @@ from builders import CORPUS, PROFILE, apply_patch, ns_labels, request
 from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
-from webhook.cli.input_files import Manifest, find_files, read_inputs
+from webhook.cli.input_files import InputObject, find_files, read_inputs
 from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.evaluate import mutate, validate
@@ -43,12 +43,12 @@ MIN_WORKLOADS = 500
 """The corpus README counts far more; fewer means the reader lost some (a regression)."""
 
 
-def corpus_manifests() -> list[Manifest]:
+def corpus_manifests() -> list[InputObject]:
     files, _ = find_files([str(CORPUS / "workloads")])
     return read_inputs(files).manifests
 
 
-def workloads() -> Iterator[Manifest]:
+def workloads() -> Iterator[InputObject]:
     for manifest in corpus_manifests():
         name = str(manifest.metadata.get("name") or manifest.metadata.get("generateName") or "x")
         if find_workload(manifest.obj, manifest.kind, name) is not None:
@@ -56,7 +56,7 @@ def workloads() -> Iterator[Manifest]:
 
 
 @pytest.fixture(scope="module")
-def corpus_workloads() -> list[Manifest]:
+def corpus_workloads() -> list[InputObject]:
     found = list(workloads())
     assert len(found) >= MIN_WORKLOADS, f"only {len(found)} workloads read from the corpus"
     return found
@@ -92,7 +92,7 @@ def without_profile(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_workload_is_denied_without_the_label_and_allowed_with_it(
-    corpus_workloads: list[Manifest], policy: Policy
+    corpus_workloads: list[InputObject], policy: Policy
 ) -> None:
     kinds: Counter[str] = Counter()
     for manifest in corpus_workloads:
@@ -108,7 +108,7 @@ def test_every_workload_is_denied_without_the_label_and_allowed_with_it(
     assert {"ReplicationController", "ReplicaSet"} <= set(kinds)
 
 
-def pods_of(manifest: Manifest) -> Iterator[dict[str, Any]]:
+def pods_of(manifest: InputObject) -> Iterator[dict[str, Any]]:
     """The Pod itself, or a Pod made from the workload's template, as the controller would."""
     if manifest.kind == "Pod":
         yield manifest.obj
@@ -131,7 +131,7 @@ def schema_valid(obj: dict[str, Any]) -> bool:
 
 
 def test_every_mutated_pod_still_validates_against_the_schema(
-    corpus_workloads: list[Manifest], policy: Policy
+    corpus_workloads: list[InputObject], policy: Policy
 ) -> None:
     mutated = 0
     for manifest in corpus_workloads:

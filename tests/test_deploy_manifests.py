@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from builders import load_documents
 from click.testing import CliRunner
 from kustomize_build import build, build_in_python, build_with_kubectl, by_key, kubectl
 from openapi_schema import schema_errors
@@ -22,14 +23,13 @@ from openapi_schema import schema_errors
 from webhook.cli.main import main
 from webhook.config.policy_file import load_policy
 from webhook.config.settings import ServeSettings
-from webhook.config.yaml_text import load_documents
+from webhook.core.kube_names import SYSTEM_NAMESPACES
 from webhook.core.namespace import namespace_context
 from webhook.core.policy import Mode
 from webhook.core.workloads import BUILTIN_KINDS
 from webhook.deploy.objects import (
     MUTATE_PATH,
     NAMESPACE_NAME_LABEL,
-    SYSTEM_NAMESPACES,
     VALIDATE_PATH,
 )
 from webhook.deploy.tree import CERT_MANAGER_COMPONENT

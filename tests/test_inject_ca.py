@@ -17,12 +17,13 @@ from webhook.cli.main import main
 from webhook.cluster.client import api_client
 from webhook.cluster.webhook_configs import WebhookConfigError, inject_ca_bundle
 from webhook.config.policy_file import load_policy
+from webhook.core.kube_names import service_dns_names
 from webhook.deploy.objects import (
     DeployOptions,
     mutating_webhook_configuration,
     validating_webhook_configuration,
 )
-from webhook.serving.certs import RollStep, ensure_certs, roll_ca, service_dns_names
+from webhook.serving.certs import RollStep, ensure_certs, roll_ca
 
 KINDS = {
     "validatingwebhookconfigurations": "ValidatingWebhookConfiguration",

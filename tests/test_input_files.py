@@ -10,18 +10,18 @@ import pytest
 
 from webhook.cli.input_files import (
     InputFile,
+    InputObject,
     InputProblem,
-    Manifest,
     find_files,
     parse_text,
     read_inputs,
 )
 
 
-def parse(text: str, name: str = "in.yaml") -> tuple[list[Manifest], list[InputProblem]]:
+def parse(text: str, name: str = "in.yaml") -> tuple[list[InputObject], list[InputProblem]]:
     entries = list(parse_text(text, name, json_first=name.endswith(".json")))
     return (
-        [e for e in entries if isinstance(e, Manifest)],
+        [e for e in entries if isinstance(e, InputObject)],
         [e for e in entries if isinstance(e, InputProblem)],
     )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import PROFILE, ns_labels, request, workload
+from builders import PROFILE, load_documents, ns_labels, request, workload
 from local_apiserver import Call, LocalApiServer
 from openapi_schema import assert_schema_valid
 
@@ -25,7 +25,7 @@ from webhook.cluster.events import DenialEvents
 from webhook.cluster.kube import connect
 from webhook.cluster.kube_workloads import KubeWorkloadSource
 from webhook.config.policy_file import PolicyStore, load_policy
-from webhook.config.yaml_text import dump_documents, load_documents
+from webhook.config.yaml_text import dump_documents
 from webhook.core.evaluate import Action
 from webhook.core.network_policies import render_default_deny, render_profile
 from webhook.core.policy import Policy

@@ -17,7 +17,8 @@ from review_load import ReviewLoad
 from running_server import RunningServer, running_server
 from tls_peer import peer_certificate
 
-from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, ensure_certs, service_dns_names
+from webhook.core.kube_names import service_dns_names
+from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, ensure_certs
 
 pytestmark = pytest.mark.e2e
 

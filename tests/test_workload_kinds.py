@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from builders import MODE, PROFILE, ns_labels, pod, policy_with, request, workload
+from builders import MODE, PROFILE, load_documents, ns_labels, pod, policy_with, request, workload
 from click.testing import CliRunner
 from kubernetes import client
 from local_apiserver import RESOURCES, LocalApiServer, ResourceType
@@ -23,7 +23,6 @@ from webhook.cli.offline_review import FixedPolicy
 from webhook.cluster.client import api_client
 from webhook.cluster.kube_workloads import KubeWorkloadSource
 from webhook.config.policy_file import PolicyFileError, parse_policy
-from webhook.config.yaml_text import load_documents
 from webhook.core.evaluate import validate
 from webhook.core.namespace import namespace_context
 from webhook.core.namespace_preview import NamespaceChange, preview

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import yaml
 
 from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
 from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
+from webhook.config import yaml_text
 from webhook.core.decision import Verdict
 from webhook.core.findings import Finding
 from webhook.core.wording import sentence
@@ -200,16 +200,5 @@ def to_json(document: Mapping[str, Any]) -> str:
 
 
 def to_yaml(document: Mapping[str, Any] | list[Any]) -> str:
-    """YAML with sorted keys; the objects are plain JSON data, so safe_dump suffices."""
-    return yaml.safe_dump(
-        _plain(document), sort_keys=True, default_flow_style=False, allow_unicode=True
-    )
-
-
-def _plain(value: Any) -> Any:
-    """Mappings and tuples as dicts and lists, which safe_dump knows how to write."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    """YAML with sorted keys, as `-o yaml` prints reports."""
+    return yaml_text.dump(document, sort_keys=True)

@@ -18,6 +18,8 @@ from typing import IO, Any
 import orjson
 import yaml
 
+from webhook.core.raw_object import section
+
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -97,7 +99,7 @@ class SourceRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Manifest:
+class InputObject:
     """One Kubernetes object from the input (a mapping with apiVersion and kind)."""
 
     source: SourceRef
@@ -113,8 +115,7 @@ class Manifest:
 
     @property
     def metadata(self) -> Mapping[str, Any]:
-        metadata = self.obj.get("metadata")
-        return metadata if isinstance(metadata, Mapping) else {}
+        return section(self.obj, "metadata")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ class InputProblem:
 class Inputs:
     """Everything read: the objects in input order, the problems, and how many files were read."""
 
-    manifests: list[Manifest] = field(default_factory=list)
+    manifests: list[InputObject] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
     files: int = 0
 
@@ -206,7 +207,7 @@ def read_file(
         return None, InputProblem(item.name, line, "is not UTF-8 text")
 
 
-def parse_text(text: str, name: str, *, json_first: bool) -> Iterator[Manifest | InputProblem]:
+def parse_text(text: str, name: str, *, json_first: bool) -> Iterator[InputObject | InputProblem]:
     """The objects in one file's text, and the problems met on the way."""
     if json_first:
         try:
@@ -221,7 +222,7 @@ def parse_text(text: str, name: str, *, json_first: bool) -> Iterator[Manifest |
     yield from _yaml_documents(text, name)
 
 
-def _yaml_documents(text: str, name: str) -> Iterator[Manifest | InputProblem]:
+def _yaml_documents(text: str, name: str) -> Iterator[InputObject | InputProblem]:
     """Documents of a YAML stream. After a syntax error, reading resumes at the next `---`."""
     helm = [(match.start(), match.group("source")) for match in _HELM_SOURCE.finditer(text)]
     helm_lines = [text.count("\n", 0, start) for start, _ in helm]
@@ -315,7 +316,7 @@ def _yaml_problem(err: yaml.YAMLError, name: str, text: str, offset_line: int) -
 
 def _objects(
     value: Any, source: SourceRef, node: yaml.Node | None, offset_line: int, depth: int
-) -> Iterator[Manifest | InputProblem]:
+) -> Iterator[InputObject | InputProblem]:
     """The Kubernetes objects in one document: the document itself, or a List's items.
 
     `node` is the document's YAML node (None for JSON), whose marks count lines from
@@ -363,7 +364,7 @@ def _objects(
             f"is not a Kubernetes object: {' and '.join(missing) or 'kind or apiVersion'} not set",
         )
         return
-    yield Manifest(source, value)
+    yield InputObject(source, value)
 
 
 def _item_nodes(node: yaml.Node | None) -> list[yaml.Node]:
@@ -391,7 +392,7 @@ def read_inputs(
             item.path is None and text.lstrip()[:1] in ("{", "[")
         )
         for entry in parse_text(text, item.name, json_first=json_first):
-            if isinstance(entry, Manifest):
+            if isinstance(entry, InputObject):
                 inputs.manifests.append(entry)
             else:
                 inputs.problems.append(entry)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webhook.admission.controller import AdmissionController
-from webhook.cli.input_files import Manifest
+from webhook.cli.input_files import InputObject
 from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
 from webhook.core.decision import Decision, errored
@@ -24,8 +24,9 @@ from webhook.core.evaluate import Action
 from webhook.core.findings import NETWORK_POLICIES_REPORTED
 from webhook.core.json_patch import PatchError, apply_patch
 from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.raw_object import section
 from webhook.core.request import AdmissionRequest
-from webhook.core.workloads import containers, find_workload, group_of, mapping_at
+from webhook.core.workloads import containers, find_workload, group_of
 
 DEFAULT_NAMESPACE = "default"
 
@@ -55,7 +56,7 @@ class NamespaceAssumptions:
     def __init__(
         self,
         policy: Policy,
-        namespace_objects: Mapping[str, Manifest] | None = None,
+        namespace_objects: Mapping[str, InputObject] | None = None,
         mode: Mode | None = None,
         inject: Inject | None = None,
     ) -> None:
@@ -99,13 +100,13 @@ def as_on_a_cluster(decision: Decision) -> Decision:
     return replace(decision, findings=kept)
 
 
-def is_namespace(manifest: Manifest) -> bool:
+def is_namespace(manifest: InputObject) -> bool:
     return manifest.kind == "Namespace" and manifest.api_version == "v1"
 
 
-def namespace_objects(manifests: list[Manifest]) -> dict[str, Manifest]:
+def namespace_objects(manifests: list[InputObject]) -> dict[str, InputObject]:
     """The Namespace objects of the input by name (the last one wins, as with kubectl apply)."""
-    found: dict[str, Manifest] = {}
+    found: dict[str, InputObject] = {}
     for manifest in manifests:
         name = manifest.metadata.get("name")
         if is_namespace(manifest) and isinstance(name, str) and name:
@@ -115,7 +116,7 @@ def namespace_objects(manifests: list[Manifest]) -> dict[str, Manifest]:
 
 def namespace_of(obj: Mapping[str, Any], default: str | None) -> str:
     """The namespace an object lands in: its own, else the one asked for, else `default`."""
-    metadata = mapping_at(obj, ("metadata",)) or {}
+    metadata = section(obj, "metadata")
     own = metadata.get("namespace")
     if isinstance(own, str) and own:
         return own
@@ -127,7 +128,7 @@ def creation_request(obj: Mapping[str, Any], namespace: str, uid: str) -> Admiss
     api_version = str(obj.get("apiVersion", ""))
     group, _, version = api_version.rpartition("/")
     kind = str(obj.get("kind", ""))
-    metadata = mapping_at(obj, ("metadata",)) or {}
+    metadata = section(obj, "metadata")
     name = metadata.get("name")
     return AdmissionRequest(
         uid=uid,
@@ -143,8 +144,8 @@ def creation_request(obj: Mapping[str, Any], namespace: str, uid: str) -> Admiss
 
 def added_env(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     """Per container, the environment variables `after` has that `before` did not."""
-    old_spec = mapping_at(before, ("spec",)) or {}
-    new_spec = mapping_at(after, ("spec",)) or {}
+    old_spec = section(before, "spec")
+    new_spec = section(after, "spec")
     old_names: dict[tuple[str, int], set[str]] = {
         (list_name, index): _env_names(container)
         for list_name, index, container in containers(old_spec)
@@ -174,7 +175,7 @@ def _env_names(container: Mapping[str, Any]) -> set[str]:
 class WorkloadReview:
     """What the server would answer for one workload, and what it would inject."""
 
-    manifest: Manifest
+    manifest: InputObject
     namespace: str
     name: str
     labels: AssumedLabels
@@ -209,7 +210,7 @@ class NotSent:
     from this policy do not name its kind. `check` skips it, as the cluster would admit it
     unreviewed, rather than give a verdict the server never gives."""
 
-    manifest: Manifest
+    manifest: InputObject
     namespace: str
     name: str
     qualified_kind: str
@@ -251,15 +252,15 @@ class OfflineReviewer:
                 self._namespaces.overrides[namespace] = assumed.labels
         return assumed
 
-    def is_workload(self, manifest: Manifest) -> bool:
+    def is_workload(self, manifest: InputObject) -> bool:
         return find_workload(manifest.obj, manifest.kind, "") is not None
 
-    def not_sent(self, manifest: Manifest, default_namespace: str | None) -> NotSent | None:
+    def not_sent(self, manifest: InputObject, default_namespace: str | None) -> NotSent | None:
         """The workload, when its kind is outside the webhook rules (`Policy.reviewed_kinds`)."""
         group = group_of(manifest.obj.get("apiVersion")) or ""
         if self.assumptions.policy.reviewed_kind(group, manifest.kind) is not None:
             return None
-        name = mapping_at(manifest.obj, ("metadata",)) or {}
+        name = section(manifest.obj, "metadata")
         return NotSent(
             manifest=manifest,
             namespace=namespace_of(manifest.obj, default_namespace),
@@ -267,7 +268,7 @@ class OfflineReviewer:
             qualified_kind=f"{manifest.kind}.{group}" if group else manifest.kind,
         )
 
-    def review(self, manifest: Manifest, default_namespace: str | None) -> WorkloadReview:
+    def review(self, manifest: InputObject, default_namespace: str | None) -> WorkloadReview:
         """The server's answer for creating this workload, mutating webhook first for Pods."""
         obj = manifest.obj
         namespace = namespace_of(obj, default_namespace)
@@ -321,9 +322,9 @@ class OfflineReviewer:
         workload = find_workload(obj, kind, "")
         if workload is None or workload.is_pod:
             return {}
-        template = mapping_at(obj, workload.template_path) or {}
-        metadata = dict(mapping_at(template, ("metadata",)) or {})
-        name = mapping_at(obj, ("metadata",)) or {}
+        template = section(obj, *workload.template_path)
+        metadata = dict(section(template, "metadata"))
+        name = section(obj, "metadata")
         metadata.pop("name", None)
         metadata["generateName"] = f"{name.get('name') or 'pod'}-"
         metadata["namespace"] = namespace

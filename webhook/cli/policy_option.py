@@ -1,4 +1,4 @@
-"""The `--config` option the offline commands share, and loading it with a clear error."""
+"""The `--config` option every command shares, and loading the policy with a clear error."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ config_option = click.option(
     "--config",
     "config",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Policy file [default: the embedded example].",
+    envvar="EGRESS_GUARD_CONFIG",
+    help="Policy file [default: $EGRESS_GUARD_CONFIG, else the embedded example].",
 )
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-JsonObject = dict[str, Any]
+from webhook.core.raw_object import JsonObject
 
-CONNECT_TIMEOUT_S = 0.5
+CALL_CONNECT_TIMEOUT_S = 0.5
 """A loopback or in-cluster API server accepts a connection in milliseconds; longer means down."""
-READ_TIMEOUT_S = 1.5
+CALL_READ_TIMEOUT_S = 1.5
 
 
 class ApiUnreachable(Exception):
@@ -69,7 +69,7 @@ class Deadline:
         return self.budget_s - (self.clock() - self.started)
 
     def timeout(
-        self, connect_s: float = CONNECT_TIMEOUT_S, read_s: float = READ_TIMEOUT_S
+        self, connect_s: float = CALL_CONNECT_TIMEOUT_S, read_s: float = CALL_READ_TIMEOUT_S
     ) -> tuple[float, float]:
         """(connect, read) timeouts for the next call, cut to the budget left; raises
         ApiUnreachable when nothing is left."""

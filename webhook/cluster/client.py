@@ -8,14 +8,11 @@ call three times, quadrupling the time an admission waits. Callers retry what is
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from kubernetes import client, config
 
 from webhook import __version__
-
-ClusterKind = Literal["in-cluster", "kubeconfig"]
-CLUSTER_KINDS: tuple[ClusterKind, ...] = ("in-cluster", "kubeconfig")
+from webhook.config.settings import ClusterKind
 
 POOL_SIZE = 16
 """Connections kept to the API server per process: enough for a worker's threads at once."""

@@ -26,6 +26,7 @@ from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, cal
 from webhook.core.decision import Verdict
 from webhook.core.evaluate import Action
 from webhook.core.policy import Mode
+from webhook.core.raw_object import JsonObject, section
 from webhook.core.request import AdmissionRequest
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,8 @@ COMPONENT = "egress-guard"
 MAX_MESSAGE = 1024
 QUEUE_SIZE = 256
 EVENTS_PER_SECOND = 10.0
-WRITE_BUDGET_S = 5.0
+EVENT_WRITE_BUDGET_S = 5.0
 """Off the review path, an Event may take its time; only the writer thread waits for it."""
-
-JsonObject = dict[str, Any]
 
 
 def _now() -> str:
@@ -61,11 +60,6 @@ def event_name(base: str) -> str:
     stem = ".".join(part for part in parts if part)[: _MAX_NAME - _SUFFIX_LENGTH - 1]
     stem = stem.rstrip("-.") or "egress-guard"
     return f"{stem}.{uuid.uuid4().hex[:_SUFFIX_LENGTH]}"
-
-
-def _metadata(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
-    return metadata if isinstance(metadata, Mapping) else {}
 
 
 def _controller_owner(metadata: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -91,7 +85,7 @@ def involved_object(request: AdmissionRequest) -> JsonObject:
     found. The Namespace fallback keeps `involvedObject.namespace` equal to the Event's own
     namespace (the API requires it), so the Event is listed by `kubectl get events -n NS`.
     """
-    metadata = _metadata(request.object)
+    metadata = section(request.object, "metadata")
     name = request.name or metadata.get("name")
     if isinstance(name, str) and name:
         involved: JsonObject = {"kind": request.kind, "namespace": request.namespace, "name": name}
@@ -117,7 +111,7 @@ def involved_object(request: AdmissionRequest) -> JsonObject:
 
 def denial_event(request: AdmissionRequest, message: str, instance: str) -> JsonObject:
     """A core/v1 Event about the refused workload, in its namespace."""
-    metadata = _metadata(request.object)
+    metadata = section(request.object, "metadata")
     base = request.name or metadata.get("name") or metadata.get("generateName")
     now = _now()
     return {
@@ -245,7 +239,9 @@ class DenialEvents:
                 self._create,
                 event["metadata"]["namespace"],
                 event,
-                timeout=Deadline(WRITE_BUDGET_S).timeout(connect_s=1.0, read_s=WRITE_BUDGET_S),
+                timeout=Deadline(EVENT_WRITE_BUDGET_S).timeout(
+                    connect_s=1.0, read_s=EVENT_WRITE_BUDGET_S
+                ),
             )
         except (ApiRejected, ApiUnreachable) as err:
             self._counted("failed")
@@ -254,7 +250,7 @@ class DenialEvents:
         self._counted("written")
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until every queued event is written or failed (for tests and shutdown)."""
+        """Wait until every queued event is written or failed (a worker's exit)."""
         deadline = time.monotonic() + timeout_s
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)

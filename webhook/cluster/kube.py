@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
+from webhook.admission.budgets import NAMESPACE_LOOKUP_BUDGET_S, NETWORK_POLICY_ENSURE_BUDGET_S
 from webhook.admission.ports import PolicySource
-from webhook.cluster.client import CLUSTER_KINDS, ClusterConfigError, api_client
+from webhook.cluster.client import ClusterConfigError, api_client
 from webhook.cluster.list_watch import ListWatch
-from webhook.cluster.namespaces import LOOKUP_BUDGET_S, STALE_AFTER_S, NamespaceCache
-from webhook.cluster.network_policy_applier import ENSURE_BUDGET_S, ClusterNetworkPolicyApplier
+from webhook.cluster.namespaces import STALE_AFTER_S, NamespaceCache
+from webhook.cluster.network_policy_applier import ClusterNetworkPolicyApplier
 from webhook.cluster.network_policy_writer import NetworkPolicyWriter
+from webhook.config.settings import CLUSTER_KINDS
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["ClusterConfigError", "ClusterConnection", "connect"]
@@ -51,8 +53,8 @@ def connect(
     *,
     kubeconfig: str | None = None,
     context: str | None = None,
-    lookup_budget_s: float = LOOKUP_BUDGET_S,
-    ensure_budget_s: float = ENSURE_BUDGET_S,
+    lookup_budget_s: float = NAMESPACE_LOOKUP_BUDGET_S,
+    ensure_budget_s: float = NETWORK_POLICY_ENSURE_BUDGET_S,
     stale_after_s: float | None = None,
 ) -> ClusterConnection:
     """Namespace labels (watched) and NetworkPolicy ensuring, on the cluster `mode` names.

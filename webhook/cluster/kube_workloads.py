@@ -14,13 +14,13 @@ from typing import Any
 
 from kubernetes import client
 
+from webhook.admission.budgets import WORKLOAD_LIST_BUDGET_S
 from webhook.admission.ports import PolicySource, WorkloadListing, WorkloadsUnavailable
-from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject, call_json
+from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, call_json
 from webhook.cluster.workload_lists import namespaced_lister
+from webhook.core.raw_object import JsonObject
 from webhook.core.workloads import BUILTIN_KINDS, WorkloadKind
 
-LIST_BUDGET_S = 2.0
-"""Within the webhook's own timeout, with room to answer."""
 PER_KIND_LIMIT = 500
 
 
@@ -34,7 +34,7 @@ class KubeWorkloadSource:
         api: client.ApiClient,
         *,
         policies: PolicySource | None = None,
-        budget_s: float = LIST_BUDGET_S,
+        budget_s: float = WORKLOAD_LIST_BUDGET_S,
         limit: int = PER_KIND_LIMIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

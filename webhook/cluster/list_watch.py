@@ -25,19 +25,19 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from webhook.cluster.api_calls import (
-    CONNECT_TIMEOUT_S,
+    CALL_CONNECT_TIMEOUT_S,
     ApiRejected,
     ApiUnreachable,
-    JsonObject,
     describe_unreachable,
     list_all,
 )
+from webhook.core.raw_object import JsonObject
 
 log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 240
 """How long one watch request runs before the API server ends it and it is started again."""
-LIST_TIMEOUT = (CONNECT_TIMEOUT_S * 2, 30.0)
+LIST_TIMEOUT = (CALL_CONNECT_TIMEOUT_S * 2, 30.0)
 BACKOFF_S = (0.2, 5.0)
 
 OnList = Callable[[list[JsonObject], float], None]

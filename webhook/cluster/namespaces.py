@@ -29,13 +29,14 @@ from typing import Any
 
 from kubernetes import client
 
+from webhook.admission.budgets import NAMESPACE_LOOKUP_BUDGET_S
 from webhook.admission.ports import NamespaceUnavailable, PolicySource
-from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject, call_json
+from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, call_json
 from webhook.cluster.list_watch import WATCH_SECONDS, ListWatch
+from webhook.core.raw_object import JsonObject, section, text_at
 
 log = logging.getLogger(__name__)
 
-LOOKUP_BUDGET_S = 1.0
 STALE_AFTER_S = 30.0
 """How long labels are trusted while the watch is down: a reconnect takes well under this; an
 outage longer than this makes every lookup a bounded GET (and the server not ready)."""
@@ -58,16 +59,12 @@ NamespaceListener = Callable[[str, NamespaceEntry | None, NamespaceEntry | None]
 
 
 def _entry_of(obj: Mapping[str, Any], seen_at: float) -> tuple[str, NamespaceEntry] | None:
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
+    name = text_at(obj, "metadata", "name")
+    if not name:
         return None
-    labels = metadata.get("labels")
-    frozen = (
-        MappingProxyType({str(k): str(v) for k, v in labels.items()})
-        if isinstance(labels, Mapping) and labels
-        else _NO_LABELS
-    )
-    return metadata["name"], NamespaceEntry(frozen, str(metadata.get("uid") or ""), seen_at)
+    labels = section(obj, "metadata", "labels")
+    frozen = MappingProxyType({str(k): str(v) for k, v in labels.items()}) if labels else _NO_LABELS
+    return name, NamespaceEntry(frozen, text_at(obj, "metadata", "uid"), seen_at)
 
 
 def _same(before: NamespaceEntry | None, after: NamespaceEntry | None) -> bool:
@@ -84,7 +81,7 @@ class NamespaceCache:
         api: client.ApiClient,
         policies: PolicySource,
         *,
-        lookup_budget_s: float = LOOKUP_BUDGET_S,
+        lookup_budget_s: float = NAMESPACE_LOOKUP_BUDGET_S,
         stale_after_s: float = STALE_AFTER_S,
         watch_seconds: int = WATCH_SECONDS,
         clock: Callable[[], float] = time.monotonic,

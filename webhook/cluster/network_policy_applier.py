@@ -29,18 +29,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from webhook.admission.budgets import NETWORK_POLICY_ENSURE_BUDGET_S
 from webhook.admission.ports import EnsureResult, NetworkPoliciesNotEnsured, PolicySource
-from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject
+from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline
 from webhook.cluster.namespaces import NamespaceEntry
 from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
 from webhook.core.decision import EnsureNetworkPolicies
 from webhook.core.network_policies import is_generated, matches_rendered
 from webhook.core.policy import Policy
+from webhook.core.raw_object import JsonObject, where
 
 log = logging.getLogger(__name__)
 
-ENSURE_BUDGET_S = 2.0
-"""Well inside the API server's webhook timeout (10 s by default), with room for the lookup."""
 
 Version = tuple[tuple[str, str], ...]
 """A rendering's annotations: its content hash, read without the policy's label prefix."""
@@ -83,7 +83,7 @@ class ClusterNetworkPolicyApplier:
         policies: PolicySource,
         namespaces: NamespaceUids,
         *,
-        budget_s: float = ENSURE_BUDGET_S,
+        budget_s: float = NETWORK_POLICY_ENSURE_BUDGET_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._writer = writer
@@ -103,14 +103,6 @@ class ClusterNetworkPolicyApplier:
     def trust(self, trusted: Callable[[], bool]) -> None:
         """Use memory only while `trusted()` (the policy watch is following)."""
         self._trusted = trusted
-
-    def remembered(self) -> dict[str, int]:
-        """Policies remembered and writer locks held, per namespace (for tests and debugging)."""
-        with self._lock:
-            counts = {name: len(known.policies) for name, known in self._in_place.items()}
-            for namespace, _ in self._locks:
-                counts.setdefault(namespace, 0)
-            return counts
 
     # the NetworkPolicyApplier interface
 
@@ -234,7 +226,7 @@ class ClusterNetworkPolicyApplier:
     def network_policy_event(self, kind: str, obj: JsonObject) -> None:
         """A watch event on a generated NetworkPolicy: forget it if it is gone or no longer as
         remembered (or as being written)."""
-        namespace, name = _where(obj)
+        namespace, name = where(obj)
         with self._lock:
             expected = self._expected(namespace, name)
             if expected is None:
@@ -248,7 +240,7 @@ class ClusterNetworkPolicyApplier:
         """After a (re)list: forget what the list does not show as remembered. Only what was
         remembered (or began being written) before the list was asked for can be judged by it;
         anything later is covered by the watch that follows the list."""
-        live = {_where(item): item for item in items}
+        live = {where(item): item for item in items}
         with self._lock:
             judged: list[tuple[str, str, Mapping[str, Any]]] = []
             for namespace, entry in self._in_place.items():
@@ -280,12 +272,6 @@ class ClusterNetworkPolicyApplier:
             entry.policies.pop(name, None)
             if not entry.policies:
                 del self._in_place[namespace]
-
-
-def _where(obj: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = obj.get("metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
-    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
 def _all_in_place(

@@ -16,10 +16,11 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.cluster.api_calls import ApiRejected, Deadline, JsonObject, call_json
+from webhook.cluster.api_calls import ApiRejected, Deadline, call_json
 from webhook.core.network_policies import is_generated, matches_rendered, replacement
+from webhook.core.raw_object import JsonObject
 
-MAX_CONFLICT_RETRIES = 3
+NETWORK_POLICY_CONFLICT_RETRIES = 3
 
 
 class Written(StrEnum):
@@ -44,7 +45,9 @@ class ForeignNetworkPolicy(Exception):
 class NetworkPolicyWriter:
     """Creates, updates and deletes generated NetworkPolicies through the API."""
 
-    def __init__(self, api: client.ApiClient, max_conflict_retries: int = MAX_CONFLICT_RETRIES):
+    def __init__(
+        self, api: client.ApiClient, max_conflict_retries: int = NETWORK_POLICY_CONFLICT_RETRIES
+    ):
         self._net = client.NetworkingV1Api(api)
         self._max_conflict_retries = max_conflict_retries
 

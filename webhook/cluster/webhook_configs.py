@@ -9,7 +9,6 @@ does not know survive.
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +18,19 @@ from webhook.cluster.api_calls import (
     ApiRejected,
     ApiUnreachable,
     Deadline,
-    JsonObject,
     call_json,
 )
+from webhook.core.raw_object import JsonObject
 
 if TYPE_CHECKING:
-    from webhook.cluster.client import ClusterKind
+    pass
 
 KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
-MAX_CONFLICT_RETRIES = 5
-BUDGET_S = 30.0
+CA_BUNDLE_CONFLICT_RETRIES = 5
+INJECT_CA_BUDGET_S = 30.0
 """For the whole run: a few reads and patches, from a laptop or a CI job over a real network."""
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 10.0
+INJECT_CA_CONNECT_TIMEOUT_S = 5.0
+INJECT_CA_READ_TIMEOUT_S = 10.0
 
 
 class WebhookConfigError(Exception):
@@ -49,11 +48,15 @@ class InjectResult:
 def _client(kubeconfig: Path | None, context: str | None) -> Any:
     """The pod's service account inside a pod (unless a kubeconfig is named), else a kubeconfig."""
     from webhook.cluster.client import ClusterConfigError, api_client
+    from webhook.config.settings import resolve_cluster_mode
 
-    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    mode: ClusterKind = "in-cluster" if in_pod and not (kubeconfig or context) else "kubeconfig"
+    mode = resolve_cluster_mode("auto", kubeconfig=kubeconfig, context=context)
     try:
-        return api_client(mode, kubeconfig=str(kubeconfig) if kubeconfig else None, context=context)
+        return api_client(
+            "in-cluster" if mode == "in-cluster" else "kubeconfig",
+            kubeconfig=str(kubeconfig) if kubeconfig else None,
+            context=context,
+        )
     except ClusterConfigError as err:
         raise WebhookConfigError(str(err)) from None
 
@@ -105,7 +108,9 @@ class _Api:
         self._deadline = deadline
 
     def _timeout(self) -> tuple[float, float]:
-        return self._deadline.timeout(connect_s=CONNECT_TIMEOUT_S, read_s=READ_TIMEOUT_S)
+        return self._deadline.timeout(
+            connect_s=INJECT_CA_CONNECT_TIMEOUT_S, read_s=INJECT_CA_READ_TIMEOUT_S
+        )
 
     def read(self, name: str) -> JsonObject | None:
         try:
@@ -130,7 +135,7 @@ class _Api:
 def _inject_one(
     api: _Api, kind: str, name: str, ca_bundle: str, dry_run: bool
 ) -> InjectResult | None:
-    for _ in range(MAX_CONFLICT_RETRIES):
+    for _ in range(CA_BUNDLE_CONFLICT_RETRIES):
         document = api.read(name)
         if document is None:
             return None
@@ -155,7 +160,7 @@ def inject_ca_bundle(
     kubeconfig: Path | None = None,
     context: str | None = None,
     dry_run: bool = False,
-    budget_s: float = BUDGET_S,
+    budget_s: float = INJECT_CA_BUDGET_S,
 ) -> Sequence[InjectResult]:
     """Set caBundle (base64 of `pem`) on the webhook configurations of these names, both kinds.
 

@@ -34,16 +34,3 @@ def namespaced_lister(api: client.ApiClient, kind: WorkloadKind) -> Lister:
     return functools.partial(
         objects.list_namespaced_custom_object, kind.group, kind.version, plural=kind.resource
     )
-
-
-def cluster_lister(api: client.ApiClient, kind: WorkloadKind) -> Lister:
-    """A list call over every namespace: `lister(**params)`."""
-    if not kind.group:
-        method: Lister = getattr(
-            client.CoreV1Api(api), f"list_{_snake(kind.kind)}_for_all_namespaces"
-        )
-        return method
-    objects = client.CustomObjectsApi(api)
-    return functools.partial(
-        objects.list_cluster_custom_object, kind.group, kind.version, kind.resource
-    )

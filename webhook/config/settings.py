@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ClusterMode = Literal["auto", "none", "in-cluster", "kubeconfig"]
+"""Where namespace labels come from and NetworkPolicies go (`--cluster`)."""
+CLUSTER_MODES: tuple[ClusterMode, ...] = get_args(ClusterMode)
+ClusterKind = Literal["in-cluster", "kubeconfig"]
+"""A cluster egress-guard can reach: what `auto` resolves to when there is one."""
+CLUSTER_KINDS: tuple[ClusterKind, ...] = get_args(ClusterKind)
+
+
+def resolve_cluster_mode(
+    mode: ClusterMode, *, kubeconfig: str | Path | None = None, context: str | None = None
+) -> ClusterKind | Literal["none"]:
+    """`auto`: the pod's service account inside a pod, unless a kubeconfig or context is named;
+    a kubeconfig when one is named or exists; otherwise no cluster. Any other mode is as given,
+    except that naming a kubeconfig or context means the kubeconfig."""
+    if mode == "none":
+        return mode
+    if kubeconfig or context:
+        return "kubeconfig"
+    if mode != "auto":
+        return mode
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "in-cluster"
+    default = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if any(Path(p).is_file() for p in default.split(os.pathsep) if p):
+        return "kubeconfig"
+    return "none"
+
+
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+"""Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""
 
 
 class ServeSettings(BaseSettings):
@@ -36,7 +66,7 @@ class ServeSettings(BaseSettings):
         default=None,
         description="gunicorn's heartbeat files; /dev/shm when it exists (a disk write stalls)",
     )
-    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     cluster: ClusterMode = "auto"
     service: str = "egress-guard"
     namespace: str = "egress-guard"

@@ -25,8 +25,9 @@ from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import network_policy_intents, unexpressible
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.proxy_env import inject_proxy_env, record_annotation
+from webhook.core.raw_object import mapping_at
 from webhook.core.request import AdmissionRequest
-from webhook.core.workloads import CONTAINER_LISTS, Workload, find_workload, mapping_at
+from webhook.core.workloads import CONTAINER_LISTS, Workload, find_workload
 
 
 class Action(StrEnum):
@@ -248,7 +249,7 @@ def _wants_proxy(namespace: NamespaceContext, policy: Policy, workload: Workload
 
 
 def _being_deleted(obj: Any) -> bool:
-    metadata = mapping_at(obj, ("metadata",))
+    metadata = mapping_at(obj, "metadata")
     return bool(metadata and metadata.get("deletionTimestamp"))
 
 
@@ -262,7 +263,7 @@ def _already_violating(
 
 def _ephemeral_names(old_pod: Any) -> frozenset[str]:
     """Ephemeral containers that already exist may not change; only new ones get variables."""
-    spec = mapping_at(old_pod, ("spec",))
+    spec = mapping_at(old_pod, "spec")
     items = spec.get("ephemeralContainers") if spec else None
     if not isinstance(items, list):
         return frozenset()

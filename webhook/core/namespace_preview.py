@@ -18,8 +18,9 @@ from webhook.core.decision import Decision, Note, allowed
 from webhook.core.findings import NAMESPACE_PREVIEW, Finding, Severity, detail
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.policy import Mode, Policy
+from webhook.core.raw_object import mapping_at, section
 from webhook.core.request import AdmissionRequest
-from webhook.core.workloads import find_workload, group_of, mapping_at
+from webhook.core.workloads import find_workload, group_of
 
 NAMED = 3
 """Workloads named one by one; the rest are counted."""
@@ -41,7 +42,7 @@ class NamespaceChange:
 
 
 def _labels(obj: Any) -> Mapping[str, str]:
-    labels = mapping_at(obj, ("metadata", "labels"))
+    labels = mapping_at(obj, "metadata", "labels")
     return {str(k): str(v) for k, v in labels.items()} if labels else {}
 
 
@@ -55,7 +56,7 @@ def namespace_change(request: AdmissionRequest, policy: Policy) -> NamespaceChan
         or request.object is None
     ):
         return None
-    metadata = mapping_at(request.object, ("metadata",)) or {}
+    metadata = section(request.object, "metadata")
     name = request.name or str(metadata.get("name") or "")
     new_labels = _labels(request.object)
     old_labels = _labels(request.old_object) if request.operation == "UPDATE" else {}
@@ -73,7 +74,7 @@ def _owned_by_a_listed_kind(obj: Mapping[str, Any], policy: Policy) -> bool:
     """The object's controller is of a kind the preview lists (`Policy.reviewed_kinds`), so it is
     reported through that owner only, as Pod Security Admission does (a Deployment's ReplicaSet,
     a ReplicaSet's Pods)."""
-    owners = (mapping_at(obj, ("metadata",)) or {}).get("ownerReferences")
+    owners = section(obj, "metadata").get("ownerReferences")
     if not isinstance(owners, list):
         return False
     for owner in owners:
@@ -92,7 +93,7 @@ def violators(
     found: list[Finding] = []
     for obj in workloads:
         kind = obj.get("kind")
-        metadata = mapping_at(obj, ("metadata",)) or {}
+        metadata = section(obj, "metadata")
         name = metadata.get("name")
         if (
             not isinstance(kind, str)

@@ -19,8 +19,10 @@ from typing import Any
 
 from webhook.core.decision import EnsureNetworkPolicies
 from webhook.core.findings import HOST_NAMES, Finding, Severity, Subject, detail
+from webhook.core.kube_names import DNS1123_LABEL_MAX, is_dns1123_label
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Destination, Inject, Mode, Policy, PortSpec, Profile
+from webhook.core.raw_object import section, text_at
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "egress-guard"
@@ -29,11 +31,6 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 DEFAULT_DENY_NAME = "egress-guard-default-deny"
 PROFILE_NAME_PREFIX = "egress-guard-profile-"
-MAX_NAME_LENGTH = 63
-"""A DNS-1123 label: stricter than the subdomain the API asks of a NetworkPolicy name, so the name
-also fits wherever a label value or a DNS label is expected (tooling, selectors, events)."""
-
-_PLAIN_PROFILE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DIGEST_LENGTH = 8
 _DIGEST_SUFFIX = re.compile(rf"-[0-9a-f]{{{_DIGEST_LENGTH}}}$")
 
@@ -58,15 +55,18 @@ class GeneratedKeys:
 def profile_policy_name(profile: str) -> str:
     """A DNS-1123 label naming a profile's policy, distinct for every distinct profile name.
 
+    A label, stricter than the subdomain the API asks of a NetworkPolicy name, so that the name
+    also fits wherever a label value or a DNS label is expected (tooling, selectors, events).
+
     A profile name that is already a short DNS label is used as it is. Any other (upper case,
     dots, underscores, too long) becomes a slug plus a digest of the exact name, so `Web.API`,
     `web_api` and `web-api` get three names. A plain name never ends in `-` and eight hex digits,
     the shape every digest name ends in, so a plain name can never equal a digest name.
     """
-    room = MAX_NAME_LENGTH - len(PROFILE_NAME_PREFIX)
-    plain = _PLAIN_PROFILE.match(profile) and not _DIGEST_SUFFIX.search(profile)
-    if plain and len(profile) <= room:
-        return PROFILE_NAME_PREFIX + profile
+    name = PROFILE_NAME_PREFIX + profile
+    if is_dns1123_label(name) and not _DIGEST_SUFFIX.search(profile):
+        return name
+    room = DNS1123_LABEL_MAX - len(PROFILE_NAME_PREFIX)
     digest = hashlib.sha256(profile.encode()).hexdigest()[:_DIGEST_LENGTH]
     slug = re.sub(r"[^a-z0-9]+", "-", profile.lower()).strip("-")
     slug = slug[: room - _DIGEST_LENGTH - 1].strip("-") or "x"
@@ -243,15 +243,7 @@ def unexpressible(
 
 def is_generated(obj: Mapping[str, Any]) -> bool:
     """The object carries egress-guard's managed-by label: egress-guard may change or delete it."""
-    metadata = obj.get("metadata")
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    return isinstance(labels, Mapping) and labels.get(MANAGED_BY_LABEL) == MANAGED_BY
-
-
-def _metadata_map(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    value = metadata.get(key) if isinstance(metadata, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
+    return section(obj, "metadata", "labels").get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
 def matches_rendered(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -259,10 +251,10 @@ def matches_rendered(live: Mapping[str, Any], desired: Mapping[str, Any]) -> boo
     sets. Labels and annotations others add are theirs and do not count as drift."""
     if live.get("spec") != desired["spec"]:
         return False
-    live_labels = _metadata_map(live, "labels")
-    live_annotations = _metadata_map(live, "annotations")
-    wanted_labels = _metadata_map(desired, "labels")
-    wanted_annotations = _metadata_map(desired, "annotations")
+    live_labels = section(live, "metadata", "labels")
+    live_annotations = section(live, "metadata", "annotations")
+    wanted_labels = section(desired, "metadata", "labels")
+    wanted_annotations = section(desired, "metadata", "annotations")
     return all(live_labels.get(k) == v for k, v in wanted_labels.items()) and all(
         live_annotations.get(k) == v for k, v in wanted_annotations.items()
     )
@@ -274,16 +266,18 @@ def replacement(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str
     It names the resourceVersion read, so a concurrent change makes the API server answer 409
     instead of being overwritten, and it keeps labels and annotations others added.
     """
-    live_metadata = live.get("metadata")
-    live_metadata = live_metadata if isinstance(live_metadata, Mapping) else {}
     metadata = dict(desired["metadata"])
-    metadata["labels"] = {**_metadata_map(live, "labels"), **_metadata_map(desired, "labels")}
-    metadata["annotations"] = {
-        **_metadata_map(live, "annotations"),
-        **_metadata_map(desired, "annotations"),
+    metadata["labels"] = {
+        **section(live, "metadata", "labels"),
+        **section(desired, "metadata", "labels"),
     }
-    if isinstance(live_metadata.get("resourceVersion"), str):
-        metadata["resourceVersion"] = live_metadata["resourceVersion"]
+    metadata["annotations"] = {
+        **section(live, "metadata", "annotations"),
+        **section(desired, "metadata", "annotations"),
+    }
+    resource_version = text_at(live, "metadata", "resourceVersion")
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
     return {**desired, "metadata": metadata}
 
 

@@ -24,15 +24,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from webhook.core.kube_names import (
+    SYSTEM_NAMESPACES,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_label_value,
+    is_qualified_name,
+)
 from webhook.core.workloads import BUILTIN_KINDS, WorkloadKind, builtin_kind
 
-# Kubernetes' own grammars (apimachinery/pkg/util/validation).
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _API_VERSION = re.compile(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$")
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _HOSTNAME = re.compile(
@@ -66,7 +66,7 @@ class Inject(StrEnum):
 
 
 def _check_label_value(value: str, what: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if not is_label_value(value):
         raise ValueError(
             f"{what} {value!r} is not a valid Kubernetes label value "
             "(at most 63 characters: letters, digits, '-', '_', '.', starting and ending "
@@ -77,9 +77,9 @@ def _check_label_value(value: str, what: str) -> str:
 
 def _check_label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if prefix and not is_dns1123_subdomain(prefix):
         raise ValueError(f"label key {key!r} has an invalid prefix {prefix!r}")
-    if len(name) > 63 or not _LABEL_NAME.match(name):
+    if not is_qualified_name(name):
         raise ValueError(f"label key {key!r} is not a valid Kubernetes label name")
     return key
 
@@ -92,7 +92,7 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 def _check_namespace_name(name: str) -> str:
-    if len(name) > 63 or not _DNS1123_LABEL.match(name):
+    if not is_dns1123_label(name):
         raise ValueError(f"{name!r} is not a valid namespace name (a DNS-1123 label)")
     return name
 
@@ -149,7 +149,7 @@ class PortSpec(_Model):
     def _port_in_range(cls, port: int | str) -> int | str:
         if isinstance(port, int):
             _check_port(port)
-        elif len(port) > 15 or not _DNS1123_LABEL.match(port) or not re.search("[a-z]", port):
+        elif len(port) > 15 or not is_dns1123_label(port) or not re.search("[a-z]", port):
             raise ValueError(f"named port {port!r} is not a valid IANA service name")
         return port
 
@@ -319,7 +319,7 @@ class WorkloadKindSpec(_Model):
     @field_validator("group")
     @classmethod
     def _valid_group(cls, group: str) -> str:
-        if not group or len(group) > 253 or not _DNS1123_SUBDOMAIN.match(group):
+        if not is_dns1123_subdomain(group):
             raise ValueError(
                 f"group {group!r} must be an API group, a DNS subdomain such as argoproj.io "
                 "(the built-in kinds need no entry)"
@@ -343,7 +343,7 @@ class WorkloadKindSpec(_Model):
     @field_validator("resource")
     @classmethod
     def _valid_resource(cls, resource: str) -> str:
-        if len(resource) > 63 or not _DNS1123_LABEL.match(resource):
+        if not is_dns1123_label(resource):
             raise ValueError(
                 f"resource {resource!r} is not a resource name: the lower-case plural, such as "
                 "rollouts"
@@ -367,7 +367,7 @@ class Policy(_Model):
 
     label_prefix: str = "egress-guard.io"
     exempt_namespaces: list[NamespaceName] = Field(
-        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease", "egress-guard"]
+        default_factory=lambda: [*SYSTEM_NAMESPACES, "egress-guard"]
     )
     dns: DnsSettings = Field(default_factory=DnsSettings)
     proxy: ProxySettings | None = None
@@ -387,7 +387,7 @@ class Policy(_Model):
     @field_validator("label_prefix")
     @classmethod
     def _valid_prefix(cls, prefix: str) -> str:
-        if len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
+        if not is_dns1123_subdomain(prefix):
             raise ValueError(f"{prefix!r} is not a DNS subdomain (e.g. egress-guard.io)")
         return prefix
 

@@ -15,6 +15,7 @@ from typing import Any
 from webhook.core.findings import PROXY_ENV, Finding, Severity, Subject, detail
 from webhook.core.json_patch import PatchOp, add, pointer
 from webhook.core.policy import ProxySettings
+from webhook.core.raw_object import mapping_at, text_at
 from webhook.core.workloads import containers
 
 
@@ -127,33 +128,29 @@ def record_annotation(
     When the API server calls the webhook again (another webhook added a container meanwhile),
     the record of the first pass is kept and the new containers are added to it.
     """
-    metadata = pod.get("metadata")
+    metadata = mapping_at(pod, "metadata")
     containers = {name: list(names) for name, names in injected.items()}
-    earlier = _recorded_containers(metadata, key)
+    earlier = _recorded_containers(text_at(pod, "metadata", "annotations", key))
     value = json.dumps(
         {"url": proxy.url, "containers": {**earlier, **containers}},
         separators=(",", ":"),
         sort_keys=True,
     )
-    if not isinstance(metadata, Mapping):
+    if metadata is None:
         return add("/metadata", {"annotations": {key: value}})
-    if not isinstance(metadata.get("annotations"), Mapping):
+    if mapping_at(metadata, "annotations") is None:
         return add("/metadata/annotations", {key: value})
     return add(pointer("metadata", "annotations", key), value)
 
 
-def _recorded_containers(metadata: Any, key: str) -> dict[str, list[str]]:
+def _recorded_containers(text: str) -> dict[str, list[str]]:
     """The containers an earlier pass recorded in the annotation, if it reads as one."""
-    annotations = metadata.get("annotations") if type(metadata) is dict else None
-    text = annotations.get(key) if type(annotations) is dict else None
-    if not isinstance(text, str):
-        return {}
     try:
-        record = json.loads(text)
+        record = json.loads(text) if text else None
     except ValueError:
         return {}
-    containers = record.get("containers") if type(record) is dict else None
-    if type(containers) is not dict:
+    containers = mapping_at(record, "containers")
+    if containers is None:
         return {}
     return {
         str(name): [str(v) for v in names]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-JsonObject = Mapping[str, Any]
+from webhook.core.raw_object import section
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,22 +26,17 @@ class AdmissionRequest:
     version: str = ""
     sub_resource: str = ""
     dry_run: bool = False
-    object: JsonObject | None = None
-    old_object: JsonObject | None = None
+    object: Mapping[str, Any] | None = None
+    old_object: Mapping[str, Any] | None = None
 
     @property
     def object_name(self) -> str:
         """The name to show a person: the request's, or the object's, or its generateName."""
         if self.name:
             return self.name
-        metadata = _mapping(self.object, "metadata")
+        metadata = section(self.object, "metadata")
         name = metadata.get("name")
         if isinstance(name, str) and name:
             return name
         generate = metadata.get("generateName")
         return f"{generate}<generated>" if isinstance(generate, str) and generate else "<unnamed>"
-
-
-def _mapping(parent: Any, key: str) -> Mapping[str, Any]:
-    value = parent.get(key) if type(parent) is dict else None
-    return value if type(value) is dict else {}

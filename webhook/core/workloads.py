@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.findings import Subject
+from webhook.core.raw_object import mapping_at, section
 
 GENERIC_TEMPLATE_PATH = ("spec", "template")
 """Any other kind counts as a workload when it has a pod template here (e.g. an Argo Rollout)."""
@@ -91,8 +92,6 @@ def group_of(api_version: Any) -> str | None:
 CONTAINER_LISTS = ("initContainers", "containers")
 """Container lists a pod is created with (ephemeral containers arrive later, by subresource)."""
 
-_EMPTY: Mapping[str, Any] = {}
-
 
 @dataclass(frozen=True, slots=True)
 class Workload:
@@ -121,21 +120,8 @@ class Workload:
         return ".".join((*self.template_path, "metadata", "labels"))
 
 
-def mapping_at(obj: Any, path: tuple[str, ...]) -> Mapping[str, Any] | None:
-    """The mapping at `path` inside `obj`, or None where the path is missing or not a mapping.
-
-    Decoded JSON objects are dicts; checking for `dict` rather than the `Mapping` ABC keeps this
-    cheap on the admission path, where it runs a dozen times per review.
-    """
-    for key in path:
-        if type(obj) is not dict:
-            return None
-        obj = obj.get(key)
-    return obj if type(obj) is dict else None
-
-
 def _looks_like_pod_template(template: Mapping[str, Any] | None) -> bool:
-    spec = mapping_at(template, ("spec",))
+    spec = mapping_at(template, "spec")
     return spec is not None and isinstance(spec.get("containers"), list)
 
 
@@ -153,21 +139,21 @@ def find_workload(obj: Any, kind: str, name: str, group: str | None = None) -> W
     known = builtin_kind(group_of(obj.get("apiVersion")) if group is None else group, kind)
     if known is not None:
         path = known.template_path
-    elif _looks_like_pod_template(mapping_at(obj, GENERIC_TEMPLATE_PATH)):
+    elif _looks_like_pod_template(mapping_at(obj, *GENERIC_TEMPLATE_PATH)):
         path = GENERIC_TEMPLATE_PATH
     else:
         return None
-    template = mapping_at(obj, path) or _EMPTY
-    metadata = mapping_at(obj, ("metadata",)) or _EMPTY
-    pod_metadata = mapping_at(template, ("metadata",)) or _EMPTY
+    template = section(obj, *path)
+    metadata = section(obj, "metadata")
+    pod_metadata = section(template, "metadata")
     return Workload(
         kind=kind,
         name=name,
-        own_labels=mapping_at(metadata, ("labels",)) or _EMPTY,
+        own_labels=section(metadata, "labels"),
         template_path=path,
-        pod_labels=mapping_at(pod_metadata, ("labels",)) or _EMPTY,
-        pod_annotations=mapping_at(pod_metadata, ("annotations",)) or _EMPTY,
-        pod_spec=mapping_at(template, ("spec",)) or _EMPTY,
+        pod_labels=section(pod_metadata, "labels"),
+        pod_annotations=section(pod_metadata, "annotations"),
+        pod_spec=section(template, "spec"),
     )
 
 

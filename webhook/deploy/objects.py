@@ -25,29 +25,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from webhook import __version__
+from webhook.admission.budgets import (
+    MUTATION_TIMEOUT_S,
+    NAMESPACE_PREVIEW_TIMEOUT_S,
+    VALIDATION_TIMEOUT_S,
+)
 from webhook.config.settings import ServeSettings
+from webhook.core.kube_names import SYSTEM_NAMESPACES, service_dns_names
 from webhook.core.network_policies import NAMESPACE_NAME_LABEL
 from webhook.core.policy import Mode, Policy
+from webhook.core.raw_object import JsonObject
 from webhook.core.workloads import WorkloadKind
 from webhook.deploy.match_conditions import workload_match_conditions
-
-Manifest = dict[str, Any]
-
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
-"""Never sent to the webhooks, whatever the policy says."""
-
-"""Set by the API server on every namespace to its name: selectors can exclude by name."""
 
 VALIDATE_PATH, MUTATE_PATH = "/validate", "/mutate"
 CONTAINER_PORT: int = ServeSettings.model_fields["port"].default
 SERVICE_PORT = 443
-VALIDATION_TIMEOUT_S = 5
-"""Validation may create NetworkPolicies through the API before it answers."""
-MUTATION_TIMEOUT_S = 3
-NAMESPACE_PREVIEW_TIMEOUT_S = 3
 
 PREVIEW_MODES = (Mode.WARN.value, Mode.AUDIT.value)
 """Modes that only preview: their webhook fails open. Every other value enforces."""
@@ -98,8 +93,8 @@ def selector_labels(options: DeployOptions, component: str = "webhook") -> dict[
     return {"app.kubernetes.io/name": options.name, "app.kubernetes.io/component": component}
 
 
-def _metadata(options: DeployOptions, name: str, *, namespaced: bool = True) -> Manifest:
-    metadata: Manifest = {"name": name}
+def _metadata(options: DeployOptions, name: str, *, namespaced: bool = True) -> JsonObject:
+    metadata: JsonObject = {"name": name}
     if namespaced:
         metadata["namespace"] = options.namespace
     metadata["labels"] = labels(options)
@@ -111,7 +106,7 @@ def excluded_namespaces(policy: Policy, options: DeployOptions) -> list[str]:
     return sorted({*SYSTEM_NAMESPACES, options.namespace, *policy.exempt_namespaces})
 
 
-def _not_excluded(policy: Policy, options: DeployOptions) -> Manifest:
+def _not_excluded(policy: Policy, options: DeployOptions) -> JsonObject:
     return {
         "key": NAMESPACE_NAME_LABEL,
         "operator": "NotIn",
@@ -119,7 +114,7 @@ def _not_excluded(policy: Policy, options: DeployOptions) -> Manifest:
     }
 
 
-def namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
+def namespace_selector(policy: Policy, options: DeployOptions) -> JsonObject:
     """Opted-in namespaces (the mode label exists), minus the excluded ones by name."""
     return {
         "matchExpressions": [
@@ -129,7 +124,7 @@ def namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
     }
 
 
-def enforce_namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
+def enforce_namespace_selector(policy: Policy, options: DeployOptions) -> JsonObject:
     """Opted-in namespaces whose mode is not a preview one: `enforce`, and any value the core
     does not know (which it treats as enforce), minus the excluded ones."""
     return {
@@ -141,7 +136,7 @@ def enforce_namespace_selector(policy: Policy, options: DeployOptions) -> Manife
     }
 
 
-def preview_namespace_selector(policy: Policy, options: DeployOptions) -> Manifest:
+def preview_namespace_selector(policy: Policy, options: DeployOptions) -> JsonObject:
     """Namespaces in warn or audit mode, minus the excluded ones."""
     return {
         "matchExpressions": [
@@ -159,7 +154,7 @@ def webhook_name(policy: Policy, purpose: str) -> str:
     return name
 
 
-def _client_config(options: DeployOptions, path: str) -> Manifest:
+def _client_config(options: DeployOptions, path: str) -> JsonObject:
     return {
         "service": {
             "namespace": options.namespace,
@@ -178,7 +173,7 @@ def by_group_version(kinds: Sequence[WorkloadKind]) -> dict[tuple[str, str], lis
     return grouped
 
 
-def workload_rules(policy: Policy) -> list[Manifest]:
+def workload_rules(policy: Policy) -> list[JsonObject]:
     """Every kind the core reviews as a workload under this policy (`Policy.reviewed_kinds`)."""
     return [
         {
@@ -193,8 +188,8 @@ def workload_rules(policy: Policy) -> list[Manifest]:
 
 
 def _workloads_webhook(
-    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: Manifest
-) -> Manifest:
+    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: JsonObject
+) -> JsonObject:
     return {
         "name": webhook_name(policy, purpose),
         "admissionReviewVersions": ["v1"],
@@ -209,7 +204,7 @@ def _workloads_webhook(
     }
 
 
-def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> Manifest:
+def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> JsonObject:
     # Enforcing namespaces fail closed; warn and audit ones preview and fail open. The two
     # selectors split the opted-in namespaces between them, with no gap and no overlap.
     enforce = _workloads_webhook(
@@ -258,7 +253,7 @@ def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> 
     }
 
 
-def mutating_webhook_configuration(policy: Policy, options: DeployOptions) -> Manifest:
+def mutating_webhook_configuration(policy: Policy, options: DeployOptions) -> JsonObject:
     pods = {
         "name": webhook_name(policy, "pods.mutate"),
         "admissionReviewVersions": ["v1"],
@@ -297,7 +292,7 @@ def mutating_webhook_configuration(policy: Policy, options: DeployOptions) -> Ma
     }
 
 
-def namespace(options: DeployOptions) -> Manifest:
+def namespace(options: DeployOptions) -> JsonObject:
     """egress-guard's own namespace: no mode label (never managed, and excluded by name in
     every webhook), and Pod Security `restricted`, which the Deployment below meets."""
     metadata = _metadata(options, options.namespace, namespaced=False)
@@ -308,7 +303,7 @@ def namespace(options: DeployOptions) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
-def service_account(options: DeployOptions) -> Manifest:
+def service_account(options: DeployOptions) -> JsonObject:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -316,7 +311,7 @@ def service_account(options: DeployOptions) -> Manifest:
     }
 
 
-def policy_config_map(policy_text: str, options: DeployOptions) -> Manifest:
+def policy_config_map(policy_text: str, options: DeployOptions) -> JsonObject:
     """The policy file as written (comments included): mounted, and reloaded on change."""
     return {
         "apiVersion": "v1",
@@ -326,7 +321,7 @@ def policy_config_map(policy_text: str, options: DeployOptions) -> Manifest:
     }
 
 
-def anti_affinity(selector: Mapping[str, str]) -> Manifest:
+def anti_affinity(selector: Mapping[str, str]) -> JsonObject:
     """Replicas on different nodes when the cluster allows it (preferred, not required: a
     required rule would stall a rolling update with maxSurge on a two-node cluster; the
     PodDisruptionBudget guards voluntary evictions)."""
@@ -345,7 +340,7 @@ def anti_affinity(selector: Mapping[str, str]) -> Manifest:
     }
 
 
-def pod_security_context() -> Manifest:
+def pod_security_context() -> JsonObject:
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS,
@@ -355,7 +350,7 @@ def pod_security_context() -> Manifest:
     }
 
 
-def _probe(path: str, period_s: int, failures: int) -> Manifest:
+def _probe(path: str, period_s: int, failures: int) -> JsonObject:
     return {
         "httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
         "periodSeconds": period_s,
@@ -364,7 +359,7 @@ def _probe(path: str, period_s: int, failures: int) -> Manifest:
     }
 
 
-def container_security_context() -> Manifest:
+def container_security_context() -> JsonObject:
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -377,11 +372,11 @@ def container_security_context() -> Manifest:
     }
 
 
-def _env(name: str, value: str) -> Manifest:
+def _env(name: str, value: str) -> JsonObject:
     return {"name": name, "value": value}
 
 
-def deployment(options: DeployOptions) -> Manifest:
+def deployment(options: DeployOptions) -> JsonObject:
     selector = selector_labels(options)
     container = {
         "name": "webhook",
@@ -466,7 +461,7 @@ def deployment(options: DeployOptions) -> Manifest:
     }
 
 
-def pod_disruption_budget(options: DeployOptions) -> Manifest:
+def pod_disruption_budget(options: DeployOptions) -> JsonObject:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -480,7 +475,7 @@ def pod_disruption_budget(options: DeployOptions) -> Manifest:
     }
 
 
-def service(options: DeployOptions) -> Manifest:
+def service(options: DeployOptions) -> JsonObject:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -495,12 +490,7 @@ def service(options: DeployOptions) -> Manifest:
     }
 
 
-def service_dns_names(options: DeployOptions) -> list[str]:
-    base = f"{options.name}.{options.namespace}"
-    return [options.name, base, f"{base}.svc", f"{base}.svc.cluster.local"]
-
-
-def cert_manager_objects(options: DeployOptions) -> list[Manifest]:
+def cert_manager_objects(options: DeployOptions) -> list[JsonObject]:
     """A self-signed root, a CA issuer, and the serving certificate in the Secret the pods mount.
 
     The CA keeps its key across renewals (`rotationPolicy: Never`), so serving certificates it
@@ -541,7 +531,7 @@ def cert_manager_objects(options: DeployOptions) -> list[Manifest]:
             "metadata": _metadata(options, options.serving_certificate),
             "spec": {
                 "secretName": options.tls_secret,
-                "dnsNames": service_dns_names(options),
+                "dnsNames": service_dns_names(options.name, options.namespace),
                 "duration": "8760h",
                 "renewBefore": "720h",
                 "privateKey": {**ecdsa, "rotationPolicy": "Always"},
@@ -552,7 +542,7 @@ def cert_manager_objects(options: DeployOptions) -> list[Manifest]:
     ]
 
 
-def ca_injection_patches(options: DeployOptions) -> list[Manifest]:
+def ca_injection_patches(options: DeployOptions) -> list[JsonObject]:
     """Strategic merge patches: cert-manager's injector fills caBundle on both configurations."""
     annotation = {CERT_MANAGER_INJECT: f"{options.namespace}/{options.serving_certificate}"}
     return [
@@ -566,29 +556,29 @@ def ca_injection_patches(options: DeployOptions) -> list[Manifest]:
 
 
 @dataclass(frozen=True, slots=True)
-class ManifestFile:
+class DeployFile:
     """One file of the rendered tree: its documents and a comment saying what it is."""
 
     path: str
-    documents: Sequence[Manifest]
+    documents: Sequence[JsonObject]
     comment: str
 
 
-def base_files(policy: Policy, policy_text: str, options: DeployOptions) -> list[ManifestFile]:
+def base_files(policy: Policy, policy_text: str, options: DeployOptions) -> list[DeployFile]:
     return [
-        ManifestFile("namespace.yaml", [namespace(options)], "egress-guard's own namespace"),
-        ManifestFile("serviceaccount.yaml", [service_account(options)], "the webhook's identity"),
-        ManifestFile(
+        DeployFile("namespace.yaml", [namespace(options)], "egress-guard's own namespace"),
+        DeployFile("serviceaccount.yaml", [service_account(options)], "the webhook's identity"),
+        DeployFile(
             "configmap.yaml",
             [policy_config_map(policy_text, options)],
             "the policy file, reloaded by the server when it changes",
         ),
-        ManifestFile("deployment.yaml", [deployment(options)], "the webhook server"),
-        ManifestFile(
+        DeployFile("deployment.yaml", [deployment(options)], "the webhook server"),
+        DeployFile(
             "pdb.yaml", [pod_disruption_budget(options)], "one replica always up through drains"
         ),
-        ManifestFile("service.yaml", [service(options)], "what the API server calls"),
-        ManifestFile(
+        DeployFile("service.yaml", [service(options)], "what the API server calls"),
+        DeployFile(
             "webhooks.yaml",
             [
                 validating_webhook_configuration(policy, options),
@@ -599,14 +589,10 @@ def base_files(policy: Policy, policy_text: str, options: DeployOptions) -> list
     ]
 
 
-def base_objects(policy: Policy, policy_text: str, options: DeployOptions) -> list[Manifest]:
-    return [doc for f in base_files(policy, policy_text, options) for doc in f.documents]
-
-
-def with_cert_manager(objects: Sequence[Manifest], options: DeployOptions) -> list[Manifest]:
+def with_cert_manager(objects: Sequence[JsonObject], options: DeployOptions) -> list[JsonObject]:
     """The base objects as the cert-manager overlay builds them: annotated, plus certificates."""
     annotation = ca_injection_patches(options)[0]["metadata"]["annotations"]
-    result: list[Manifest] = []
+    result: list[JsonObject] = []
     for obj in objects:
         if obj["kind"] in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
             metadata = {**obj["metadata"], "annotations": {**annotation}}

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from webhook.core.policy import Policy
-from webhook.deploy.objects import DeployOptions, Manifest, labels
+from webhook.core.raw_object import JsonObject
+from webhook.deploy.objects import DeployOptions, labels
 
 Rule = tuple[str, Sequence[str], Sequence[str]]
 """(API group, resources, verbs)"""
@@ -66,7 +67,7 @@ def lease_name(options: DeployOptions) -> str:
     return f"{options.name}-reconciler"
 
 
-def _rules(rules: Sequence[Rule]) -> list[Manifest]:
+def _rules(rules: Sequence[Rule]) -> list[JsonObject]:
     return [
         {"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
         for group, resources, verbs in rules
@@ -75,9 +76,9 @@ def _rules(rules: Sequence[Rule]) -> list[Manifest]:
 
 def _meta(
     options: DeployOptions, name: str, component: str | None, *, namespaced: bool = False
-) -> Manifest:
+) -> JsonObject:
     """Labelled with the component that uses the object (None: both, so no component label)."""
-    metadata: Manifest = {"name": name}
+    metadata: JsonObject = {"name": name}
     if namespaced:
         metadata["namespace"] = options.namespace
     found = labels(options, component or WEBHOOK)
@@ -87,13 +88,13 @@ def _meta(
     return metadata
 
 
-def _subject(options: DeployOptions, account: str) -> Manifest:
+def _subject(options: DeployOptions, account: str) -> JsonObject:
     return {"kind": "ServiceAccount", "name": account, "namespace": options.namespace}
 
 
 def _cluster_role(
     options: DeployOptions, name: str, component: str | None, rules: Sequence[Rule]
-) -> Manifest:
+) -> JsonObject:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
@@ -110,7 +111,7 @@ def _binding(
     accounts: Sequence[str],
     *,
     component: str | None,
-) -> Manifest:
+) -> JsonObject:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": kind,
@@ -120,7 +121,7 @@ def _binding(
     }
 
 
-def rbac_manifests(options: DeployOptions, policy: Policy) -> list[Manifest]:
+def rbac_manifests(options: DeployOptions, policy: Policy) -> list[JsonObject]:
     """The reconciler's ServiceAccount (the webhook's is in serviceaccount.yaml), the roles, and
     their bindings."""
     webhook, reconciler = options.name, reconciler_account(options)

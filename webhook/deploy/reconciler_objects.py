@@ -8,12 +8,12 @@ stuck process loses the Lease and its peer carries on.
 
 from __future__ import annotations
 
+from webhook.core.raw_object import JsonObject
 from webhook.deploy.objects import (
     POLICY_DIR,
     POLICY_KEY,
     TMP_DIR,
     DeployOptions,
-    Manifest,
     anti_affinity,
     container_security_context,
     labels,
@@ -25,7 +25,7 @@ from webhook.deploy.rbac import lease_name, reconciler_account
 COMPONENT = "reconciler"
 
 
-def reconciler_deployment(options: DeployOptions) -> Manifest:
+def reconciler_deployment(options: DeployOptions) -> JsonObject:
     selector = selector_labels(options, COMPONENT)
     container = {
         "name": COMPONENT,

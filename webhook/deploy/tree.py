@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from webhook.core.policy import Policy
+from webhook.core.raw_object import JsonObject
 from webhook.deploy.objects import (
+    DeployFile,
     DeployOptions,
-    Manifest,
-    ManifestFile,
     base_files,
     ca_injection_patches,
     cert_manager_objects,
@@ -35,7 +35,7 @@ GENERATED = (
 )
 
 
-def kustomization(resources: Sequence[str]) -> Manifest:
+def kustomization(resources: Sequence[str]) -> JsonObject:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -43,7 +43,7 @@ def kustomization(resources: Sequence[str]) -> Manifest:
     }
 
 
-def cert_manager_component() -> Manifest:
+def cert_manager_component() -> JsonObject:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1alpha1",
         "kind": "Component",
@@ -52,7 +52,7 @@ def cert_manager_component() -> Manifest:
     }
 
 
-def cert_manager_overlay(base: str, component: str) -> Manifest:
+def cert_manager_overlay(base: str, component: str) -> JsonObject:
     """An overlay (in a directory of its own, outside the base) deploying with cert-manager."""
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -62,15 +62,15 @@ def cert_manager_overlay(base: str, component: str) -> Manifest:
     }
 
 
-def deploy_tree(policy: Policy, policy_text: str, options: DeployOptions) -> list[ManifestFile]:
+def deploy_tree(policy: Policy, policy_text: str, options: DeployOptions) -> list[DeployFile]:
     """Every file of `deploy/`, paths relative to it."""
     base = base_files(policy, policy_text, options)
-    rbac_file = ManifestFile(
+    rbac_file = DeployFile(
         "rbac.yaml",
         rbac_manifests(options, policy),
         "what the webhook and the reconciler may do, and no more",
     )
-    reconciler_file = ManifestFile(
+    reconciler_file = DeployFile(
         "reconciler.yaml",
         [reconciler_deployment(options)],
         "brings namespaces that predate egress-guard to what admission makes",
@@ -80,19 +80,19 @@ def deploy_tree(policy: Policy, policy_text: str, options: DeployOptions) -> lis
     base.insert(paths.index("deployment.yaml") + 2, reconciler_file)
     component = CERT_MANAGER_COMPONENT
     return [
-        ManifestFile(KUSTOMIZATION, [kustomization([f.path for f in base])], "the base"),
+        DeployFile(KUSTOMIZATION, [kustomization([f.path for f in base])], "the base"),
         *base,
-        ManifestFile(
+        DeployFile(
             f"{component}/{KUSTOMIZATION}",
             [cert_manager_component()],
             "cert-manager instead of `egress-guard certs`: add this component to an overlay",
         ),
-        ManifestFile(
+        DeployFile(
             f"{component}/certificates.yaml",
             cert_manager_objects(options),
             "a CA of egress-guard's own, issued by cert-manager, and the serving certificate",
         ),
-        ManifestFile(
+        DeployFile(
             f"{component}/inject-ca-from.yaml",
             ca_injection_patches(options),
             "cert-manager's CA injector keeps caBundle in step with the serving certificate",
@@ -100,7 +100,7 @@ def deploy_tree(policy: Policy, policy_text: str, options: DeployOptions) -> lis
     ]
 
 
-def base_stream(policy: Policy, policy_text: str, options: DeployOptions) -> list[Manifest]:
+def base_stream(policy: Policy, policy_text: str, options: DeployOptions) -> list[JsonObject]:
     """The base's objects in the order its kustomization lists them (`manifests -o -`)."""
     files = deploy_tree(policy, policy_text, options)
     resources = set(files[0].documents[0]["resources"])

@@ -14,13 +14,11 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from webhook.admission.controller import AdmissionController, ReviewResult
+from webhook.config.settings import DEFAULT_MAX_BODY_BYTES
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
 from webhook.http.admission_endpoints import AdmissionEndpoints
 from webhook.http.metrics import CONTENT_TYPE, WebhookMetrics
-
-DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
-"""Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""
 
 EXTENSION = "egress_guard"
 
@@ -35,6 +33,8 @@ class WebhookState:
     metrics: WebhookMetrics
     on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None
     """Told of every answered review after the answer is rendered (denial Events)."""
+    close: Callable[[], None] = lambda: None
+    """Called once as the worker exits: writes what is queued, stops watches, disconnects."""
 
 
 def _json_error(status: int, message: str) -> Response:
@@ -48,6 +48,7 @@ def create_app(
     ready: Callable[[], str | None] = lambda: None,
     metrics: WebhookMetrics | None = None,
     on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None,
+    close: Callable[[], None] = lambda: None,
 ) -> Flask:
     app = Flask("egress_guard")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -56,6 +57,7 @@ def create_app(
         ready=ready,
         metrics=metrics or WebhookMetrics(),
         on_review=on_review,
+        close=close,
     )
     app.extensions[EXTENSION] = state
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, JsonObject, call_json
+from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline, call_json
+from webhook.core.raw_object import JsonObject
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from webhook.core.checks.profile_label import declared_profile
 from webhook.core.namespace import namespace_context
 from webhook.core.network_policies import is_generated, matches_rendered, network_policy_intents
 from webhook.core.policy import Policy
-from webhook.core.workloads import find_workload, mapping_at
+from webhook.core.raw_object import section, text_at, where
+from webhook.core.workloads import find_workload
 
-Manifest = Mapping[str, Any]
 NetworkPolicyIdentity = tuple[str, str, str]
 """(namespace, name, uid) of a live policy."""
 
@@ -41,8 +41,8 @@ class NamespaceState:
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    live: Manifest
-    desired: Manifest
+    live: Mapping[str, Any]
+    desired: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +50,9 @@ class ReconcilePlan:
     """Changes to make, in the order to make them: creates, then updates, then deletes (so a
     namespace is never left with less than it had while its new policies are being made)."""
 
-    creates: tuple[Manifest, ...] = ()
+    creates: tuple[Mapping[str, Any], ...] = ()
     updates: tuple[Update, ...] = ()
-    deletes: tuple[Manifest, ...] = ()
+    deletes: tuple[Mapping[str, Any], ...] = ()
     kept: tuple[tuple[str, str], ...] = ()
     """(namespace, name) of generated policies no longer wanted but left, pruning being off."""
     in_place: int = 0
@@ -76,21 +76,21 @@ def workload_profile(
     `kind` and `group` come from the list the object was read from: list items carry no kind of
     their own.
     """
-    metadata = mapping_at(obj, ("metadata",)) or {}
+    metadata = section(obj, "metadata")
     if metadata.get("deletionTimestamp"):
         return None
     workload = find_workload(obj, kind, str(metadata.get("name") or ""), group)
     return declared_profile(workload, policy) if workload is not None else None
 
 
-def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Manifest]:
+def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Mapping[str, Any]]:
     """The generated policies a namespace should have, by name."""
     if state.name in policy.exempt:
         return {}
     context = namespace_context(state.name, state.labels, policy)
     if not context.inject.network_policies:
         return {}
-    wanted: dict[str, Manifest] = {}
+    wanted: dict[str, Mapping[str, Any]] = {}
     for profile in (None, *sorted(state.profiles)):
         if profile is not None and profile not in policy.profiles:
             continue
@@ -100,21 +100,19 @@ def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str,
     return wanted
 
 
-def _key(manifest: Manifest) -> tuple[str, str]:
-    metadata = manifest.get("metadata") or {}
-    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+def _key(manifest: Mapping[str, Any]) -> tuple[str, str]:
+    return where(manifest)
 
 
-def _identity(manifest: Manifest) -> NetworkPolicyIdentity:
+def _identity(manifest: Mapping[str, Any]) -> NetworkPolicyIdentity:
     """(namespace, name, uid): a policy deleted and made again is another policy."""
-    metadata = manifest.get("metadata") or {}
-    return (*_key(manifest), str(metadata.get("uid") or ""))
+    return (*where(manifest), text_at(manifest, "metadata", "uid"))
 
 
 def plan_reconcile(
     policy: Policy,
     namespaces: Iterable[NamespaceState],
-    generated: Iterable[Manifest],
+    generated: Iterable[Mapping[str, Any]],
     *,
     prune: bool,
     unused_before: frozenset[NetworkPolicyIdentity] = frozenset(),
@@ -127,12 +125,12 @@ def plan_reconcile(
     `unused`: only a profile policy in it is pruned.
     """
     states = {state.name: state for state in namespaces}
-    live: dict[tuple[str, str], Manifest] = {}
+    live: dict[tuple[str, str], Mapping[str, Any]] = {}
     for obj in generated:
         namespace, name = _key(obj)
         if is_generated(obj) and namespace in states and namespace not in policy.exempt:
             live[(namespace, name)] = obj
-    creates: list[Manifest] = []
+    creates: list[Mapping[str, Any]] = []
     updates: list[Update] = []
     in_place = 0
     wanted_keys: set[tuple[str, str]] = set()

@@ -32,7 +32,6 @@ from webhook.cluster.api_calls import (
     ApiRejected,
     ApiUnreachable,
     Deadline,
-    JsonObject,
     list_all,
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
@@ -41,6 +40,7 @@ from webhook.cluster.workload_lists import namespaced_lister
 from webhook.core.namespace import namespace_context
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.policy import Policy
+from webhook.core.raw_object import JsonObject
 from webhook.core.workloads import WorkloadKind, builtin_kind
 from webhook.reconcile.plan import (
     NamespaceState,
@@ -52,7 +52,7 @@ from webhook.reconcile.plan import (
 
 log = logging.getLogger(__name__)
 
-WRITE_BUDGET_S = 10.0
+RECONCILE_WRITE_BUDGET_S = 10.0
 
 
 @dataclass(slots=True)
@@ -124,7 +124,7 @@ class Reconciler:
         policies: PolicySource,
         *,
         prune: bool = True,
-        write_budget_s: float = WRITE_BUDGET_S,
+        write_budget_s: float = RECONCILE_WRITE_BUDGET_S,
     ) -> None:
         self._policies = policies
         self._prune = prune

@@ -109,16 +109,6 @@ class CertResult:
         return self.ca_not_after - _now() < ROLL_CA_BEFORE
 
 
-def service_dns_names(service: str, namespace: str) -> list[str]:
-    """The names the API server may use to reach a Service."""
-    return [
-        service,
-        f"{service}.{namespace}",
-        f"{service}.{namespace}.svc",
-        f"{service}.{namespace}.svc.cluster.local",
-    ]
-
-
 def check_dns_name(name: str) -> str:
     """A DNS name as a certificate may carry it (lower case, RFC 1123, optional `*.`)."""
     if len(name) > 253 or not _DNS_NAME.match(name):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask
 
@@ -18,7 +16,7 @@ from webhook.cluster.static import (
     StaticWorkloadSource,
 )
 from webhook.config.policy_file import PolicyStore
-from webhook.config.settings import ClusterMode, ServeSettings
+from webhook.config.settings import ClusterMode, ServeSettings, resolve_cluster_mode
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
 from webhook.http.app import create_app
@@ -26,17 +24,9 @@ from webhook.http.metrics import WebhookMetrics
 
 log = logging.getLogger(__name__)
 
-
-def resolve_cluster_mode(mode: ClusterMode) -> ClusterMode:
-    """`auto`: in-cluster inside a pod, a kubeconfig if one exists, otherwise no cluster."""
-    if mode != "auto":
-        return mode
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return "in-cluster"
-    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if any(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
-        return "kubeconfig"
-    return "none"
+EVENT_FLUSH_ON_EXIT_S = 2.0
+"""How long an exiting worker waits for its queued denial Events: well inside the graceful
+timeout, which the reviews in flight have used first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +43,8 @@ class Components:
     """None when reviews can be answered as they should, else why not (for /readyz)."""
     metrics: WebhookMetrics | None = None
     close: Callable[[], None] = lambda: None
-    """Stops the watches and closes the connection to the cluster (tests; a worker's exit)."""
+    """Writes the denial Events still queued, stops the watches and closes the connection to
+    the cluster (a worker's exit)."""
 
 
 def build_components(settings: ServeSettings) -> Components:
@@ -81,6 +72,11 @@ def build_components(settings: ServeSettings) -> Components:
     from webhook.cluster.kube_workloads import KubeWorkloadSource
 
     events = DenialEvents(connection.api, count=metrics.denial_event)
+
+    def close() -> None:
+        events.flush(timeout_s=EVENT_FLUSH_ON_EXIT_S)
+        connection.close()
+
     return Components(
         policies,
         connection.namespaces,
@@ -90,7 +86,7 @@ def build_components(settings: ServeSettings) -> Components:
         on_review=events.observe,
         ready=connection.not_ready,
         metrics=metrics,
-        close=connection.close,
+        close=close,
     )
 
 
@@ -117,4 +113,5 @@ def compose_app(settings: ServeSettings, components: Components) -> Flask:
         ready=components.ready,
         metrics=components.metrics,
         on_review=components.on_review,
+        close=components.close,
     )

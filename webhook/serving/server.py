@@ -13,6 +13,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from webhook.config.settings import ServeSettings
+from webhook.http.app import EXTENSION
 from webhook.serving.certs import CertFiles
 from webhook.serving.compose import build_app
 from webhook.serving.graceful import DrainingArbiter
@@ -63,6 +64,17 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def close_app(_arbiter: Any, worker: Any) -> None:
+    """gunicorn's worker_exit hook, in the exiting worker: close what its app opened."""
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get(EXTENSION)
+    if state is not None:
+        try:
+            state.close()
+        except Exception:
+            logging.getLogger(__name__).exception("closing the worker's app failed")
+
+
 def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any]:
     # absolute(), not resolve(): a Secret volume's tls.crt is a symlink through `..data`, which
     # is swapped on renewal; pinning its target today would keep the reloader on a deleted file.
@@ -97,6 +109,7 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
         "control_socket_disable": True,
         "preload_app": False,
         "child_exit": mark_worker_dead,
+        "worker_exit": close_app,
     }
     if settings.worker_tmp_dir is not None:
         options["worker_tmp_dir"] = str(settings.worker_tmp_dir)

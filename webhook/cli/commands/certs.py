@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from webhook.cli.errors import fail
+from webhook.core.kube_names import service_dns_names
 from webhook.serving.certs import (
     CertError,
     CertFiles,
@@ -15,7 +16,6 @@ from webhook.serving.certs import (
     ensure_certs,
     read_ca_bundle,
     roll_ca,
-    service_dns_names,
 )
 
 OUT_OPTION = click.option(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -22,9 +21,9 @@ from webhook.cli.input_files import (
     STDIN,
     STDIN_NAME,
     InputFile,
+    InputObject,
     InputProblem,
     Inputs,
-    Manifest,
     find_files,
     parse_text,
     read_file,
@@ -41,14 +40,14 @@ from webhook.cli.output_table import render_table
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 from webhook.cli.progress import progress
 from webhook.core.evaluate import Action
+from webhook.core.kube_names import is_dns1123_label
 from webhook.core.policy import Inject, Mode, Policy
 
 OUTPUTS = ("table", "json", "yaml", "junit")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def namespace_flag(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not _DNS1123_LABEL.match(value):
+    if value is not None and not is_dns1123_label(value):
         raise click.BadParameter(f"{value!r} is not a valid namespace name (a DNS-1123 label)")
     return value
 
@@ -170,7 +169,7 @@ def check_files(
     return report.exit_code
 
 
-def _read_review(path: str) -> Manifest:
+def _read_review(path: str) -> InputObject:
     item = InputFile(None, STDIN_NAME) if path == STDIN else InputFile(Path(path), path)
     text, problem = read_file(item, stdin_stream())
     if problem is not None:
@@ -178,7 +177,7 @@ def _read_review(path: str) -> Manifest:
     assert text is not None
     entries = list(parse_text(text, item.name, json_first=text.lstrip()[:1] == "{"))
     problems = [entry for entry in entries if isinstance(entry, InputProblem)]
-    manifests = [entry for entry in entries if isinstance(entry, Manifest)]
+    manifests = [entry for entry in entries if isinstance(entry, InputObject)]
     if problems:
         fail(f"{problems[0]} (expected an AdmissionReview, as the API server sends it)")
     if len(manifests) != 1:

@@ -15,7 +15,9 @@ from typing import Any
 import click
 
 from webhook.cli.errors import EXIT_DENIED, fail
+from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, PolicyStore
+from webhook.config.settings import CLUSTER_MODES, resolve_cluster_mode
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -42,15 +44,10 @@ def _configure_logging(level: str) -> None:
 
 
 @click.command()
-@click.option(
-    "--config",
-    type=click.Path(path_type=Path),
-    envvar="EGRESS_GUARD_CONFIG",
-    help="Policy file [default: the embedded example].",
-)
+@config_option
 @click.option(
     "--cluster",
-    type=click.Choice(["auto", "in-cluster", "kubeconfig"]),
+    type=click.Choice([mode for mode in CLUSTER_MODES if mode != "none"]),
     default="auto",
     show_default=True,
     envvar="EGRESS_GUARD_CLUSTER",
@@ -102,14 +99,15 @@ def reconcile(**flags: Any) -> None:
     from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
     from webhook.reconcile.loop import reconcile_once, run_loop
     from webhook.reconcile.reconciler import Reconciler, ReconcileReport
-    from webhook.serving.compose import resolve_cluster_mode
 
     try:
         policies = PolicyStore(flags["config"])
     except PolicyFileError as err:
         fail(str(err))
-    mode = "kubeconfig" if flags["kubeconfig"] else resolve_cluster_mode(flags["cluster"])
-    if mode not in ("in-cluster", "kubeconfig"):
+    mode = resolve_cluster_mode(
+        flags["cluster"], kubeconfig=flags["kubeconfig"], context=flags["context"]
+    )
+    if mode == "none":
         fail("no cluster found: run in a pod, or pass --kubeconfig (or set KUBECONFIG)")
     try:
         api = api_client(

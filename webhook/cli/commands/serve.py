@@ -14,18 +14,15 @@ from pydantic import ValidationError
 
 from webhook import __version__
 from webhook.cli.errors import fail
+from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, load_policy
-from webhook.config.settings import ServeSettings
-from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs, service_dns_names
+from webhook.config.settings import CLUSTER_MODES, ServeSettings
+from webhook.core.kube_names import service_dns_names
+from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(path_type=Path),
-    help="Policy file [default: the embedded example].",
-)
+@config_option
 @click.option(
     "--host",
     help="Address to listen on [default: 127.0.0.1; the image sets EGRESS_GUARD_HOST=0.0.0.0].",
@@ -40,7 +37,7 @@ from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs,
 @click.option("--threads", type=int, help="Threads per worker [default: 2].")
 @click.option(
     "--cluster",
-    type=click.Choice(["auto", "none", "in-cluster", "kubeconfig"]),
+    type=click.Choice(CLUSTER_MODES),
     help="Where namespace labels come from and policies go [default: auto].",
 )
 @click.option(
