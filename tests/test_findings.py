@@ -242,3 +242,11 @@ class TestWhatTheCoreFinds:
         (a,) = [f for f in first.findings if f.check == "defined-profiles"]
         (b,) = [f for f in second.findings if f.check == "defined-profiles"]
         assert a is b
+
+
+def test_the_documented_check_ids_are_the_registered_ones() -> None:
+    """docs/offline-checks.md lists every id a program may match on, and no other."""
+    doc = (PACKAGE.parent / "docs" / "offline-checks.md").read_text()
+    table = doc.split("### Findings and their check ids")[1].split("\n## ")[0]
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert documented == set(registered())

@@ -1,1 +1,1 @@
-"""Configuration: the policy file (validated, reloadable) and the server's settings."""
+"""Configuration: the policy file (validated, reloadable), the server's settings, and YAML text."""

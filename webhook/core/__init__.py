@@ -1,5 +1,5 @@
-"""The pure policy core: request + namespace labels + policy -> Decision.
+"""The pure core: request + namespace labels + policy file -> Decision (findings, intents, patch).
 
 Nothing in this package performs I/O, reads the clock or the environment, or imports a web
-framework or the Kubernetes client (an import-linter contract holds this).
+framework, YAML or the Kubernetes client (import-linter contracts hold this).
 """

@@ -84,7 +84,7 @@ def workload_profile(
 
 
 def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Mapping[str, Any]]:
-    """The generated policies a namespace should have, by name."""
+    """The generated NetworkPolicies a namespace should have, by name."""
     if state.name in policy.exempt:
         return {}
     context = namespace_context(state.name, state.labels, policy)

@@ -66,10 +66,10 @@ class ReconcileReport:
     deleted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
-    """Profile policies found unused for the first time: pruned next pass if still unused."""
+    """Profile NetworkPolicies found unused for the first time: pruned next pass if still unused."""
     unchanged: int = 0
     refused: list[str] = field(default_factory=list)
-    """Same-named policies egress-guard did not generate: left alone, and said."""
+    """Same-named NetworkPolicies egress-guard did not generate: left alone, and said."""
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
     """The pass stopped early because this replica is no longer the leader."""
@@ -134,7 +134,7 @@ class Reconciler:
         self._net = client.NetworkingV1Api(api)
         self._api = api
         self._unused: frozenset[NetworkPolicyIdentity] = frozenset()
-        """Profile policies the last pass found unused (see the module's docstring)."""
+        """Profile NetworkPolicies the last pass found unused (see the module docstring)."""
 
     def _workload_lists(self, policy: Policy) -> list[tuple[WorkloadKind, WorkloadLister]]:
         """A per-namespace list call for every kind the policy reviews (`Policy.reviewed_kinds`)."""
