@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from webhook.core import wording
 from webhook.core.decision import Decision
 from webhook.core.request import AdmissionRequest
 
@@ -114,12 +115,15 @@ def response_document(api_version: str, uid: str, decision: Decision) -> dict[st
             "status": "Failure",
             "code": decision.code,
             "reason": _STATUS_REASONS.get(decision.code, "Forbidden"),
-            "message": decision.message,
+            "message": wording.message(decision),
         }
-    if decision.warnings:
-        response["warnings"] = list(decision.warnings)
-    if decision.audit_annotations:
-        response["auditAnnotations"] = dict(decision.audit_annotations)
+    if decision.findings:  # the words are made only where there is something to say
+        warnings = wording.warnings(decision)
+        if warnings:
+            response["warnings"] = list(warnings)
+        annotations = wording.audit_annotations(decision)
+        if annotations:
+            response["auditAnnotations"] = dict(annotations)
     if decision.patch and decision.allowed:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(orjson.dumps(list(decision.patch))).decode()

@@ -11,9 +11,8 @@ decision (its message, warnings and audit annotations) is made by `wording`, fro
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 from webhook.core.findings import INTERNAL_ERROR, Finding, Severity
@@ -83,12 +82,12 @@ class EnsureNetworkPolicies:
         return tuple(str(m["metadata"]["name"]) for m in self.manifests)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The answer to one review, before it is put on the wire.
 
-    Not slotted: the text made from it (`message`, `warnings`) is computed once, on first use,
-    and kept, since the response, the decision log and an Event may each ask for it.
+    Its text is made by `wording` (`message`, `warnings` and `audit_annotations` below are
+    shortcuts to it); the review path asks `wording` directly, and only when there are findings.
     """
 
     verdict: Verdict
@@ -100,27 +99,31 @@ class Decision:
     note: Note | None = None
     preexisting: bool = False
     """An update of an object that violated before it too (audit marks it)."""
+    allowed: bool = field(init=False)
+    code: int = field(init=False)
+    """The HTTP-style code of the answer: 200 when allowed, else the refusal's."""
+    violations: tuple[Finding, ...] = field(init=False)
+    """The findings that deny under enforce. These three follow from the others and are read
+    several times per review: set once here, never computed on each read."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", self.verdict in ADMITTING)
+        object.__setattr__(self, "code", CODES.get(self.verdict, 200))
+        violations = (
+            tuple(f for f in self.findings if f.severity is Severity.VIOLATION)
+            if self.findings
+            else ()
+        )
+        object.__setattr__(self, "violations", violations)
 
     @property
-    def allowed(self) -> bool:
-        return self.verdict in ADMITTING
-
-    @property
-    def code(self) -> int:
-        return CODES.get(self.verdict, 200)
-
-    @property
-    def violations(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity is Severity.VIOLATION)
-
-    @cached_property
     def message(self) -> str:
         """Why a refusal was refused (empty when allowed)."""
         from webhook.core.wording import message
 
         return message(self)
 
-    @cached_property
+    @property
     def warnings(self) -> tuple[str, ...]:
         """The warnings kubectl prints: few, each at most 120 characters."""
         from webhook.core.wording import warnings

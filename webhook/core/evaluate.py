@@ -94,7 +94,7 @@ def validate(
         return allowed(Note.BEING_DELETED, namespace.notes, namespace.mode)
     workload = found.workload
     findings = run_checks(workload, policy, namespace)
-    violating = any(f.severity is Severity.VIOLATION for f in findings)
+    violating = _violating(findings)
     if violating and request.operation == "UPDATE":
         if _already_violating(request, workload, policy, namespace):
             return _preexisting(workload, namespace, findings)
@@ -135,6 +135,10 @@ def _preexisting(
     )
 
 
+def _violating(findings: tuple[Finding, ...]) -> bool:
+    return bool(findings) and any(f.severity is Severity.VIOLATION for f in findings)
+
+
 def _profile_changed(request: AdmissionRequest, profile: str | None, policy: Policy) -> bool:
     """An UPDATE that gives the pods a (new) profile: its allow policy must exist too."""
     if profile is None:
@@ -167,7 +171,7 @@ def _apply_mode(
     """The verdict the namespace's mode gives these findings (no violation: allowed), carrying
     the intents of an admitted workload."""
     mode = namespace.mode
-    if not any(f.severity is Severity.VIOLATION for f in findings):
+    if not _violating(findings):
         if namespace.notes:
             findings = (*namespace.notes, *findings)
         return Decision(Verdict.ALLOWED, findings, intents=intents, mode=mode)

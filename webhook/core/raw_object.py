@@ -29,9 +29,13 @@ def mapping_at(obj: Any, *path: str) -> Mapping[str, Any] | None:
 
 
 def section(obj: Any, *path: str) -> Mapping[str, Any]:
-    """The mapping at `path` inside `obj`, empty where there is none."""
-    found = mapping_at(obj, *path)
-    return EMPTY if found is None else found
+    """The mapping at `path` inside `obj`, empty where there is none (`mapping_at`, written out:
+    it runs a dozen times per review)."""
+    for key in path:
+        if type(obj) is not dict:
+            return EMPTY
+        obj = obj.get(key)
+    return obj if type(obj) is dict else EMPTY
 
 
 def text_at(obj: Any, *path: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from types import MappingProxyType
 
 from webhook.core.decision import Decision, Verdict
 from webhook.core.findings import Finding, Severity, Subject
@@ -68,33 +69,43 @@ def shown_as_warnings(decision: Decision) -> tuple[Finding, ...]:
     """The findings a decision's warnings tell: advice always; the violations too where they were
     admitted with warnings (under audit they go to the audit log instead, silently; a refusal
     says them in its message)."""
-    if decision.verdict is Verdict.WARNED:
+    if decision.verdict is Verdict.WARNED or not decision.violations:
         return decision.findings
     return tuple(f for f in decision.findings if f.severity is Severity.ADVICE)
 
 
 def warnings(decision: Decision) -> tuple[str, ...]:
+    shown = shown_as_warnings(decision) if decision.findings else ()
+    if not shown:
+        return ()
     prefix = WARN_PREFIX if decision.mode is Mode.WARN else PREFIX
     return bounded_warnings(
-        warning(f, prefix if f.severity is Severity.VIOLATION else PREFIX)
-        for f in shown_as_warnings(decision)
+        warning(f, prefix if f.severity is Severity.VIOLATION else PREFIX) for f in shown
     )
+
+
+_NONE: Mapping[str, str] = MappingProxyType({})
 
 
 def message(decision: Decision) -> str:
     """Why a request was refused, every violation in one message (empty when allowed)."""
     if decision.allowed:
         return ""
-    return "; ".join(sentence(f) for f in decision.violations)
+    return joined([sentence(f) for f in decision.violations])
+
+
+def joined(sentences: Iterable[str]) -> str:
+    """Several reasons as one message."""
+    return "; ".join(sentences)
 
 
 def audit_annotations(decision: Decision) -> Mapping[str, str]:
     """What audit mode records (the API server prefixes each key with the webhook's name)."""
     if decision.verdict is not Verdict.AUDITED:
-        return {}
+        return _NONE
     annotations = {
         "mode": Mode.AUDIT.value,
-        "violation": "; ".join(sentence(f) for f in decision.violations),
+        "violation": joined(sentence(f) for f in decision.violations),
     }
     if decision.preexisting:
         annotations["preexisting"] = "true"

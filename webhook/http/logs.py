@@ -11,9 +11,9 @@ from typing import IO, Any
 import orjson
 
 from webhook.admission.controller import ReviewResult
+from webhook.core import wording
 from webhook.core.evaluate import Action
 from webhook.core.request import AdmissionRequest
-from webhook.core.wording import sentence
 
 decision_log = logging.getLogger("egress_guard.decision")
 
@@ -132,20 +132,22 @@ def log_decision(
     }
     if request.sub_resource:
         fields["subResource"] = request.sub_resource
+    reasons: list[str] = []
     if decision.findings:
-        fields["checks"] = [finding.check for finding in decision.findings]
-    violations = decision.violations
-    if violations:
-        fields["reasons"] = [sentence(finding) for finding in violations]
+        violations = decision.violations
+        if violations:  # what refused it (or would, under enforce), by check id and in words
+            fields["checks"] = [finding.check for finding in violations]
+            fields["reasons"] = reasons = [wording.sentence(finding) for finding in violations]
+        warnings = wording.warnings(decision)
+        if warnings:
+            fields["warnings"] = list(warnings)
     if decision.note:
         fields["note"] = decision.note.value
     if decision.patch:
         fields["patchOps"] = len(decision.patch)
-    if decision.warnings:
-        fields["warnings"] = list(decision.warnings)
     if not decision.allowed:
         fields["code"] = decision.code
-        fields["message"] = decision.message
+        fields["message"] = wording.joined(reasons)  # the message, from the reasons just made
     for key in ("created", "updated", "reported"):
         names = [name for applied in result.applied for name in getattr(applied, key)]
         if names:
