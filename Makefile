@@ -7,7 +7,10 @@ PORT ?= 8443
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint typecheck unit lock clean bench bench-smoke image
+MUTATION_SCOPE ?= webhook.core webhook.reconcile.plan
+MUTATION_MIN_SCORE ?= $(if $(filter webhook.core,$(MUTATION_SCOPE)),92,0)
+
+.PHONY: run test lint typecheck unit lock clean bench bench-smoke image mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +23,8 @@ run: $(STAMP)  ## serve the webhook on https://127.0.0.1:$(PORT), dev certificat
 test: lint typecheck unit  ## everything CI checks
 
 lint: $(STAMP)
-	$(BIN)/ruff check webhook tests bench
-	$(BIN)/ruff format --check webhook tests bench
+	$(BIN)/ruff check webhook tests bench tools
+	$(BIN)/ruff format --check webhook tests bench tools
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -36,12 +39,21 @@ bench: $(STAMP)  ## the benchmark beside an nginx floor (installs wrk, hey, ngin
 bench-smoke: $(STAMP)  ## every benchmark scenario for 2 s: proves the benchmark runs (CI)
 	$(BIN)/python -m bench --quick
 
+$(VENV)/.mutation-installed: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-installed  ## mutation testing, minutes (not in CI); MUTATION_SCOPE=webhook.admission, webhook.cli
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 $(foreach scope,$(MUTATION_SCOPE),'$(scope).*')
+	$(BIN)/python -m tools.mutation_report --scope $(MUTATION_SCOPE) --min-score $(MUTATION_MIN_SCORE)
+
 lock: $(STAMP)  ## refresh constraints.txt from the current environment
 	{ head -1 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^egress-guard'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants
 
 image:  ## build the container image (needs Docker or a compatible builder)
 	docker build -t egress-guard:$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' webhook/__init__.py) .
