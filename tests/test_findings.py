@@ -80,7 +80,8 @@ class TestRegistry:
                     and node.args
                 ):
                     first = node.args[0]
-                    assert not isinstance(first, ast.Constant), f"{path}: a bare check id"
+                    bare = isinstance(first, ast.Constant) and isinstance(first.value, str)
+                    assert not bare, f"{path}: a bare check id"
                     if isinstance(first, ast.Name) and first.id != "CHECK_ID":
                         assert first.id in registered_names, f"{path}: {first.id}"
 

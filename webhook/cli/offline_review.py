@@ -253,7 +253,7 @@ class OfflineReviewer:
         return assumed
 
     def is_workload(self, manifest: InputObject) -> bool:
-        return find_workload(manifest.obj, manifest.kind, "") is not None
+        return find_workload(manifest.obj, manifest.kind) is not None
 
     def not_sent(self, manifest: InputObject, default_namespace: str | None) -> NotSent | None:
         """The workload, when its kind is outside the webhook rules (`Policy.reviewed_kinds`)."""
@@ -319,7 +319,7 @@ class OfflineReviewer:
         self, obj: Mapping[str, Any], kind: str, namespace: str, uid: str
     ) -> dict[str, tuple[str, ...]]:
         """What the mutating webhook would add to each pod this workload creates."""
-        workload = find_workload(obj, kind, "")
+        workload = find_workload(obj, kind)
         if workload is None or workload.is_pod:
             return {}
         template = section(obj, *workload.template_path)

@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from webhook.core.checks import run_checks
-from webhook.core.checks.profile_label import check_profile_label, declared_profile
-from webhook.core.decision import Decision, EnsureNetworkPolicies, Note, Verdict, allowed
+from webhook.core.checks.profile_label import declared_profile
+from webhook.core.decision import Decision, EnsureNetworkPolicies, Note, Verdict, allowed, denied
 from webhook.core.findings import (
     DEFINED_PROFILES,
     PREEXISTING,
@@ -49,7 +49,7 @@ class Triage:
     note: Note | None = None
 
 
-def triage(request: AdmissionRequest, policy: Policy, action: Action) -> Triage:
+def triage(request: AdmissionRequest, policy: Policy, action: Action = Action.VALIDATE) -> Triage:
     """Decide, without the namespace's labels, whether a review concerns egress-guard at all.
 
     The controller calls this first so that reviews egress-guard ignores never cost a lookup.
@@ -64,7 +64,7 @@ def triage(request: AdmissionRequest, policy: Policy, action: Action) -> Triage:
             and request.sub_resource == EPHEMERAL_SUBRESOURCE
             and request.kind.lower() == "pod"
         ):
-            return Triage(find_workload(request.object, request.kind, request.object_name))
+            return Triage(find_workload(request.object, request.kind))  # mutation names none
         return Triage(None, Note.SUBRESOURCE_NOT_CHECKED)
     if action is Action.MUTATE and (request.kind.lower() != "pod" or request.operation != "CREATE"):
         return Triage(None, Note.NOT_MUTATED)
@@ -84,7 +84,7 @@ def validate(
 
     `found` is the request's triage when the caller has it already.
     """
-    found = found or triage(request, policy, Action.VALIDATE)
+    found = found or triage(request, policy)
     if found.workload is None:
         return allowed(found.note)
     namespace = namespace_context(request.namespace, labels, policy)
@@ -94,21 +94,19 @@ def validate(
         return allowed(Note.BEING_DELETED, namespace.notes, namespace.mode)
     workload = found.workload
     findings = run_checks(workload, policy, namespace)
-    violating = _violating(findings)
-    if violating and request.operation == "UPDATE":
-        if _already_violating(request, workload, policy, namespace):
+    updated = request.operation == "UPDATE"
+    if _violating(findings) and (updated or namespace.mode is Mode.ENFORCE):
+        if updated and _already_violating(request, policy, namespace):
             return _preexisting(workload, namespace, findings)
-        return _apply_mode(namespace, findings, policy)
-    if violating and namespace.mode is Mode.ENFORCE:
-        return _apply_mode(namespace, findings, policy)
+        return _apply_mode(namespace, findings, policy)  # no intents: nothing new is admitted
     profile = declared_profile(workload, policy)
-    intents: tuple[EnsureNetworkPolicies, ...] = ()
-    if request.operation == "CREATE" or _profile_changed(request, profile, policy):
-        intents = network_policy_intents(request.namespace, namespace, policy, profile)
-        if intents and profile is not None:
-            findings += unexpressible(
-                profile, policy, namespace_injects_all=namespace.inject is Inject.ALL
-            )
+    if updated and not (profile is not None and _profile_changed(request, profile, policy)):
+        return _apply_mode(namespace, findings, policy)
+    intents = network_policy_intents(request.namespace, namespace, policy, profile)
+    if intents and profile is not None:
+        findings += unexpressible(
+            profile, policy, namespace_injects_all=namespace.inject is Inject.ALL
+        )
     return _apply_mode(namespace, findings, policy, intents)
 
 
@@ -139,18 +137,15 @@ def _violating(findings: tuple[Finding, ...]) -> bool:
     return bool(findings) and any(f.severity is Severity.VIOLATION for f in findings)
 
 
-def _profile_changed(request: AdmissionRequest, profile: str | None, policy: Policy) -> bool:
+def _profile_changed(request: AdmissionRequest, profile: str, policy: Policy) -> bool:
     """An UPDATE that gives the pods a (new) profile: its allow policy must exist too."""
-    if profile is None:
-        return False
-    old = find_workload(request.old_object, request.kind, request.object_name)
+    old = find_workload(request.old_object, request.kind)
     return old is None or declared_profile(old, policy) != profile
 
 
 def _defined_profiles(policy: Policy) -> Finding:
     """Which profiles exist, said beside the violations warn mode admits (memoised)."""
-    key = "defined-profiles"
-    cached = policy.memo.get(key)
+    cached = policy.memo.get(_defined_profiles)
     if cached is None:
         cached = Finding(
             DEFINED_PROFILES,
@@ -158,7 +153,7 @@ def _defined_profiles(policy: Policy) -> Finding:
             None,
             f"defined profiles: {', '.join(policy.profile_names) or '(none)'}",
         )
-        policy.memo[key] = cached
+        policy.memo[_defined_profiles] = cached
     return cached  # type: ignore[return-value]
 
 
@@ -176,7 +171,7 @@ def _apply_mode(
             findings = (*namespace.notes, *findings)
         return Decision(Verdict.ALLOWED, findings, intents=intents, mode=mode)
     if mode is Mode.ENFORCE:
-        return Decision(Verdict.DENIED, (*namespace.notes, *findings), mode=mode)
+        return denied((*namespace.notes, *findings), mode)
     if mode is Mode.WARN:
         violations = tuple(f for f in findings if f.severity is Severity.VIOLATION)
         advice = tuple(f for f in findings if f.severity is Severity.ADVICE)
@@ -258,11 +253,11 @@ def _being_deleted(obj: Any) -> bool:
 
 
 def _already_violating(
-    request: AdmissionRequest, workload: Workload, policy: Policy, namespace: NamespaceContext
+    request: AdmissionRequest, policy: Policy, namespace: NamespaceContext
 ) -> bool:
-    """An object that already lacked a valid profile stays updatable (scale it, fix it, roll it)."""
-    old = find_workload(request.old_object, request.kind, workload.name)
-    return old is not None and bool(check_profile_label(old, policy, namespace))
+    """An object that already failed the checks stays updatable (scale it, fix it, roll it)."""
+    old = find_workload(request.old_object, request.kind)
+    return old is not None and _violating(run_checks(old, policy, namespace))
 
 
 def _ephemeral_names(old_pod: Any) -> frozenset[str]:

@@ -68,8 +68,10 @@ def profile_policy_name(profile: str) -> str:
         return name
     room = DNS1123_LABEL_MAX - len(PROFILE_NAME_PREFIX)
     digest = hashlib.sha256(profile.encode()).hexdigest()[:_DIGEST_LENGTH]
-    slug = re.sub(r"[^a-z0-9]+", "-", profile.lower()).strip("-")
-    slug = slug[: room - _DIGEST_LENGTH - 1].strip("-") or "x"
+    # A profile name is a label value: it starts and ends with a letter or digit, so its slug
+    # does too, and only a cut can leave a '-' at the end.
+    slug = re.sub(r"[^a-z0-9]+", "-", profile.lower())
+    slug = slug[: room - _DIGEST_LENGTH - 1].rstrip("-")
     return f"{PROFILE_NAME_PREFIX}{slug}-{digest}"
 
 
@@ -219,7 +221,7 @@ def unexpressible(
     Silent only where the pods reach the proxy, which is how a host name is reached. Memoised on
     the policy: the same findings for every review of the profile.
     """
-    key = ("unexpressible", profile_name, namespace_injects_all)
+    key = (unexpressible, profile_name, namespace_injects_all)
     cached = policy.memo.get(key)
     if cached is None:
         profile = policy.profiles[profile_name]
@@ -291,7 +293,7 @@ def network_policy_intents(
     """
     if not context.inject.network_policies:
         return ()
-    key = ("intent", namespace, profile, context.inject, context.mode)
+    key = (network_policy_intents, namespace, profile, context.inject, context.mode)
     cached = policy.memo.get(key)
     if cached is None:
         manifests: list[dict[str, Any]] = [render_default_deny(namespace, policy)]

@@ -146,7 +146,7 @@ def record_annotation(
 def _recorded_containers(text: str) -> dict[str, list[str]]:
     """The containers an earlier pass recorded in the annotation, if it reads as one."""
     try:
-        record = json.loads(text) if text else None
+        record = json.loads(text)
     except ValueError:
         return {}
     containers = mapping_at(record, "containers")

@@ -125,11 +125,12 @@ def _looks_like_pod_template(template: Mapping[str, Any] | None) -> bool:
     return spec is not None and isinstance(spec.get("containers"), list)
 
 
-def find_workload(obj: Any, kind: str, name: str, group: str | None = None) -> Workload | None:
+def find_workload(obj: Any, kind: str, name: str = "", group: str | None = None) -> Workload | None:
     """The workload in `obj`, or None if the object runs no pods.
 
-    `kind` is the request's kind (what the API server says the object is), matched without regard
-    to case, within `group`: the API group, or None to read it from the object's apiVersion.
+    `name` is what findings call it (reading a profile needs none). `kind` is the request's kind
+    (what the API server says the object is), matched without regard to case, within `group`:
+    the API group, or None to read it from the object's apiVersion.
     Built-in kinds always count, even with a malformed template, so that a broken Deployment is
     reported as missing its label rather than waved through; any other kind counts when it has a
     pod template at `spec.template`.

@@ -79,14 +79,13 @@ def workload_profile(
     metadata = section(obj, "metadata")
     if metadata.get("deletionTimestamp"):
         return None
-    workload = find_workload(obj, kind, str(metadata.get("name") or ""), group)
+    workload = find_workload(obj, kind, group=group)
     return declared_profile(workload, policy) if workload is not None else None
 
 
 def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Mapping[str, Any]]:
-    """The generated NetworkPolicies a namespace should have, by name."""
-    if state.name in policy.exempt:
-        return {}
+    """The generated NetworkPolicies a namespace should have, by name (none where exempt: an
+    exempt namespace's context injects nothing)."""
     context = namespace_context(state.name, state.labels, policy)
     if not context.inject.network_policies:
         return {}
@@ -98,10 +97,6 @@ def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str,
             for manifest in intent.manifests:
                 wanted[str(manifest["metadata"]["name"])] = manifest
     return wanted
-
-
-def _key(manifest: Mapping[str, Any]) -> tuple[str, str]:
-    return where(manifest)
 
 
 def _identity(manifest: Mapping[str, Any]) -> NetworkPolicyIdentity:
@@ -127,7 +122,7 @@ def plan_reconcile(
     states = {state.name: state for state in namespaces}
     live: dict[tuple[str, str], Mapping[str, Any]] = {}
     for obj in generated:
-        namespace, name = _key(obj)
+        namespace, name = where(obj)
         if is_generated(obj) and namespace in states and namespace not in policy.exempt:
             live[(namespace, name)] = obj
     creates: list[Mapping[str, Any]] = []
@@ -150,17 +145,17 @@ def plan_reconcile(
             else:
                 updates.append(Update(live=current, desired=desired))
     unwanted = [live[key] for key in sorted(live) if key not in wanted_keys]
-    unused = frozenset(_identity(obj) for obj in unwanted if _key(obj)[0] in wanting)
+    unused = frozenset(_identity(obj) for obj in unwanted if where(obj)[0] in wanting)
     due = [
-        obj for obj in unwanted if _key(obj)[0] not in wanting or _identity(obj) in unused_before
+        obj for obj in unwanted if where(obj)[0] not in wanting or _identity(obj) in unused_before
     ]
     deferred = [obj for obj in unwanted if _identity(obj) in unused - unused_before]
     return ReconcilePlan(
         creates=tuple(creates),
         updates=tuple(updates),
         deletes=tuple(due) if prune else (),
-        kept=() if prune else tuple(_key(obj) for obj in unwanted),
+        kept=() if prune else tuple(where(obj) for obj in unwanted),
         in_place=in_place,
         unused=unused,
-        deferred=tuple(_key(obj) for obj in deferred) if prune else (),
+        deferred=tuple(where(obj) for obj in deferred) if prune else (),
     )
