@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 MUTATION_SCOPE ?= webhook.core webhook.reconcile.plan
-MUTATION_MIN_SCORE ?= $(if $(filter webhook.core,$(MUTATION_SCOPE)),92,0)
+MUTATION_GATE ?= $(if $(filter webhook.core,$(MUTATION_SCOPE)),--min-score 92 --strict,)
 
 .PHONY: run test lint typecheck unit lock clean bench bench-smoke image mutation
 
@@ -46,7 +46,7 @@ $(VENV)/.mutation-installed: $(STAMP)
 mutation: $(VENV)/.mutation-installed  ## mutation testing, minutes (not in CI); MUTATION_SCOPE=webhook.admission, webhook.cli
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 $(foreach scope,$(MUTATION_SCOPE),'$(scope).*')
-	$(BIN)/python -m tools.mutation_report --scope $(MUTATION_SCOPE) --min-score $(MUTATION_MIN_SCORE)
+	$(BIN)/python -m tools.mutation_report --scope $(MUTATION_SCOPE) $(MUTATION_GATE)
 
 lock: $(STAMP)  ## refresh constraints.txt from the current environment
 	{ head -1 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^egress-guard'; } > constraints.txt.new

@@ -49,7 +49,23 @@ def finding(
     )
 
 
+@pytest.fixture
+def scratch_registry() -> Any:
+    """Registrations a test makes are undone after it."""
+    saved = dict(findings_module._REGISTRY)
+    yield
+    findings_module._REGISTRY.clear()
+    findings_module._REGISTRY.update(saved)
+
+
 class TestRegistry:
+    def test_a_registration_is_kept_whole(self, scratch_registry: Any) -> None:
+        assert register("scratch-one", "a title") == "scratch-one"
+        register("scratch-two", "another", workload_check=True)
+        one, two = registered()["scratch-one"], registered()["scratch-two"]
+        assert (one.id, one.title, one.workload_check) == ("scratch-one", "a title", False)
+        assert (two.id, two.title, two.workload_check) == ("scratch-two", "another", True)
+
     def test_an_id_is_registered_once(self) -> None:
         with pytest.raises(DuplicateCheck, match="profile-label"):
             register("profile-label", "again")
@@ -90,19 +106,20 @@ class TestDecisionTags:
     """The verdict is the tag: allowed and the code follow from it, and cannot disagree."""
 
     @pytest.mark.parametrize(
-        ("decision", "is_allowed", "code"),
+        ("make", "is_allowed", "code"),
         [
-            pytest.param(allowed(), True, 200, id="allowed"),
-            pytest.param(Decision(Verdict.WARNED), True, 200, id="warned"),
-            pytest.param(Decision(Verdict.AUDITED), True, 200, id="audited"),
-            pytest.param(denied((finding(),)), False, 403, id="denied"),
-            pytest.param(unavailable((finding(),)), False, 503, id="unavailable"),
-            pytest.param(errored("boom"), False, 500, id="errored"),
+            pytest.param(allowed, True, 200, id="allowed"),
+            pytest.param(lambda: Decision(Verdict.WARNED), True, 200, id="warned"),
+            pytest.param(lambda: Decision(Verdict.AUDITED), True, 200, id="audited"),
+            pytest.param(lambda: denied((finding(),)), False, 403, id="denied"),
+            pytest.param(lambda: unavailable((finding(),)), False, 503, id="unavailable"),
+            pytest.param(lambda: errored("boom"), False, 500, id="errored"),
         ],
     )
     def test_allowed_and_code_follow_from_the_verdict(
-        self, decision: Decision, is_allowed: bool, code: int
+        self, make: Any, is_allowed: bool, code: int
     ) -> None:
+        decision = make()  # made here: a decision built at collection would not be tested
         assert decision.allowed is is_allowed
         assert decision.code == code
         wire = response(decision)

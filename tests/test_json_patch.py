@@ -47,12 +47,29 @@ def test_offline_patching_equals_the_jsonpatch_package(obj: dict[str, Any], poli
 @pytest.mark.parametrize(
     ("ops", "message"),
     [
-        pytest.param([{"op": "remove", "path": "/a"}], "only add operations", id="remove"),
+        pytest.param(
+            [{"op": "remove", "path": "/a"}],
+            "only add operations are supported, not 'remove'",
+            id="remove",
+        ),
+        pytest.param([{"op": "add", "value": 1}], "path '' is not a JSON pointer", id="no-path"),
         pytest.param([{"op": "add", "path": "a", "value": 1}], "not a JSON pointer", id="pointer"),
-        pytest.param([{"op": "add", "path": "/x/y", "value": 1}], "does not exist", id="parent"),
-        pytest.param([{"op": "add", "path": "/l/5", "value": 1}], "out of range", id="index"),
+        pytest.param(
+            [{"op": "add", "path": "/x/y", "value": 1}], "^/x/y: 'x' does not exist", id="parent"
+        ),
+        pytest.param(
+            [{"op": "add", "path": "/l/5", "value": 1}], "^/l/5: .*out of range", id="index"
+        ),
+        pytest.param(
+            [{"op": "add", "path": "/l/1/k", "value": 1}], "^/l/1/k: .*out of range", id="index-in"
+        ),
         pytest.param([{"op": "add", "path": "/l/01", "value": 1}], "not an array index", id="zero"),
         pytest.param([{"op": "add", "path": "/s/k", "value": 1}], "neither an object", id="scalar"),
+        pytest.param(
+            [{"op": "add", "path": "/s/k/j", "value": 1}],
+            "^/s/k/j: cannot descend into a scalar at 'k'",
+            id="through-a-scalar",
+        ),
     ],
 )
 def test_patches_that_do_not_apply_are_refused(ops: list[dict[str, Any]], message: str) -> None:
@@ -76,3 +93,20 @@ def test_pointers_escape_tilde_first_then_slash(tokens: tuple[Any, ...], expecte
     from webhook.core.json_patch import pointer
 
     assert pointer(*tokens) == expected
+
+
+def test_adds_land_where_the_path_says_and_never_share_the_patch_values() -> None:
+    value = {"name": "X", "value": "1", "valueFrom": {"keys": ["k"]}}
+    ops = [
+        {"op": "add", "path": "/l/0", "value": value},
+        {"op": "add", "path": "/l/-", "value": 9},
+        {"op": "add", "path": "/m/a~1b~0c", "value": "escaped"},
+        {"op": "add", "path": "/l/1/name", "value": "in-list"},
+    ]
+    patched = apply_offline({"l": [{"name": "first"}], "m": {}}, ops)
+    assert patched == {
+        "l": [{"name": "X", "value": "1", "valueFrom": {"keys": ["k"]}}, {"name": "in-list"}, 9],
+        "m": {"a/b~c": "escaped"},
+    }
+    patched["l"][0]["valueFrom"]["keys"].append("changed")
+    assert value["valueFrom"] == {"keys": ["k"]}, "the patch's values are copied, not shared"

@@ -110,8 +110,3 @@ def audit_annotations(decision: Decision) -> Mapping[str, str]:
     if decision.preexisting:
         annotations["preexisting"] = "true"
     return annotations
-
-
-def count(number: int, singular: str, plural: str | None = None) -> str:
-    """`1 workload`, `3 workloads`."""
-    return f"{number} {singular if number == 1 else plural or singular + 's'}"

@@ -25,6 +25,6 @@ def check_host_network(
             Severity.ADVICE,
             workload.subject,
             "uses hostNetwork: NetworkPolicies do not restrict its egress",
-            "run it without hostNetwork to have its egress restricted by the generated policies",
+            "run it without hostNetwork",
         ),
     )
