@@ -42,15 +42,20 @@ def total(found: Samples, name: str, **labels: str) -> float:
     )
 
 
-@pytest.fixture
-def client() -> FlaskClient:
+def client_with(network_policies: Any) -> FlaskClient:
+    """The app over the example policy, its namespaces from the policy's table."""
     policies = PolicyStore(None)
     controller = AdmissionController(
         policies=policies,
         namespaces=StaticNamespaceSource(policies),
-        network_policies=ReportingNetworkPolicyApplier(),
+        network_policies=network_policies,
     )
     return create_app(controller).test_client()
+
+
+@pytest.fixture
+def client() -> FlaskClient:
+    return client_with(ReportingNetworkPolicyApplier())
 
 
 def post(client: FlaskClient, path: str, document: Any) -> Any:
@@ -206,13 +211,7 @@ class FailingApplier:
 
 
 def test_an_outage_is_counted_as_unavailable_never_as_a_policy_denial() -> None:
-    policies = PolicyStore(None)
-    controller = AdmissionController(
-        policies=policies,
-        namespaces=StaticNamespaceSource(policies),
-        network_policies=FailingApplier(),
-    )
-    client = create_app(controller).test_client()
+    client = client_with(FailingApplier())
     outage = post(
         client, "/validate", review_document(pod({PROFILE: "stripe"}), namespace="payments")
     )
