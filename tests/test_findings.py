@@ -187,6 +187,13 @@ class TestWords:
         )
         assert two.warnings == ()
 
+    def test_the_words_are_made_once_per_decision(self) -> None:
+        """The response, the decision log and an Event all ask for them."""
+        decision = denied((finding(), finding("host-network", Severity.ADVICE, reason="is odd")))
+        assert decision.warnings is decision.warnings
+        assert decision.message is decision.message
+        assert decision.said == (decision.message, decision.warnings)
+
     def test_many_findings_give_six_warnings(self) -> None:
         many = tuple(
             finding(severity=Severity.ADVICE, subject=Subject("container", str(i)))

@@ -16,6 +16,7 @@ from webhook.admission.ports import (
     NamespaceUnavailable,
     NetworkPoliciesNotEnsured,
     NetworkPolicyApplier,
+    NotEnsuredBecause,
     PolicySource,
     WorkloadSource,
     WorkloadsUnavailable,
@@ -24,6 +25,7 @@ from webhook.core.decision import (
     Decision,
     EnsureNetworkPolicies,
     Note,
+    Verdict,
     allowed,
     errored,
     unavailable,
@@ -154,9 +156,8 @@ class AdmissionController:
                 failure = _not_ensured(intent, err, required=intent.required)
                 if intent.required:
                     kept = tuple(f for f in decision.findings if not f.is_violation)
-                    return ReviewResult(
-                        unavailable((failure, *kept), decision.mode), tuple(applied)
-                    )
+                    refusal = Decision(_REFUSAL[err.because], (failure, *kept), mode=decision.mode)
+                    return ReviewResult(refusal, tuple(applied))
                 extra.append(failure)
                 continue
             applied.append(result)
@@ -181,7 +182,25 @@ def _reported(
     )
 
 
-def _not_ensured(intent: EnsureNetworkPolicies, err: Exception, *, required: bool) -> Finding:
+_REFUSAL = {
+    NotEnsuredBecause.TRANSIENT: Verdict.UNAVAILABLE,
+    NotEnsuredBecause.FOREIGN: Verdict.DENIED,
+    NotEnsuredBecause.REFUSED: Verdict.ERRORED,
+}
+"""An enforcing namespace's workload whose NetworkPolicies are not ensured is refused: as
+unavailable when retrying may succeed, as denied when the namespace's own NetworkPolicy is in
+the way (its owner is told, by an Event too), as errored when egress-guard's own deployment is."""
+
+_FIX = {
+    NotEnsuredBecause.TRANSIENT: "retry shortly",
+    NotEnsuredBecause.FOREIGN: "",
+    NotEnsuredBecause.REFUSED: "egress-guard's deployment needs fixing; see its log",
+}
+
+
+def _not_ensured(
+    intent: EnsureNetworkPolicies, err: NetworkPoliciesNotEnsured, *, required: bool
+) -> Finding:
     """NetworkPolicies the API did not let egress-guard ensure: in enforce mode the workload is
     refused, since it would run with open egress; elsewhere it is admitted with this warning."""
     names = ", ".join(intent.names)
@@ -192,15 +211,20 @@ def _not_ensured(intent: EnsureNetworkPolicies, err: Exception, *, required: boo
             Subject("Namespace", intent.namespace),
             f"could not get its NetworkPolicies {names} ensured ({err}); the workload is "
             "refused so that it never runs with open egress",
-            "retry shortly",
-            detail(networkPolicies=intent.names, error=str(err)),
+            _FIX[err.because],
+            detail(networkPolicies=intent.names, because=err.because.value, error=str(err)),
         )
     return Finding(
         NETWORK_POLICIES_NOT_ENSURED,
         Severity.ADVICE,
         None,
         f"NetworkPolicies not ensured: {err}",
-        detail=detail(namespace=intent.namespace, networkPolicies=intent.names, error=str(err)),
+        detail=detail(
+            namespace=intent.namespace,
+            networkPolicies=intent.names,
+            because=err.because.value,
+            error=str(err),
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from webhook.core.decision import EnsureNetworkPolicies
@@ -34,8 +35,24 @@ class NamespaceSource(Protocol):
         ...
 
 
+class NotEnsuredBecause(StrEnum):
+    """Why NetworkPolicies could not be ensured: what refusing the workload then means."""
+
+    TRANSIENT = "transient"
+    """No answer in time, or conflicts without end: retrying shortly may succeed."""
+    FOREIGN = "foreign"
+    """A same-named NetworkPolicy egress-guard did not generate: the namespace's owner must
+    rename or hand it over."""
+    REFUSED = "refused"
+    """The API refused egress-guard's request (RBAC, validation): its deployment is wrong."""
+
+
 class NetworkPoliciesNotEnsured(Exception):
-    """The NetworkPolicies could not be ensured (API down, forbidden, conflicts without end)."""
+    """The NetworkPolicies could not be ensured, and why."""
+
+    def __init__(self, message: str, because: NotEnsuredBecause = NotEnsuredBecause.TRANSIENT):
+        super().__init__(message)
+        self.because = because
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 from webhook.cli.offline_review import WorkloadReview, as_on_a_cluster
 from webhook.core.checks import CHECKS
 from webhook.core.checks.profile_label import CHECK_ID as PROFILE_LABEL
-from webhook.core.findings import NAMESPACE_LABELS, Finding
+from webhook.core.findings import DEFINED_PROFILES, NAMESPACE_LABELS, Finding
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import DEFAULT_DENY_NAME, NAMESPACE_NAME_LABEL
 from webhook.core.policy import Inject, Mode, Policy
@@ -205,8 +205,9 @@ def _advice(
     label = next((f for f in findings if f.check == PROFILE_LABEL and f.is_violation), None)
     if label is not None and workload is not None:
         advice.extend(_profile_fix(label, workload, context, policy))
+    said_elsewhere = (NAMESPACE_LABELS, DEFINED_PROFILES)  # step 1, and the fix above
     for finding in findings:
-        if finding is not label and finding.check != NAMESPACE_LABELS:
+        if finding is not label and finding.check not in said_elsewhere:
             advice.append(f"{check_name(finding.check)}: {sentence(finding)}")
     if review.decision.allowed and not advice:
         advice.append("nothing: the workload is admitted as it is")

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webhook.admission.budgets import NETWORK_POLICY_ENSURE_BUDGET_S
-from webhook.admission.ports import EnsureResult, NetworkPoliciesNotEnsured, PolicySource
+from webhook.admission.ports import (
+    EnsureResult,
+    NetworkPoliciesNotEnsured,
+    NotEnsuredBecause,
+    PolicySource,
+)
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline
 from webhook.cluster.namespaces import NamespaceEntry
 from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
@@ -177,11 +182,12 @@ class ClusterNetworkPolicyApplier:
         try:
             return self._writer.ensure(manifest, deadline)
         except ForeignNetworkPolicy as err:
-            raise NetworkPoliciesNotEnsured(str(err)) from None
+            raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.FOREIGN) from None
         except ApiUnreachable as err:
             raise NetworkPoliciesNotEnsured(f"{err} (within {self._budget_s:g} s)") from None
         except ApiRejected as err:
-            raise NetworkPoliciesNotEnsured(_explain(err, namespace)) from None
+            because = NotEnsuredBecause.TRANSIENT if err.conflict else NotEnsuredBecause.REFUSED
+            raise NetworkPoliciesNotEnsured(_explain(err, namespace), because) from None
 
     def _is_known(self, namespace: str, uid: str | None, name: str, version: Version) -> bool:
         if not self._trusted():

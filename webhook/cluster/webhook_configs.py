@@ -12,7 +12,7 @@ import base64
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from webhook.cluster.api_calls import (
     ApiRejected,
@@ -21,9 +21,6 @@ from webhook.cluster.api_calls import (
     call_json,
 )
 from webhook.core.raw_object import JsonObject
-
-if TYPE_CHECKING:
-    pass
 
 KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 CA_BUNDLE_CONFLICT_RETRIES = 5

@@ -105,6 +105,11 @@ class Decision:
     violations: tuple[Finding, ...] = field(init=False)
     """The findings that deny under enforce. These three follow from the others and are read
     several times per review: set once here, never computed on each read."""
+    said: tuple[str, tuple[str, ...]] | None = field(
+        init=False, default=None, repr=False, compare=False
+    )
+    """Its message and warnings once `wording` has made them: the response, the decision log and
+    an Event each ask for them, and they are made once."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed", self.verdict in ADMITTING)
@@ -151,9 +156,9 @@ def denied(findings: tuple[Finding, ...], mode: Mode | None = None) -> Decision:
     return Decision(Verdict.DENIED, findings, mode=mode)
 
 
-def unavailable(findings: tuple[Finding, ...], mode: Mode | None = None) -> Decision:
+def unavailable(findings: tuple[Finding, ...]) -> Decision:
     """Refused because the cluster did not answer: `findings` say what could not be done."""
-    return Decision(Verdict.UNAVAILABLE, findings, mode=mode)
+    return Decision(Verdict.UNAVAILABLE, findings)
 
 
 def errored(reason: str) -> Decision:

@@ -48,8 +48,9 @@ class Finding:
     """One thing egress-guard found.
 
     `reason` continues the subject as a sentence (`has no egress profile`), or stands alone when
-    there is no subject; `hint` says what to do about it. Neither carries the subject or any
-    prefix: `wording` composes them.
+    there is no subject; `hint` says what to do about it, and `short_hint` says it in fewer words
+    for a kubectl warning, which has 120 characters. None carries the subject or any prefix:
+    `wording` composes them.
     """
 
     check: str
@@ -58,6 +59,7 @@ class Finding:
     reason: str
     hint: str = ""
     detail: Detail = ()
+    short_hint: str = ""
 
     @property
     def is_violation(self) -> bool:

@@ -10,7 +10,7 @@ what enforcing would break before anything is enforced.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook.core.checks import CHECKS
@@ -186,11 +186,4 @@ def preview(
 
 def _as_advice(violation: Finding) -> Finding:
     """A workload's violation, told (never enforced) in the namespace's answer."""
-    return Finding(
-        violation.check,
-        Severity.ADVICE,
-        violation.subject,
-        violation.reason,
-        violation.hint,
-        violation.detail,
-    )
+    return replace(violation, severity=Severity.ADVICE)

@@ -12,6 +12,7 @@ was left out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from functools import lru_cache
 from types import MappingProxyType
 
@@ -60,9 +61,13 @@ def bounded_warnings(warnings: Iterable[str]) -> tuple[str, ...]:
 
 @lru_cache(maxsize=4096)
 def warning(finding: Finding, prefix: str = PREFIX) -> str:
-    """One finding as a kubectl warning. Memoised: a finding shared between reviews (a profile's
-    host names, say) is worded once, not once per review."""
-    return shorten(prefix + sentence(finding))
+    """One finding as a kubectl warning: the whole sentence where it fits, else with the short
+    form of its fix. Memoised: a finding shared between reviews (a profile's host names, say) is
+    worded once, not once per review."""
+    text = prefix + sentence(finding)
+    if len(text) > MAX_WARNING_CHARS and finding.short_hint:
+        text = prefix + sentence(replace(finding, hint=finding.short_hint))
+    return shorten(text)
 
 
 def shown_as_warnings(decision: Decision) -> tuple[Finding, ...]:
@@ -75,7 +80,30 @@ def shown_as_warnings(decision: Decision) -> tuple[Finding, ...]:
 
 
 def warnings(decision: Decision) -> tuple[str, ...]:
-    shown = shown_as_warnings(decision) if decision.findings else ()
+    """The warnings kubectl prints for a decision."""
+    if not decision.findings:
+        return ()
+    return _said(decision)[1]
+
+
+def message(decision: Decision) -> str:
+    """Why a request was refused, every violation in one message (empty when allowed)."""
+    if decision.allowed:
+        return ""
+    return _said(decision)[0]
+
+
+def _said(decision: Decision) -> tuple[str, tuple[str, ...]]:
+    """The decision's message and warnings, made once and kept on it."""
+    said = decision.said
+    if said is None:
+        said = (joined([sentence(f) for f in decision.violations]), _warnings(decision))
+        object.__setattr__(decision, "said", said)
+    return said
+
+
+def _warnings(decision: Decision) -> tuple[str, ...]:
+    shown = shown_as_warnings(decision)
     if not shown:
         return ()
     prefix = WARN_PREFIX if decision.mode is Mode.WARN else PREFIX
@@ -85,13 +113,6 @@ def warnings(decision: Decision) -> tuple[str, ...]:
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})
-
-
-def message(decision: Decision) -> str:
-    """Why a request was refused, every violation in one message (empty when allowed)."""
-    if decision.allowed:
-        return ""
-    return joined([sentence(f) for f in decision.violations])
 
 
 def joined(sentences: Iterable[str]) -> str:

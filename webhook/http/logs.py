@@ -132,12 +132,11 @@ def log_decision(
     }
     if request.sub_resource:
         fields["subResource"] = request.sub_resource
-    reasons: list[str] = []
     if decision.findings:
         violations = decision.violations
         if violations:  # what refused it (or would, under enforce), by check id and in words
             fields["checks"] = [finding.check for finding in violations]
-            fields["reasons"] = reasons = [wording.sentence(finding) for finding in violations]
+            fields["reasons"] = [wording.sentence(finding) for finding in violations]
         warnings = wording.warnings(decision)
         if warnings:
             fields["warnings"] = list(warnings)
@@ -147,7 +146,7 @@ def log_decision(
         fields["patchOps"] = len(decision.patch)
     if not decision.allowed:
         fields["code"] = decision.code
-        fields["message"] = wording.joined(reasons)  # the message, from the reasons just made
+        fields["message"] = wording.message(decision)
     for key in ("created", "updated", "reported"):
         names = [name for applied in result.applied for name in getattr(applied, key)]
         if names:

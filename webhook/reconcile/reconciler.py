@@ -11,7 +11,7 @@ whole, since a selector sees an object's own labels and their profile is on the 
 
 If any read fails the pass changes nothing: pruning on a partial picture would delete policies
 that workloads still need. For the same reason a profile policy is pruned only when two
-consecutive passes found it unused (see `reconcile_plan`): workloads and policies are read a
+consecutive passes found it unused (see `plan.py`): workloads and policies are read a
 moment apart, and a workload admitted in between has had its policy ensured by admission. A
 namespace's opt-out, read from its labels, is pruned at once. Each write is bounded in time,
 checked against `may_act` first (a leader that lost its lease stops), and a failed write is

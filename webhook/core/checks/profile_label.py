@@ -25,6 +25,10 @@ def defined_profiles(policy: Policy) -> str:
     return ", ".join(policy.profile_names) or "(none defined)"
 
 
+def _short_hint(policy: Policy) -> str:
+    return f"set label {policy.profile_label} to one of: {defined_profiles(policy)}"
+
+
 def check_profile_label(
     workload: Workload, policy: Policy, namespace: NamespaceContext
 ) -> tuple[Finding, ...]:
@@ -48,6 +52,7 @@ def check_profile_label(
             f"set the label {key} on its pods ({workload.labels_path}) to one of: "
             f"{defined_profiles(policy)}",
             detail(problem="missing", label=key, path=workload.labels_path),
+            _short_hint(policy),
         ),
     )
 
@@ -70,6 +75,7 @@ def _undefined_profile(workload: Workload, value: str, policy: Policy) -> Findin
             value=value,
             suggestion=suggestion,
         ),
+        _short_hint(policy),
     )
 
 
@@ -91,8 +97,9 @@ def _annotation(workload: Workload, policy: Policy) -> Finding:
         CHECK_ID,
         Severity.VIOLATION,
         workload.subject,
-        f"sets {key} as an annotation, but it must be a label (NetworkPolicies select pods by "
-        "label)",
-        f"set {workload.labels_path}[{key}] to one of: {defined_profiles(policy)}",
+        f"sets {key} as an annotation, but it must be a label",
+        f"set {workload.labels_path}[{key}] to one of: {defined_profiles(policy)} "
+        "(NetworkPolicies select pods by label)",
         detail(problem="annotation", label=key, path=workload.labels_path),
+        _short_hint(policy),
     )
