@@ -52,5 +52,7 @@ def test_the_webhook_configurations_carry_the_timeouts_the_budgets_derive_from()
         "workloads": budgets.VALIDATION_TIMEOUT_S,
         "workloads-preview": budgets.VALIDATION_TIMEOUT_S,
         "namespaces": budgets.NAMESPACE_PREVIEW_TIMEOUT_S,
+        "networkpolicies": budgets.VALIDATION_TIMEOUT_S,
+        "networkpolicies-preview": budgets.VALIDATION_TIMEOUT_S,
         "pods": budgets.MUTATION_TIMEOUT_S,
     }

@@ -67,7 +67,9 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory, corpus: list[InputObje
     """
     defined = {m.metadata.get("name") for m in corpus if m.kind == "Namespace"}
     used = {m.metadata.get("namespace") for m in corpus} - defined - EXEMPT
-    table: dict[str, dict[str, str]] = {DEFAULT_NAMESPACE: {"mode": "enforce", "inject": "all"}}
+    # the corpus's pods carry no profile: `proxy` gives them the proxy variables (`all` would
+    # not, since only a profile that uses the proxy has a route to it there)
+    table: dict[str, dict[str, str]] = {DEFAULT_NAMESPACE: {"mode": "enforce", "inject": "proxy"}}
     for name in sorted(n for n in used if _valid_namespace(n) and n != DEFAULT_NAMESPACE):
         table[name] = next(LABEL_CHOICES)
     example = Path(__file__).resolve().parents[1] / "webhook" / "data" / "policy.example.yaml"

@@ -338,6 +338,7 @@ def test_json_is_parseable_sorted_and_stable(tmp_path: Path) -> None:
         "skippedKinds": {"Service": 1},
         "warned": 0,
         "workloads": 3,
+        "networkPolicies": 0,
     }
     bad = document["items"][1]
     assert (bad["kind"], bad["allowed"], bad["code"]) == ("StatefulSet", False, 403)

@@ -62,14 +62,19 @@ def test_render_selected_profiles_matches_what_check_would_create(tmp_path: Path
     assert rendered(result) == generated
 
 
-def test_render_for_a_namespace_that_injects_all_lets_every_profile_reach_the_proxy() -> None:
-    policies = rendered(cli("render", "-n", "shop", "--profile", "none"))
-    egress = policies[1]["spec"]["egress"]
-    assert egress[-1]["ports"] == [{"protocol": "TCP", "port": 3128}]
-    plain = rendered(cli("render", "-n", "payments", "--profile", "none"))
-    assert "egress" not in plain[1]["spec"], "DNS only: the default-deny says it all"
-    forced = rendered(cli("render", "-n", "payments", "--profile", "none", "--inject", "all"))
-    assert forced[1]["spec"] == policies[1]["spec"]
+def test_under_inject_all_only_profiles_that_use_the_proxy_reach_it() -> None:
+    """A route to the proxy for every profile would let one that allows nothing reach every
+    host the proxy serves."""
+    none = rendered(cli("render", "-n", "shop", "--profile", "none"))
+    assert "egress" not in none[1]["spec"], "DNS only, even where the namespace injects all"
+    stripe = rendered(cli("render", "-n", "shop", "--profile", "stripe"))
+    assert stripe[1]["spec"]["egress"][-1]["ports"] == [{"protocol": "TCP", "port": 3128}]
+    plain = rendered(cli("render", "-n", "payments", "--profile", "stripe"))
+    assert all(
+        rule["ports"] != [{"protocol": "TCP", "port": 3128}] for rule in plain[1]["spec"]["egress"]
+    ), "host names reach the proxy only where the namespace injects its variables"
+    forced = rendered(cli("render", "-n", "payments", "--profile", "stripe", "--inject", "all"))
+    assert forced[1]["spec"] == stripe[1]["spec"]
 
 
 def test_render_json_is_a_list() -> None:
@@ -179,11 +184,10 @@ def test_explain_warn_mode_and_host_network_advice(tmp_path: Path) -> None:
     result = cli("explain", "-f", str(path))
     assert result.exit_code == 0
     assert "(labels from the Namespace object at" in result.stdout
-    assert "[warn] host network:" in result.stdout
-    assert (
-        'host network: DaemonSet "agent" uses hostNetwork'
-        in result.stdout.split("What to change:")[1]
-    )
+    assert "[FAIL] host network:" in result.stdout, "a violation, which warn mode admits"
+    fixes = result.stdout.split("What to change:")[1]
+    assert 'host network: DaemonSet "agent" uses hostNetwork' in fixes
+    assert "hostNetwork: true" in fixes, "the fix names the profile setting"
 
 
 def test_explain_without_workloads_says_so() -> None:

@@ -21,7 +21,7 @@ import kubernetes_validate
 import orjson
 import pytest
 import yaml
-from builders import CORPUS, PROFILE, apply_patch, ns_labels, request
+from builders import CORPUS, PROFILE, apply_patch, ns_labels, policy_with, request
 from flask.testing import FlaskClient
 
 from webhook.admission.controller import AdmissionController
@@ -95,6 +95,9 @@ def test_every_workload_is_denied_without_the_label_and_allowed_with_it(
     corpus_workloads: list[InputObject], policy: Policy
 ) -> None:
     kinds: Counter[str] = Counter()
+    profiles = policy.model_dump(by_alias=True)["profiles"]
+    node_agent = {"hostNetwork": True, "secondaryNetworks": True}
+    agents = policy_with(policy, profiles={**profiles, "node-agent": node_agent})
     for manifest in corpus_workloads:
         kinds[manifest.kind] += 1
         bare = without_profile(manifest.obj)
@@ -103,7 +106,16 @@ def test_every_workload_is_denied_without_the_label_and_allowed_with_it(
         assert denied.code == 403 and PROFILE in denied.message, manifest.source
         labelled = with_profile(bare, manifest.kind, "internal")
         admitted = validate(request(labelled, namespace="demo"), ns_labels("enforce"), policy)
+        escapes = {f.check for f in admitted.violations}
+        if escapes:
+            # Pods on the node's network or on Multus networks, which no NetworkPolicy
+            # restricts, need a profile that says so.
+            kinds["escaping NetworkPolicies"] += 1
+            assert escapes <= {"host-network", "secondary-networks"}, manifest.source
+            agent = with_profile(bare, manifest.kind, "node-agent")
+            admitted = validate(request(agent, namespace="demo"), ns_labels("enforce"), agents)
         assert admitted.allowed, f"{manifest.source}: {admitted.message}"
+    assert kinds["escaping NetworkPolicies"] > 0, "the corpus has node agents (CNI DaemonSets)"
     assert {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"} <= set(kinds)
     assert {"ReplicationController", "ReplicaSet"} <= set(kinds)
 

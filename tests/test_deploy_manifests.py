@@ -220,7 +220,7 @@ def test_workload_webhooks_see_only_opted_in_namespaces(built: dict[Any, Doc]) -
             assert hook["objectSelector"]["matchExpressions"] == [
                 {"key": "egress-guard.io/mode", "operator": "Exists"}
             ]
-        elif hook["name"].startswith("workloads-preview."):
+        elif hook["name"].startswith(("workloads-preview.", "networkpolicies-preview.")):
             assert {
                 "key": "egress-guard.io/mode",
                 "operator": "In",
@@ -285,7 +285,9 @@ def test_webhook_call_settings(built: dict[Any, Doc]) -> None:
     policies = {}
     for kind, hook in webhooks(built):
         assert hook["admissionReviewVersions"] == ["v1"]
-        assert hook["sideEffects"] == "NoneOnDryRun"
+        # only reviews that may ensure NetworkPolicies have side effects (never on a dry run)
+        expected_effects = "None" if hook["name"].startswith("networkpolicies") else "NoneOnDryRun"
+        assert hook["sideEffects"] == expected_effects
         assert 1 <= hook["timeoutSeconds"] <= 5
         assert hook["matchPolicy"] == "Equivalent"
         target = hook["clientConfig"]["service"]
@@ -302,6 +304,8 @@ def test_webhook_call_settings(built: dict[Any, Doc]) -> None:
         "workloads.validate.egress-guard.io": "Fail",
         "workloads-preview.validate.egress-guard.io": "Ignore",
         "namespaces.validate.egress-guard.io": "Ignore",
+        "networkpolicies.validate.egress-guard.io": "Fail",
+        "networkpolicies-preview.validate.egress-guard.io": "Ignore",
         "pods.mutate.egress-guard.io": "Ignore",
     }
 
@@ -321,8 +325,10 @@ def test_rules_cover_every_workload_kind_and_ephemeral_containers(built: dict[An
         "workloads.validate.egress-guard.io",
         "workloads-preview.validate.egress-guard.io",
     ):
-        for operation in ("CREATE", "UPDATE"):
-            assert resources_of(hooks[name], operation) == {k.resource for k in BUILTIN_KINDS}
+        kinds = {k.resource for k in BUILTIN_KINDS}
+        assert resources_of(hooks[name], "CREATE") == kinds
+        # a status update's labels are kept by the API server: sent too
+        assert resources_of(hooks[name], "UPDATE") == kinds | {"pods/status"}
         covered = {
             (group, version, resource)
             for rule in hooks[name]["rules"]
@@ -330,7 +336,15 @@ def test_rules_cover_every_workload_kind_and_ephemeral_containers(built: dict[An
             for version in rule["apiVersions"]
             for resource in rule["resources"]
         }
-        assert covered == {(k.group, k.version, k.resource) for k in BUILTIN_KINDS}
+        assert covered == {(k.group, k.version, k.resource) for k in BUILTIN_KINDS} | {
+            ("", "v1", "pods/status")
+        }
+    for name in (
+        "networkpolicies.validate.egress-guard.io",
+        "networkpolicies-preview.validate.egress-guard.io",
+    ):
+        for operation in ("CREATE", "UPDATE", "DELETE"):
+            assert resources_of(hooks[name], operation) == {"networkpolicies"}
     mutating = hooks["pods.mutate.egress-guard.io"]
     assert resources_of(mutating, "CREATE") == {"pods"}
     assert resources_of(mutating, "UPDATE") == {"pods/ephemeralcontainers"}
@@ -453,6 +467,8 @@ def test_the_label_prefix_and_exemptions_follow_the_policy_file(tmp_path: Path) 
         "workloads.validate.egress.example.com",
         "workloads-preview.validate.egress.example.com",
         "namespaces.validate.egress.example.com",
+        "networkpolicies.validate.egress.example.com",
+        "networkpolicies-preview.validate.egress.example.com",
         "pods.mutate.egress.example.com",
     }
     for _, hook in hooks:

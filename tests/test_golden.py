@@ -18,6 +18,7 @@ import base64
 import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,79 @@ def bare(scenario: Scenario) -> Scenario:
     return lambda policy: scenario(policy_with(policy, profiles={}, proxy=None))
 
 
+def governed(scenario: Scenario) -> Scenario:
+    """The scenario under a policy file with a node-agent profile and governance: only the
+    `platform` group loosens namespaces or edits generated NetworkPolicies."""
+    return lambda policy: scenario(
+        policy_with(
+            policy,
+            profiles={
+                **policy.model_dump(by_alias=True)["profiles"],
+                "node-agent": {"hostNetwork": True, "secondaryNetworks": True},
+                "world": {"allow": [{"cidr": "0.0.0.0/0", "ports": [443]}]},
+            },
+            governance={
+                "loosenNamespaces": {"groups": ["platform"]},
+                "networkPolicyEditors": {"groups": ["platform"]},
+            },
+        )
+    )
+
+
+def multus(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["spec"]["template"]["metadata"]["annotations"] = {"k8s.v1.cni.cncf.io/networks": "sriov"}
+    return obj
+
+
+def owned(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "web-1",
+            "uid": "u",
+            "controller": True,
+        }
+    ]
+    return obj
+
+
+def network_policy_review(
+    operation: str,
+    new: dict[str, Any] | None,
+    old: dict[str, Any] | None = None,
+    user: str = "alice",
+    groups: tuple[str, ...] = ("system:authenticated",),
+) -> AdmissionRequest:
+    named = new if new is not None else old
+    assert named is not None
+    return AdmissionRequest(
+        uid="np",
+        kind="NetworkPolicy",
+        group="networking.k8s.io",
+        version="v1",
+        operation=operation,
+        namespace="enforce",
+        name=named["metadata"]["name"],
+        object=new,
+        old_object=old,
+        user=user,
+        groups=groups,
+    )
+
+
+def tenant_policy(egress: list[Any], selector: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "tenant", "namespace": "enforce"},
+        "spec": {"podSelector": selector or {}, "policyTypes": ["Egress"], "egress": egress},
+    }
+
+
+GENERATED = render_default_deny("enforce", load_policy(None))
+
+
 def own_env(*names: str) -> list[dict[str, str]]:
     return [{"name": name, "value": "http://own-proxy:8080"} for name in names]
 
@@ -221,8 +295,70 @@ SCENARIOS: dict[str, Scenario] = {
     "enforce/allowed/stripe": validate(
         request(workload("Deployment", {PROFILE: "stripe"}), namespace="enforce")
     ),
-    "enforce/allowed/host-network": validate(
+    "enforce/host-network": validate(
         request(host_network(workload("DaemonSet", {PROFILE: "none"})), namespace="enforce")
+    ),
+    "enforce/allowed/host-network-profile": governed(
+        validate(
+            request(
+                host_network(workload("DaemonSet", {PROFILE: "node-agent"})), namespace="enforce"
+            )
+        )
+    ),
+    "enforce/secondary-networks": validate(
+        request(multus(workload("Deployment", {PROFILE: "none"})), namespace="enforce")
+    ),
+    "enforce/update/owned-pod-relabelled": validate(
+        updated(owned(pod({PROFILE: "stripe"})), owned(pod({PROFILE: "none"})), "enforce")
+    ),
+    "enforce/update/owned-pod-relabelled-through-status": validate(
+        replace(
+            updated(owned(pod({PROFILE: "stripe"})), owned(pod({PROFILE: "none"})), "enforce"),
+            sub_resource="status",
+        )
+    ),
+    "enforce/malformed-object": validate(
+        AdmissionRequest(
+            uid="m", kind="Deployment", group="apps", operation="CREATE", namespace="enforce"
+        )
+    ),
+    "proxy/labels-only": validate(
+        request(workload("Deployment", {PROFILE: "none"}), namespace="proxy")
+    ),
+    "all/none-gets-no-proxy-variables": mutate(request(pod({PROFILE: "none"}), namespace="all")),
+    "proxy/env-from": mutate(
+        request(
+            pod({PROFILE: "none"}, pod_spec(container(envFrom=[{"secretRef": {"name": "env"}}]))),
+            namespace="proxy",
+        )
+    ),
+    # NetworkPolicies in managed namespaces
+    "network-policy/widens": validate(network_policy_review("CREATE", tenant_policy([{}]))),
+    "network-policy/within-the-profile": validate(
+        network_policy_review(
+            "CREATE",
+            tenant_policy(
+                [{"to": [{"ipBlock": {"cidr": "34.210.129.0/24"}}], "ports": [{"port": 443}]}],
+                {"matchLabels": {PROFILE: "stripe"}},
+            ),
+        )
+    ),
+    "network-policy/generated-deleted-by-a-tenant": validate(
+        network_policy_review("DELETE", None, GENERATED)
+    ),
+    "network-policy/generated-deleted-by-an-editor": governed(
+        validate(network_policy_review("DELETE", None, GENERATED, groups=("platform",)))
+    ),
+    "namespace/loosened": governed(
+        validate(namespace_review("enforce", LABELS["warn"], LABELS["enforce"]))
+    ),
+    "namespace/loosened-by-the-platform": governed(
+        validate(
+            replace(
+                namespace_review("enforce", LABELS["warn"], LABELS["enforce"]),
+                groups=("platform",),
+            )
+        )
     ),
     "all/allowed/stripe-reaches-the-proxy": validate(
         request(workload("Deployment", {PROFILE: "stripe"}), namespace="all")
@@ -299,7 +435,7 @@ SCENARIOS: dict[str, Scenario] = {
         network_policies=ReportingNetworkPolicyApplier(),
     ),
     "enforce/network-policies-not-ensured": validate(
-        request(host_network(workload("Deployment", {PROFILE: "stripe"})), namespace="enforce"),
+        request(workload("Deployment", {PROFILE: "stripe"}), namespace="enforce"),
         network_policies=ApiDown(),
     ),
     "enforce/foreign-network-policy": validate(
@@ -508,4 +644,5 @@ def test_every_check_id_appears_in_some_golden_answer(example: Policy) -> None:
     from webhook.core.findings import registered
 
     seen = {f.check for scenario in SCENARIOS.values() for f in scenario(example).decision.findings}
-    assert seen == set(registered())
+    # policy advice is about the file, not a review: tests/test_enforcement_integrity.py
+    assert seen == set(registered()) - {"open-network"}

@@ -74,7 +74,9 @@ def test_every_webhook_gets_the_bundle_and_nothing_else_changes(
     expected = base64.b64encode((cert_dir / "ca-bundle.crt").read_bytes()).decode()
     found = bundles(local_api)
     webhooks = sum(len(config["webhooks"]) for config in configured.values())
-    assert webhooks == 4  # enforce, preview and namespace validation; pod mutation
+    # workload enforce and preview, namespace, NetworkPolicy enforce and preview validation;
+    # pod mutation
+    assert webhooks == 6
     assert len(found) == webhooks and set(found.values()) == {expected}
     for resource, seeded in configured.items():
         stored = local_api.objects(resource)[0]

@@ -13,7 +13,7 @@ from webhook.core.json_patch import PatchError
 from webhook.core.json_patch import apply_patch as apply_offline
 from webhook.core.policy import Policy
 
-PROXY_ALL = {"egress-guard.io/mode": "enforce", "egress-guard.io/inject": "all"}
+PROXY_ALL = {"egress-guard.io/mode": "enforce", "egress-guard.io/inject": "proxy"}
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,10 @@ def test_values_with_expansion_syntax_are_escaped(policy: Policy) -> None:
     ("labels", "profile", "expected"),
     [
         pytest.param(ns_labels("enforce", "proxy"), "none", True, id="inject-proxy"),
-        pytest.param(ns_labels("enforce", "all"), "none", True, id="inject-all"),
+        pytest.param(ns_labels("enforce", "all"), "none", False, id="inject-all-no-route"),
+        pytest.param(ns_labels("enforce", "all"), "stripe", True, id="inject-all-host-names"),
+        pytest.param(ns_labels("enforce", "all"), "web-via-proxy", True, id="inject-all-proxy"),
+        pytest.param(ns_labels("enforce", "all"), "internal", False, id="inject-all-in-cluster"),
         pytest.param(ns_labels("enforce"), "none", False, id="networkpolicy-only"),
         pytest.param(ns_labels("enforce"), "web-via-proxy", True, id="proxy-profile"),
         pytest.param(ns_labels("enforce", "none"), "web-via-proxy", False, id="inject-none"),

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from builders import MODE, PROFILE, pod, workload
+from builders import MODE, PROFILE, pod, policy_with, workload
 
 from webhook.admission.controller import AdmissionController
 from webhook.admission.ports import WorkloadListing, WorkloadsUnavailable
@@ -302,10 +302,16 @@ def test_objects_without_a_kind_or_a_name_are_passed_over(policy: Policy) -> Non
     assert 'Deployment "z"' in warnings[1]
 
 
-def test_host_network_workloads_with_a_profile_are_not_counted(policy: Policy) -> None:
+def test_host_network_workloads_count_unless_their_profile_allows_it(policy: Policy) -> None:
     host = workload("DaemonSet", {PROFILE: "none"}, name="agent")
     host["spec"]["template"]["spec"]["hostNetwork"] = True
-    assert preview_of([host], policy) == ()
+    (summary, named) = preview_of([host], policy)
+    assert summary.startswith("egress-guard: 1 existing workload")
+    assert 'DaemonSet "agent"' in named
+    profiles = {**policy.model_dump(by_alias=True)["profiles"], "node-agent": {"hostNetwork": True}}
+    agents = policy_with(policy, profiles=profiles)
+    host["spec"]["template"]["metadata"]["labels"] = {PROFILE: "node-agent"}
+    assert preview_of([host], agents) == ()
 
 
 def test_exactly_the_named_number_has_no_more_line(policy: Policy) -> None:

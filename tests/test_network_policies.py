@@ -236,24 +236,7 @@ def test_a_bad_dns_cidr_is_refused_naming_the_field(cidr: str) -> None:
             id="proxy-profile-reaches-only-the-proxy",
         ),
         pytest.param("none", False, None, id="dns-only-profile-has-no-egress-rules"),
-        pytest.param(
-            "none",
-            True,
-            [
-                {
-                    "to": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {NAMESPACE_NAME_LABEL: "egress-system"}
-                            },
-                            "podSelector": {"matchLabels": {"app": "egress-proxy"}},
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": 3128}],
-                }
-            ],
-            id="inject-all-adds-the-proxy",
-        ),
+        pytest.param("none", True, None, id="inject-all-gives-no-route-to-a-profile-without-hosts"),
     ],
 )
 def test_profile_policies(
@@ -516,3 +499,12 @@ class TestDrift:
         assert is_generated(render_default_deny("payments", policy))
         assert not is_generated({"metadata": {"name": "hand-made"}})
         assert not is_generated({"metadata": {"labels": {MANAGED_BY_LABEL: "helm"}}})
+
+
+def test_under_inject_all_a_profile_with_host_names_reaches_the_proxy(policy: Policy) -> None:
+    """Host names are reached through the proxy, where the namespace injects its variables."""
+    spec = render_profile("payments", "stripe", policy, namespace_injects_all=True)["spec"]
+    proxy_rules = [r for r in spec["egress"] if r["ports"] == [{"protocol": "TCP", "port": 3128}]]
+    assert len(proxy_rules) == 1
+    plain = render_profile("payments", "stripe", policy, namespace_injects_all=False)["spec"]
+    assert plain["egress"] == [r for r in spec["egress"] if r not in proxy_rules]

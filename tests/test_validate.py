@@ -169,7 +169,7 @@ def test_delete_and_connect_are_allowed_untouched(operation: str, policy: Policy
     assert not decision.warnings
 
 
-@pytest.mark.parametrize("sub_resource", ["status", "scale", "ephemeralcontainers", "binding"])
+@pytest.mark.parametrize("sub_resource", ["scale", "ephemeralcontainers", "binding", "resize"])
 def test_subresources_are_allowed_untouched(sub_resource: str, policy: Policy) -> None:
     req = request(workload("Pod"), operation="UPDATE", sub_resource=sub_resource)
     decision = validate(req, ns_labels(), policy)
@@ -318,12 +318,15 @@ def test_every_warning_fits_and_there_are_few(policy: Policy) -> None:
     assert all(len(w) <= MAX_WARNING_CHARS for w in decision.warnings)
 
 
-def test_host_network_pods_are_warned_that_policies_do_not_apply(policy: Policy) -> None:
+def test_host_network_pods_are_refused_where_network_policies_enforce(policy: Policy) -> None:
     obj = workload("Deployment", {PROFILE: "none"})
     obj["spec"]["template"]["spec"]["hostNetwork"] = True
     decision = validate(request(obj), ns_labels(), policy)
-    assert decision.allowed
-    assert any("hostNetwork" in w for w in decision.warnings)
+    assert not decision.allowed
+    assert [f.check for f in decision.violations] == ["host-network"]
+    warned = validate(request(obj), ns_labels("warn", "networkpolicy"), policy)
+    assert warned.allowed
+    assert any("hostNetwork" in w for w in warned.warnings)
 
 
 class TestUpdateModes:

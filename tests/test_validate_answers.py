@@ -147,15 +147,17 @@ class TestEnforce:
 class TestHostNetwork:
     def test_only_host_network_pods_are_told_policies_do_not_apply(self, policy: Policy) -> None:
         plain = workload("Deployment", {PROFILE: "none"})
-        assert "warnings" not in response(answer(plain, ns_labels(), policy))
+        assert "warnings" not in response(answer(plain, ns_labels("warn", "all"), policy))
         host = with_host_network(workload("Deployment", {PROFILE: "none"}))
-        warnings = response(answer(host, ns_labels(), policy))["warnings"]
+        warnings = response(answer(host, ns_labels("warn", "all"), policy))["warnings"]
         assert any('Deployment "web"' in w and "hostNetwork" in w for w in warnings)
 
     def test_nothing_is_said_where_no_network_policy_is_made(self, policy: Policy) -> None:
         host = with_host_network(workload("Pod", {PROFILE: "none"}))
-        assert "warnings" not in response(answer(host, ns_labels("enforce", "proxy"), policy))
-        assert "warnings" not in response(answer(host, ns_labels("enforce", "none"), policy))
+        for inject in ("proxy", "none"):
+            answered = response(answer(host, ns_labels("enforce", inject), policy))
+            assert answered["allowed"]
+            assert not any("hostNetwork" in w for w in answered["warnings"])
 
 
 class TestWarningBounds:

@@ -286,13 +286,15 @@ def render_rules(policy_file: Path) -> set[tuple[str, str, str]]:
     ]
     found: list[set[tuple[str, str, str]]] = []
     for hook in config["webhooks"]:
-        if hook["name"].startswith("namespaces."):
+        if not hook["name"].startswith("workloads"):
             continue
-        assert all(set(rule["operations"]) == {"CREATE", "UPDATE"} for rule in hook["rules"])
+        rules = [rule for rule in hook["rules"] if rule["resources"] != ["pods/status"]]
+        assert len(rules) == len(hook["rules"]) - 1, "pods/status is sent too (its labels)"
+        assert all(set(rule["operations"]) == {"CREATE", "UPDATE"} for rule in rules)
         found.append(
             {
                 (group, version, resource)
-                for rule in hook["rules"]
+                for rule in rules
                 for group in rule["apiGroups"]
                 for version in rule["apiVersions"]
                 for resource in rule["resources"]

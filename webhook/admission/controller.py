@@ -41,7 +41,9 @@ from webhook.core.findings import (
     Subject,
     detail,
 )
+from webhook.core.namespace_governance import review_namespace_change
 from webhook.core.namespace_preview import NamespaceChange, namespace_change, preview
+from webhook.core.network_policy_review import is_network_policy, review_network_policy
 from webhook.core.policy import Policy
 from webhook.core.request import AdmissionRequest
 
@@ -69,6 +71,9 @@ class AdmissionController:
     network_policies: NetworkPolicyApplier
     workloads: WorkloadSource | None = None
     """Lists a namespace's workloads for the namespace preview; None: no preview of workloads."""
+    own_users: frozenset[str] = frozenset()
+    """egress-guard's own service accounts (`system:serviceaccount:<ns>:<name>`): the only users
+    who may change the NetworkPolicies it generates."""
 
     def review(self, request: AdmissionRequest, action: Action) -> ReviewResult:
         """Decide one review and carry out its intents; never raises.
@@ -91,31 +96,29 @@ class AdmissionController:
     def _review(self, request: AdmissionRequest, action: Action) -> ReviewResult:
         policy = self.policies.current()
         if action is Action.VALIDATE and request.kind == "Namespace":
+            refused = review_namespace_change(request, policy)
+            if refused is not None:
+                return ReviewResult(refused)
             change = namespace_change(request, policy)
             if change is not None:
                 return ReviewResult(self._preview(change, policy))
+        if action is Action.VALIDATE and is_network_policy(request):
+            if request.namespace in policy.exempt:
+                return ReviewResult(allowed(Note.EXEMPT))
+            try:
+                labels = self.namespaces.labels(request.namespace)
+            except NamespaceUnavailable as err:
+                return ReviewResult(_namespace_unavailable(request.namespace, err))
+            return ReviewResult(review_network_policy(request, labels, policy, self.own_users))
         found = triage(request, policy, action)
-        if found.workload is None:
+        if found.workload is None and not found.malformed:
             return ReviewResult(allowed(found.note))
         try:
             labels = self.namespaces.labels(request.namespace)
         except NamespaceUnavailable as err:
             if action is Action.MUTATE:
                 return _not_injected(f"namespace {request.namespace} could not be read ({err})")
-            return ReviewResult(
-                unavailable(
-                    (
-                        Finding(
-                            NAMESPACE_UNAVAILABLE,
-                            Severity.VIOLATION,
-                            Subject("Namespace", request.namespace),
-                            f"could not be read to decide this request ({err})",
-                            "retry shortly",
-                            detail(error=str(err)),
-                        ),
-                    )
-                )
-            )
+            return ReviewResult(_namespace_unavailable(request.namespace, err))
         if action is Action.MUTATE:
             return ReviewResult(mutate(request, labels, policy, found))
         decision = validate(request, labels, policy, found)
@@ -166,6 +169,22 @@ class AdmissionController:
         if extra:
             decision = decision.with_findings(*extra)
         return ReviewResult(decision, tuple(applied))
+
+
+def _namespace_unavailable(namespace: str, err: NamespaceUnavailable) -> Decision:
+    """Refused: without its labels egress-guard cannot tell whether the namespace enforces."""
+    return unavailable(
+        (
+            Finding(
+                NAMESPACE_UNAVAILABLE,
+                Severity.VIOLATION,
+                Subject("Namespace", namespace),
+                f"could not be read to decide this request ({err})",
+                "retry shortly",
+                detail(error=str(err)),
+            ),
+        )
+    )
 
 
 def _reported(

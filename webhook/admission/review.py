@@ -88,6 +88,9 @@ def request_from_dict(raw: Mapping[str, Any], uid: str) -> AdmissionRequest:
     gvk = raw.get("kind")
     gvk = gvk if isinstance(gvk, dict) else {}
     kind = _str(gvk.get("kind")) or _str(obj.get("kind") if obj else None)
+    user_info = raw.get("userInfo")
+    user_info = user_info if isinstance(user_info, dict) else {}
+    groups = user_info.get("groups")
     namespace = _str(raw.get("namespace"))
     if not namespace and obj is not None:
         metadata = obj.get("metadata")
@@ -104,6 +107,8 @@ def request_from_dict(raw: Mapping[str, Any], uid: str) -> AdmissionRequest:
         dry_run=raw.get("dryRun") is True,
         object=obj,
         old_object=_object(raw.get("oldObject")),
+        user=_str(user_info.get("username")),
+        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
     )
 
 

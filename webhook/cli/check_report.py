@@ -70,13 +70,19 @@ class CheckReport:
     def not_sent_kinds(self) -> Counter[str]:
         return Counter(item.qualified_kind for item in self.not_sent)
 
+    @property
+    def network_policies(self) -> int:
+        """How many of the reviews are of NetworkPolicies (the rest are of workloads)."""
+        return sum(1 for review in self.reviews if review.kind == "NetworkPolicy")
+
     def summary(self) -> dict[str, Any]:
         verdicts = self.verdicts
         skipped = sum(self.skipped.values()) + len(self.not_sent)
         return {
             "files": self.files,
             "objects": len(self.reviews) + self.namespaces + skipped,
-            "workloads": len(self.reviews),
+            "workloads": len(self.reviews) - self.network_policies,
+            "networkPolicies": self.network_policies,
             **{verdict.value: verdicts.get(verdict, 0) for verdict in VERDICT_ORDER},
             "namespaces": self.namespaces,
             "skipped": skipped,
@@ -94,11 +100,12 @@ class CheckReport:
             for verdict in VERDICT_ORDER
             if verdict not in SAID_WHEN_NONZERO or verdicts.get(verdict)
         )
-        workloads = len(self.reviews)
-        line = (
-            f"{workloads} workload{'' if workloads == 1 else 's'} in {self.files} "
-            f"file{'' if self.files == 1 else 's'}: {counts}"
-        )
+        workloads = len(self.reviews) - self.network_policies
+        reviewed = f"{workloads} workload{'' if workloads == 1 else 's'}"
+        if self.network_policies:
+            count = self.network_policies
+            reviewed += f" and {count} NetworkPolic{'y' if count == 1 else 'ies'}"
+        line = f"{reviewed} in {self.files} file{'' if self.files == 1 else 's'}: {counts}"
         skipped = sum(self.skipped.values())
         if skipped:
             top = ", ".join(f"{count} {kind}" for kind, count in self.skipped.most_common(4))

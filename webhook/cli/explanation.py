@@ -210,7 +210,8 @@ def _advice(
         if finding is not label and finding.check not in said_elsewhere:
             advice.append(f"{check_name(finding.check)}: {sentence(finding)}")
     if review.decision.allowed and not advice:
-        advice.append("nothing: the workload is admitted as it is")
+        what = "NetworkPolicy" if review.kind == "NetworkPolicy" else "workload"
+        advice.append(f"nothing: the {what} is admitted as it is")
     return advice or [review.decision.message]
 
 

@@ -104,6 +104,11 @@ def is_namespace(manifest: InputObject) -> bool:
     return manifest.kind == "Namespace" and manifest.api_version == "v1"
 
 
+def is_network_policy_object(manifest: InputObject) -> bool:
+    """A NetworkPolicy, which the server reviews in managed namespaces (it may widen egress)."""
+    return manifest.kind == "NetworkPolicy" and manifest.api_version == "networking.k8s.io/v1"
+
+
 def namespace_objects(manifests: list[InputObject]) -> dict[str, InputObject]:
     """The Namespace objects of the input by name (the last one wins, as with kubectl apply)."""
     found: dict[str, InputObject] = {}
@@ -278,6 +283,10 @@ class OfflineReviewer:
         name = request.object_name
         if manifest.kind.lower() != "pod":
             result = self.controller.review(request, Action.VALIDATE)
+            if is_network_policy_object(manifest):
+                return WorkloadReview(
+                    manifest, namespace, name, labels, result.decision, result.decision
+                )
             return WorkloadReview(
                 manifest=manifest,
                 namespace=namespace,

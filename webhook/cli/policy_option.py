@@ -9,6 +9,8 @@ import click
 from webhook.cli.errors import fail
 from webhook.config.policy_file import PolicyFileError, load_policy
 from webhook.core.policy import Policy
+from webhook.core.policy_advice import policy_advice
+from webhook.core.wording import sentence
 
 config_option = click.option(
     "--config",
@@ -19,9 +21,14 @@ config_option = click.option(
 )
 
 
-def load_policy_or_exit(path: Path | None) -> Policy:
-    """The policy, or exit 2 with the loader's message (file, line and field)."""
+def load_policy_or_exit(path: Path | None, *, advise: bool = False) -> Policy:
+    """The policy, or exit 2 with the loader's message (file, line and field). With `advise`,
+    what the file allows that it likely should not is said on standard error."""
     try:
-        return load_policy(path)
+        policy = load_policy(path)
     except PolicyFileError as err:
         fail(str(err))
+    if advise:
+        for finding in policy_advice(policy):
+            click.echo(f"warning: policy: {sentence(finding)}", err=True)
+    return policy

@@ -19,6 +19,8 @@ import yaml
 from pydantic import ValidationError
 
 from webhook.core.policy import Policy
+from webhook.core.policy_advice import policy_advice
+from webhook.core.wording import sentence
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,8 @@ class PolicyStore:
     def _load(self, path: Path | None) -> Policy:
         text, source = read_policy_text(path)
         policy = parse_policy(text, source)
+        for finding in policy_advice(policy):
+            log.warning("policy %s: %s", source, sentence(finding))
         if self._snapshot is not None:
             try:
                 tmp = self._snapshot.with_name(f".{self._snapshot.name}.{os.getpid()}")

@@ -55,6 +55,7 @@ class Note(StrEnum):
     SUBRESOURCE_NOT_CHECKED = "subresource not checked"
     NOT_MUTATED = "only pods are mutated, on creation"
     NOT_A_WORKLOAD = "not a workload"
+    MALFORMED = "object not an object"
     NOT_MANAGED = "namespace not managed"
     BEING_DELETED = "object is being deleted"
     PREEXISTING = "pre-existing violation"

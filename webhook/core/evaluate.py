@@ -16,18 +16,22 @@ from webhook.core.checks.profile_label import declared_profile
 from webhook.core.decision import Decision, EnsureNetworkPolicies, Note, Verdict, allowed, denied
 from webhook.core.findings import (
     DEFINED_PROFILES,
+    MALFORMED_OBJECT,
     PREEXISTING,
     PROXY_ENV,
     Finding,
     Severity,
+    Subject,
+    detail,
 )
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import network_policy_intents, unexpressible
+from webhook.core.owned_pods import relabelled_owned_pod
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.proxy_env import inject_proxy_env, record_annotation
 from webhook.core.raw_object import mapping_at
 from webhook.core.request import AdmissionRequest
-from webhook.core.workloads import CONTAINER_LISTS, Workload, find_workload
+from webhook.core.workloads import CONTAINER_LISTS, Workload, builtin_kind, find_workload
 
 
 class Action(StrEnum):
@@ -38,6 +42,9 @@ class Action(StrEnum):
 
 
 EPHEMERAL_SUBRESOURCE = "ephemeralcontainers"
+STATUS_SUBRESOURCE = "status"
+"""A Pod's status UPDATE can change its labels, and the API server keeps them: reviewed as the
+Pod's own UPDATE (every other subresource of a workload keeps its pod labels)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,9 @@ class Triage:
 
     workload: Workload | None
     note: Note | None = None
+    malformed: bool = False
+    """A workload kind whose object is not an object (null, a list, a string): never admitted
+    where the namespace enforces."""
 
 
 def triage(request: AdmissionRequest, policy: Policy, action: Action = Action.VALIDATE) -> Triage:
@@ -58,20 +68,33 @@ def triage(request: AdmissionRequest, policy: Policy, action: Action = Action.VA
         return Triage(None, Note.EXEMPT)
     if request.operation not in ("CREATE", "UPDATE"):
         return Triage(None, Note.OPERATION_NOT_CHECKED)
+    is_pod = request.kind.lower() == "pod"
     if request.sub_resource:
-        if (
-            action is Action.MUTATE
-            and request.sub_resource == EPHEMERAL_SUBRESOURCE
-            and request.kind.lower() == "pod"
-        ):
+        if action is Action.MUTATE and request.sub_resource == EPHEMERAL_SUBRESOURCE and is_pod:
             return Triage(find_workload(request.object, request.kind))  # mutation names none
-        return Triage(None, Note.SUBRESOURCE_NOT_CHECKED)
-    if action is Action.MUTATE and (request.kind.lower() != "pod" or request.operation != "CREATE"):
+        if not (
+            action is Action.VALIDATE
+            and request.sub_resource == STATUS_SUBRESOURCE
+            and is_pod
+            and request.operation == "UPDATE"
+        ):
+            return Triage(None, Note.SUBRESOURCE_NOT_CHECKED)
+    if action is Action.MUTATE and (not is_pod or request.operation != "CREATE"):
         return Triage(None, Note.NOT_MUTATED)
     workload = find_workload(request.object, request.kind, request.object_name)
     if workload is None:
+        if request.object is None and _reviewed_kind(request, policy):
+            return Triage(None, Note.MALFORMED, malformed=action is Action.VALIDATE)
         return Triage(None, Note.NOT_A_WORKLOAD)
     return Triage(workload)
+
+
+def _reviewed_kind(request: AdmissionRequest, policy: Policy) -> bool:
+    """The request names a kind the workload webhooks are sent (the group as sent, or any
+    group when a crafted request leaves it out)."""
+    if policy.reviewed_kind(request.group, request.kind) is not None:
+        return True
+    return not request.group and builtin_kind(None, request.kind) is not None
 
 
 def validate(
@@ -85,16 +108,21 @@ def validate(
     `found` is the request's triage when the caller has it already.
     """
     found = found or triage(request, policy)
-    if found.workload is None:
+    if found.workload is None and not found.malformed:
         return allowed(found.note)
     namespace = namespace_context(request.namespace, labels, policy)
     if not namespace.managed:
         return allowed(Note.NOT_MANAGED)
+    if found.workload is None:
+        return _apply_mode(namespace, (_malformed(request),), policy)
     if request.operation == "UPDATE" and _being_deleted(request.object):
         return allowed(Note.BEING_DELETED, namespace.notes, namespace.mode)
     workload = found.workload
     findings = run_checks(workload, policy, namespace)
     updated = request.operation == "UPDATE"
+    relabelled = relabelled_owned_pod(request, workload, policy) if updated else ()
+    if relabelled:
+        return _apply_mode(namespace, (*relabelled, *findings), policy)
     if _violating(findings) and (updated or namespace.mode is Mode.ENFORCE):
         if updated and _already_violating(request, policy, namespace):
             return _preexisting(workload, namespace, findings)
@@ -108,6 +136,17 @@ def validate(
             profile, policy, namespace_injects_all=namespace.inject is Inject.ALL
         )
     return _apply_mode(namespace, findings, policy, intents)
+
+
+def _malformed(request: AdmissionRequest) -> Finding:
+    return Finding(
+        MALFORMED_OBJECT,
+        Severity.VIOLATION,
+        Subject(request.kind, request.object_name),
+        "was sent without an object to check (null, a list or a string)",
+        "send the object as the API server does",
+        detail(operation=request.operation),
+    )
 
 
 def _preexisting(
@@ -236,15 +275,22 @@ def mutate(
 
 
 def _wants_proxy(namespace: NamespaceContext, policy: Policy, workload: Workload) -> bool:
-    """The namespace asks for the proxy, or the pod's profile reaches the world only through it."""
-    if namespace.inject.proxy_env:
+    """Pods get the proxy variables where they can reach the proxy through it.
+
+    `inject: proxy` sets no NetworkPolicy, so every pod reaches the proxy. Under `all`, only a
+    profile that uses the proxy (`proxy: true`, or host names) has a route to it: any other pod
+    would send its traffic to a proxy it cannot reach. Under `networkpolicy`, a profile that
+    sets `proxy: true` reaches the world only through it.
+    """
+    if namespace.inject is Inject.PROXY:
         return True
+    if namespace.inject is Inject.NONE:
+        return False
     profile = declared_profile(workload, policy)
-    return (
-        namespace.inject is not Inject.NONE
-        and profile is not None
-        and policy.profiles[profile].proxy
-    )
+    if profile is None:
+        return False
+    settings = policy.profiles[profile]
+    return settings.uses_proxy if namespace.inject is Inject.ALL else settings.proxy
 
 
 def _being_deleted(obj: Any) -> bool:

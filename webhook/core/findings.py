@@ -119,6 +119,10 @@ def registered() -> Mapping[str, CheckInfo]:
 # Ids raised outside the workload checks, where what they are about happens. The workload checks
 # register theirs in their own modules (checks/).
 NAMESPACE_LABELS = register("namespace-labels", "a namespace label egress-guard had to interpret")
+NOT_NETWORK_ENFORCED = register(
+    "not-network-enforced",
+    "an enforcing namespace whose inject creates no NetworkPolicies: labels only",
+)
 PREEXISTING = register(
     "preexisting", "an update allowed because the object lacked a valid profile before it too"
 )
@@ -140,5 +144,8 @@ MUTATION_SKIPPED = register(
 )
 NAMESPACE_PREVIEW = register(
     "namespace-preview", "what a namespace's new mode means for the workloads already in it"
+)
+MALFORMED_OBJECT = register(
+    "malformed-object", "a workload review whose object is not an object (null, a list, a string)"
 )
 INTERNAL_ERROR = register("internal-error", "a review egress-guard failed to evaluate")

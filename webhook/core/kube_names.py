@@ -46,3 +46,22 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
     serving certificate for it must name."""
     base = f"{service}.{namespace}"
     return [service, base, f"{base}.svc", f"{base}.svc.cluster.local"]
+
+
+def reconciler_account_name(name: str) -> str:
+    """The reconciler's ServiceAccount beside egress-guard's own (`name`)."""
+    return f"{name}-reconciler"
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    """The user name the API server gives a ServiceAccount's requests (and a review's userInfo)."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def own_users(namespace: str, name: str) -> frozenset[str]:
+    """egress-guard's service accounts, the webhook's and the reconciler's, as users: the only
+    ones that create and repair the NetworkPolicies it generates."""
+    return frozenset(
+        service_account_user(namespace, account)
+        for account in (name, reconciler_account_name(name))
+    )

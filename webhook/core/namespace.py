@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from webhook.core.findings import NAMESPACE_LABELS, Finding, Severity, detail
+from webhook.core.findings import (
+    NAMESPACE_LABELS,
+    NOT_NETWORK_ENFORCED,
+    Finding,
+    Severity,
+    detail,
+)
 from webhook.core.policy import Inject, Mode, Policy
+from webhook.core.raw_object import mapping_at
 
 DEFAULT_INJECT = {
     Mode.ENFORCE: Inject.NETWORKPOLICY,
@@ -62,7 +70,34 @@ def namespace_context(
             inject = Inject(raw_inject)
         except ValueError:
             notes.append(_label_note(name, policy.inject_label, raw_inject, Inject, inject.value))
+    if mode is Mode.ENFORCE and not inject.network_policies:
+        notes.append(_labels_only(name, inject, policy))
     return NamespaceContext(mode=mode, inject=inject, notes=tuple(notes))
+
+
+def _labels_only(namespace: str, inject: Inject, policy: Policy) -> Finding:
+    """An enforcing namespace that creates no NetworkPolicies checks labels, and nothing at the
+    network level holds a pod to its profile: said on every admission there (memoised)."""
+    key = (_labels_only, namespace, inject)
+    cached = policy.memo.get(key)
+    if cached is None:
+        cached = Finding(
+            NOT_NETWORK_ENFORCED,
+            Severity.ADVICE,
+            None,
+            f"namespace {namespace} enforces labels only (inject: {inject.value}): "
+            "no NetworkPolicy holds pods to their profile",
+            f"label it {policy.inject_label}=networkpolicy (or all) to enforce egress",
+            detail(namespace=namespace, inject=inject.value),
+        )
+        policy.memo[key] = cached
+    return cached  # type: ignore[return-value]
+
+
+def namespace_labels(obj: Any) -> dict[str, str]:
+    """A Namespace object's labels, as text."""
+    labels = mapping_at(obj, "metadata", "labels")
+    return {str(k): str(v) for k, v in labels.items()} if labels else {}
 
 
 EXEMPT = NamespaceContext(mode=None, inject=Inject.NONE, exempt=True)

@@ -16,9 +16,9 @@ from typing import Any
 from webhook.core.checks import CHECKS
 from webhook.core.decision import Decision, Note, allowed
 from webhook.core.findings import NAMESPACE_PREVIEW, Finding, Severity, detail
-from webhook.core.namespace import NamespaceContext, namespace_context
+from webhook.core.namespace import NamespaceContext, namespace_context, namespace_labels
 from webhook.core.policy import Mode, Policy
-from webhook.core.raw_object import mapping_at, section
+from webhook.core.raw_object import section
 from webhook.core.request import AdmissionRequest
 from webhook.core.workloads import find_workload, group_of
 
@@ -41,11 +41,6 @@ class NamespaceChange:
     created: bool
 
 
-def _labels(obj: Any) -> Mapping[str, str]:
-    labels = mapping_at(obj, "metadata", "labels")
-    return {str(k): str(v) for k, v in labels.items()} if labels else {}
-
-
 def namespace_change(request: AdmissionRequest, policy: Policy) -> NamespaceChange | None:
     """The change, when the review is a Namespace CREATE/UPDATE that sets or changes the mode."""
     if (
@@ -58,8 +53,8 @@ def namespace_change(request: AdmissionRequest, policy: Policy) -> NamespaceChan
         return None
     metadata = section(request.object, "metadata")
     name = request.name or str(metadata.get("name") or "")
-    new_labels = _labels(request.object)
-    old_labels = _labels(request.old_object) if request.operation == "UPDATE" else {}
+    new_labels = namespace_labels(request.object)
+    old_labels = namespace_labels(request.old_object) if request.operation == "UPDATE" else {}
     new_mode = new_labels.get(policy.mode_label)
     if new_mode is None or new_mode == old_labels.get(policy.mode_label):
         return None

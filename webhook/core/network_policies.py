@@ -173,8 +173,15 @@ def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
 
 
 def reaches_proxy(profile: Profile, policy: Policy, *, namespace_injects_all: bool) -> bool:
-    """Pods of this profile may reach the proxy: it asks for it, or the namespace injects it."""
-    return policy.proxy is not None and (profile.proxy or namespace_injects_all)
+    """Pods of this profile may reach the proxy: the profile asks for it (`proxy: true`), or it
+    names hosts and the namespace injects the proxy variables (`inject: all`).
+
+    Only a profile that uses the proxy gets a route to it: the proxy reaches many hosts, and a
+    route for every profile would let one that allows nothing reach all of them.
+    """
+    return policy.proxy is not None and (
+        profile.proxy or (namespace_injects_all and bool(profile.hosts))
+    )
 
 
 def render_profile(

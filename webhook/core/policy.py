@@ -227,11 +227,29 @@ class Destination(_Model):
 
 
 class Profile(_Model):
-    """A named set of destinations a workload may reach."""
+    """A named set of destinations a workload may reach.
+
+    `host_network` and `secondary_networks` let its pods escape NetworkPolicies (the node's
+    network, Multus interfaces): for node agents and network functions, said explicitly, since
+    such pods reach whatever the node reaches.
+    """
 
     description: str = ""
     allow: list[Destination] = Field(default_factory=list)
     proxy: bool = False
+    host_network: bool = False
+    secondary_networks: bool = False
+
+    @cached_property
+    def hosts(self) -> tuple[str, ...]:
+        """The host names it allows: reached through the proxy, never by a NetworkPolicy."""
+        return tuple(d.host for d in self.allow if d.host is not None)
+
+    @property
+    def uses_proxy(self) -> bool:
+        """Its pods go through the proxy: it says so, or it names hosts, which only the proxy
+        can tell apart."""
+        return self.proxy or bool(self.hosts)
 
 
 class DnsSettings(_Model):
@@ -355,6 +373,38 @@ class WorkloadKindSpec(_Model):
         return WorkloadKind(self.group, self.version, self.kind, self.resource)
 
 
+class Principals(_Model):
+    """Users and groups, as the API server names them in a review's userInfo."""
+
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+    def include(self, user: str, groups: tuple[str, ...]) -> bool:
+        return user in self.users or any(group in self.groups for group in groups)
+
+
+class ForeignNetworkPolicies(StrEnum):
+    """What becomes of a NetworkPolicy egress-guard did not generate that widens egress."""
+
+    DENY = "deny"
+    """Refused where the namespace enforces (warned under warn, recorded under audit)."""
+    WARN = "warn"
+    """Admitted with a warning, whatever the namespace's mode."""
+    ALLOW = "allow"
+    """Not checked."""
+
+
+class Governance(_Model):
+    """Who may get around what egress-guard enforces, beyond the cluster's own RBAC."""
+
+    foreign_network_policies: ForeignNetworkPolicies = ForeignNetworkPolicies.DENY
+    network_policy_editors: Principals = Field(default_factory=Principals)
+    """Besides egress-guard itself, who may create, change or delete the NetworkPolicies it
+    generates (a platform team's group, say)."""
+    loosen_namespaces: Principals | None = None
+    """Who may lower a namespace's mode or inject; None: whoever RBAC lets change namespaces."""
+
+
 class NamespaceDefaults(_Model):
     """Namespace labels assumed where no cluster is reachable (local runs, the offline CLI)."""
 
@@ -374,6 +424,22 @@ class Policy(_Model):
     profiles: dict[str, Profile] = Field(default_factory=dict)
     namespaces: dict[NamespaceName, NamespaceDefaults] = Field(default_factory=dict)
     workload_kinds: list[WorkloadKindSpec] = Field(default_factory=list)
+    governance: Governance = Field(default_factory=Governance)
+    cluster_networks: list[str] = Field(default_factory=list)
+    """The cluster's own pod and service ranges: a profile reaching the whole internet should
+    except them (and the cloud metadata address); policy advice says so."""
+
+    @field_validator("cluster_networks")
+    @classmethod
+    def _valid_cluster_networks(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as err:
+                raise ValueError(
+                    f"clusterNetworks entry {cidr!r} is not a network in CIDR notation ({err})"
+                ) from None
+        return cidrs
 
     @cached_property
     def memo(self) -> dict[object, object]:

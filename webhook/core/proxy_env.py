@@ -117,7 +117,44 @@ def inject_proxy_env(
         else:
             patch.extend(add(env_path + "/-", entry) for entry in missing)
         injected[name] = tuple(entry["name"] for entry in missing)
+        sources = _env_from_sources(container.get("envFrom"), injected[name])
+        if sources:
+            findings.append(_overrides_env_from(name, sources))
     return ProxyInjection(patch=tuple(patch), findings=tuple(findings), injected=injected)
+
+
+def _env_from_sources(env_from: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The envFrom sources (`configMap/x`, `secret/y`) that could set one of `names`: any
+    whose prefix (empty by default) begins one of them. What they hold is not in the request."""
+    if not isinstance(env_from, list):
+        return ()
+    found: list[str] = []
+    for source in env_from:
+        if type(source) is not dict:
+            continue
+        prefix = source.get("prefix")
+        prefix = prefix if isinstance(prefix, str) else ""
+        if not any(name.startswith(prefix) for name in names):
+            continue
+        for key, kind in (("configMapRef", "configMap"), ("secretRef", "secret")):
+            ref = source.get(key)
+            if type(ref) is dict:
+                found.append(f"{kind}/{ref.get('name') or '?'}")
+    return tuple(found)
+
+
+def _overrides_env_from(container: str, sources: tuple[str, ...]) -> Finding:
+    """In Kubernetes an `env` entry wins over the same name from `envFrom`: a proxy variable
+    the workload sets through a ConfigMap or Secret would be silently replaced."""
+    return Finding(
+        PROXY_ENV,
+        Severity.ADVICE,
+        Subject("container", container),
+        f"reads envFrom {', '.join(sources)}: injected proxy variables override its own",
+        "set them in env instead, where egress-guard leaves them alone",
+        detail(problem="env-from", sources=sources),
+        "set them in env",
+    )
 
 
 def record_annotation(

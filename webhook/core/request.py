@@ -28,6 +28,11 @@ class AdmissionRequest:
     dry_run: bool = False
     object: Mapping[str, Any] | None = None
     old_object: Mapping[str, Any] | None = None
+    user: str = ""
+    """Who makes the request (userInfo.username): `system:serviceaccount:<ns>:<name>` for a
+    service account. Empty where no one does (`check` over files)."""
+    groups: tuple[str, ...] = ()
+    """The groups the API server authenticated the user in (userInfo.groups)."""
 
     @property
     def object_name(self) -> str:

@@ -10,8 +10,15 @@ The choices that keep a cluster safe live here, once, with their reasons:
   other than warn or audit counts as enforcing, as the core reads it, so a typo fails closed.
 - Validation in warn and audit namespaces fails open (`failurePolicy: Ignore`): those modes
   preview, and must not block deploys while egress-guard is down.
-- UPDATEs are sent only when they change the pod labels and the object is not being deleted
-  (`matchConditions`, see match_conditions.py): no other UPDATE can be refused.
+- Workload UPDATEs are sent only when they change what the checks read of the pods (labels,
+  hostNetwork, Multus networks) and the object is not being deleted (`matchConditions`, see
+  match_conditions.py): no other UPDATE can be refused. `pods/status` is sent too: the API
+  server keeps the labels a status update carries.
+- NetworkPolicies in managed namespaces are sent (CREATE, UPDATE, DELETE), failing closed where
+  the namespace enforces, except egress-guard's own writes, which a `matchCondition` leaves out:
+  its repairs never wait on itself.
+- Namespace UPDATEs that loosen an enforcing namespace fail closed when the policy file governs
+  who may loosen (`governance.loosenNamespaces`); the namespace preview fails open.
 - Mutation fails open (`failurePolicy: Ignore`). The proxy variables are a convenience, not the
   enforcement: any program may ignore HTTP_PROXY. What enforces egress is the validating webhook
   (the profile label, and the NetworkPolicies ensured before admission), so a pod that escapes
@@ -33,12 +40,18 @@ from webhook.admission.budgets import (
     VALIDATION_TIMEOUT_S,
 )
 from webhook.config.settings import ServeSettings
-from webhook.core.kube_names import SYSTEM_NAMESPACES, service_dns_names
+from webhook.core.kube_names import SYSTEM_NAMESPACES, own_users, service_dns_names
 from webhook.core.network_policies import NAMESPACE_NAME_LABEL
 from webhook.core.policy import Mode, Policy
 from webhook.core.raw_object import JsonObject
 from webhook.core.workloads import WorkloadKind
-from webhook.deploy.match_conditions import workload_match_conditions
+from webhook.deploy.match_conditions import (
+    LOOSENS_AN_ENFORCING_NAMESPACE,
+    NOT_EGRESS_GUARD,
+    loosens_an_enforcing_namespace,
+    not_from,
+    workload_match_conditions,
+)
 
 VALIDATE_PATH, MUTATE_PATH = "/validate", "/mutate"
 CONTAINER_PORT: int = ServeSettings.model_fields["port"].default
@@ -174,8 +187,10 @@ def by_group_version(kinds: Sequence[WorkloadKind]) -> dict[tuple[str, str], lis
 
 
 def workload_rules(policy: Policy) -> list[JsonObject]:
-    """Every kind the core reviews as a workload under this policy (`Policy.reviewed_kinds`)."""
-    return [
+    """Every kind the core reviews as a workload under this policy (`Policy.reviewed_kinds`),
+    and `pods/status`: the API server keeps the label changes a status update carries, so a
+    Pod's profile could otherwise change where no rule looks."""
+    rules: list[JsonObject] = [
         {
             "apiGroups": [group],
             "apiVersions": [version],
@@ -185,6 +200,76 @@ def workload_rules(policy: Policy) -> list[JsonObject]:
         }
         for (group, version), resources in by_group_version(policy.reviewed_kinds).items()
     ]
+    rules.append(
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["UPDATE"],
+            "resources": ["pods/status"],
+            "scope": "Namespaced",
+        }
+    )
+    return rules
+
+
+def _network_policies_webhook(
+    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: JsonObject
+) -> JsonObject:
+    """NetworkPolicies in managed namespaces: tenants' own (which may widen egress) and changes
+    to egress-guard's. egress-guard's own writes are left out by the API server itself."""
+    return {
+        "name": webhook_name(policy, purpose),
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": _client_config(options, VALIDATE_PATH),
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": selector,
+        "rules": [
+            {
+                "apiGroups": ["networking.k8s.io"],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
+                "resources": ["networkpolicies"],
+                "scope": "Namespaced",
+            }
+        ],
+        "matchConditions": [
+            {
+                "name": NOT_EGRESS_GUARD,
+                "expression": not_from(sorted(own_users(options.namespace, options.name))),
+            }
+        ],
+        "sideEffects": "None",
+        "timeoutSeconds": VALIDATION_TIMEOUT_S,
+    }
+
+
+def _namespaces_webhook(
+    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str
+) -> JsonObject:
+    """Namespaces being opted in or out carry the mode label before or after the change: the
+    objectSelector matches either (a namespaceSelector sees only the labels after it)."""
+    mode_present = {"matchExpressions": [{"key": policy.mode_label, "operator": "Exists"}]}
+    return {
+        "name": webhook_name(policy, purpose),
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": _client_config(options, VALIDATE_PATH),
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": {"matchExpressions": [_not_excluded(policy, options)]},
+        "objectSelector": mode_present,
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["namespaces"],
+                "scope": "Cluster",
+            }
+        ],
+        "sideEffects": "NoneOnDryRun",
+        "timeoutSeconds": NAMESPACE_PREVIEW_TIMEOUT_S,
+    }
 
 
 def _workloads_webhook(
@@ -221,35 +306,46 @@ def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> 
         "Ignore",
         preview_namespace_selector(policy, options),
     )
-    # Namespaces being opted in (or out) carry the mode label before or after the change: the
-    # objectSelector matches either, so the preview warns as the label is set. Advisory only,
-    # hence Ignore: a namespace label change must never depend on egress-guard being up.
-    mode_present = {"matchExpressions": [{"key": policy.mode_label, "operator": "Exists"}]}
-    namespaces = {
-        "name": webhook_name(policy, "namespaces.validate"),
-        "admissionReviewVersions": ["v1"],
-        "clientConfig": _client_config(options, VALIDATE_PATH),
-        "failurePolicy": "Ignore",
-        "matchPolicy": "Equivalent",
-        "namespaceSelector": {"matchExpressions": [_not_excluded(policy, options)]},
-        "objectSelector": mode_present,
-        "rules": [
+    # The namespace preview is advisory, hence Ignore: a namespace label change must never
+    # depend on egress-guard being up, except where the policy file governs who may loosen an
+    # enforcing namespace: those UPDATEs (and only those) fail closed.
+    hooks = [
+        enforce,
+        preview,
+        _namespaces_webhook(policy, options, "namespaces.validate", "Ignore"),
+        _network_policies_webhook(
+            policy,
+            options,
+            "networkpolicies.validate",
+            "Fail",
+            enforce_namespace_selector(policy, options),
+        ),
+        _network_policies_webhook(
+            policy,
+            options,
+            "networkpolicies-preview.validate",
+            "Ignore",
+            preview_namespace_selector(policy, options),
+        ),
+    ]
+    if policy.governance.loosen_namespaces is not None:
+        governed = _namespaces_webhook(policy, options, "namespaces-loosening.validate", "Fail")
+        governed["rules"][0]["operations"] = ["UPDATE"]
+        governed["matchConditions"] = [
             {
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"],
-                "resources": ["namespaces"],
-                "scope": "Cluster",
+                "name": LOOSENS_AN_ENFORCING_NAMESPACE,
+                "expression": loosens_an_enforcing_namespace(
+                    policy.mode_label, policy.inject_label, PREVIEW_MODES
+                ),
             }
-        ],
-        "sideEffects": "NoneOnDryRun",
-        "timeoutSeconds": NAMESPACE_PREVIEW_TIMEOUT_S,
-    }
+        ]
+        governed["timeoutSeconds"] = VALIDATION_TIMEOUT_S
+        hooks.append(governed)
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": _metadata(options, options.name, namespaced=False),
-        "webhooks": [enforce, preview, namespaces],
+        "webhooks": hooks,
     }
 
 

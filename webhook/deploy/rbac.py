@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from webhook.core.kube_names import reconciler_account_name
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
 from webhook.deploy.objects import DeployOptions, labels
@@ -59,7 +60,7 @@ LEASE_GROUP = "coordination.k8s.io"
 
 
 def reconciler_account(options: DeployOptions) -> str:
-    return f"{options.name}-reconciler"
+    return reconciler_account_name(options.name)
 
 
 def lease_name(options: DeployOptions) -> str:

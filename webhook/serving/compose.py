@@ -18,6 +18,7 @@ from webhook.cluster.static import (
 from webhook.config.policy_file import PolicyStore
 from webhook.config.settings import ClusterMode, ServeSettings, resolve_cluster_mode
 from webhook.core.evaluate import Action
+from webhook.core.kube_names import own_users
 from webhook.core.request import AdmissionRequest
 from webhook.http.app import create_app
 from webhook.http.metrics import WebhookMetrics
@@ -101,6 +102,7 @@ def compose_app(settings: ServeSettings, components: Components) -> Flask:
         namespaces=components.namespaces,
         network_policies=components.network_policies,
         workloads=components.workloads,
+        own_users=own_users(settings.namespace, settings.service),
     )
     log.info(
         "egress-guard ready: policy %s, cluster %s",

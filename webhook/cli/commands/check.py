@@ -33,6 +33,7 @@ from webhook.cli.offline_review import (
     NamespaceAssumptions,
     OfflineReviewer,
     is_namespace,
+    is_network_policy_object,
     namespace_objects,
 )
 from webhook.cli.output_junit import render_junit
@@ -90,8 +91,9 @@ def read_all(paths: tuple[str, ...]) -> Inputs:
 def review_inputs(
     inputs: Inputs, policy: Policy, namespace: str | None, mode: str | None, inject: str | None
 ) -> CheckReport:
-    """Review every workload as a CREATE; count Namespaces; skip what runs no pods, and the
-    workloads the API server would not send (their kind is outside the webhook rules)."""
+    """Review every workload and NetworkPolicy as a CREATE; count Namespaces; skip what runs no
+    pods, and the workloads the API server would not send (their kind is outside the webhook
+    rules)."""
     assumptions = NamespaceAssumptions(
         policy,
         namespace_objects(inputs.manifests),
@@ -103,6 +105,8 @@ def review_inputs(
     for manifest in inputs.manifests:
         if is_namespace(manifest):
             report.namespaces += 1
+        elif is_network_policy_object(manifest):
+            report.reviews.append(reviewer.review(manifest, namespace))
         elif reviewer.is_workload(manifest):
             not_sent = reviewer.not_sent(manifest, namespace)
             if not_sent is not None:
@@ -323,7 +327,7 @@ def check(
         raise click.UsageError("--action goes with --review")
     if not paths:
         raise click.UsageError("give manifests with -f PATH (or - for standard input), or --review")
-    policy = load_policy_or_exit(config)
+    policy = load_policy_or_exit(config, advise=True)
     sys.exit(
         check_files(
             paths,

@@ -104,7 +104,7 @@ def render(
     Example:
       egress-guard render --config policy.yaml -n payments --profile stripe > netpol.yaml
     """
-    policy = load_policy_or_exit(config)
+    policy = load_policy_or_exit(config, advise=True)
     unknown = _unknown_profiles(policy, profiles)
     if unknown:
         defined = ", ".join(policy.profile_names) or "(none)"

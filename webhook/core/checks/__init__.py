@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from webhook.core.checks import host_network, profile_label
+from webhook.core.checks import host_network, profile_label, secondary_networks
 from webhook.core.findings import Finding
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
@@ -30,6 +30,7 @@ class Check:
 CHECKS: tuple[Check, ...] = (
     Check(profile_label.CHECK_ID, profile_label.check_profile_label),
     Check(host_network.CHECK_ID, host_network.check_host_network),
+    Check(secondary_networks.CHECK_ID, secondary_networks.check_secondary_networks),
 )
 
 

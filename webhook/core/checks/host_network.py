@@ -1,8 +1,10 @@
-"""Check: NetworkPolicies do not apply to pods on the node's network; say so where it matters."""
+"""Check: pods on the node's network, which no NetworkPolicy restricts, need a profile that says
+so (`hostNetwork: true`, for node agents)."""
 
 from __future__ import annotations
 
-from webhook.core.findings import Finding, Severity, register
+from webhook.core.checks.profile_label import declared_profile
+from webhook.core.findings import Finding, Severity, detail, register
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
 from webhook.core.workloads import Workload
@@ -17,14 +19,22 @@ CHECK_ID = register(
 def check_host_network(
     workload: Workload, policy: Policy, namespace: NamespaceContext
 ) -> tuple[Finding, ...]:
+    """A violation where the namespace enforces with NetworkPolicies: the pod's egress would be
+    the node's, whatever its profile declares."""
     if workload.pod_spec.get("hostNetwork") is not True or not namespace.inject.network_policies:
+        return ()
+    profile = declared_profile(workload, policy)
+    if profile is not None and policy.profiles[profile].host_network:
         return ()
     return (
         Finding(
             CHECK_ID,
-            Severity.ADVICE,
+            Severity.VIOLATION,
             workload.subject,
             "uses hostNetwork: NetworkPolicies do not restrict its egress",
-            "run it without hostNetwork",
+            "run it without hostNetwork, or give it a profile with hostNetwork: true "
+            "(for node agents)",
+            detail(profile=profile),
+            "drop hostNetwork",
         ),
     )

@@ -1,0 +1,667 @@
+"""The promise "a workload reaches only what its profile declares", tried as a tenant with the
+built-in `edit` role would try to get around it: pods outside NetworkPolicy's reach, relabelled
+Pods, crafted reviews, their own NetworkPolicies, edits to the generated ones, loosening their
+namespace. Each rule in the core, with the attempt that must fail and the case that must pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from builders import (
+    INJECT,
+    MODE,
+    PROFILE,
+    container,
+    ns_labels,
+    pod,
+    pod_spec,
+    policy_with,
+    workload,
+)
+from builders import request as make_request
+
+from webhook.admission.controller import AdmissionController
+from webhook.admission.review import parse_review
+from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
+from webhook.config.policy_file import FixedPolicy
+from webhook.core.decision import Decision, Verdict
+from webhook.core.egress_coverage import selected_profiles
+from webhook.core.evaluate import Action, mutate, validate
+from webhook.core.kube_names import own_users
+from webhook.core.namespace_governance import review_namespace_change
+from webhook.core.network_policies import render_default_deny, render_profile
+from webhook.core.network_policy_review import review_network_policy
+from webhook.core.policy import Policy
+from webhook.core.policy_advice import policy_advice
+from webhook.core.request import AdmissionRequest
+
+TENANT = "alice"
+TENANT_GROUPS = ("system:authenticated", "team-a")
+OWN = own_users("egress-guard", "egress-guard")
+WEBHOOK_USER = "system:serviceaccount:egress-guard:egress-guard"
+RECONCILER_USER = "system:serviceaccount:egress-guard:egress-guard-reconciler"
+
+
+@pytest.fixture(scope="module")
+def agents(policy: Policy) -> Policy:
+    """The example policy with a profile for node agents."""
+    profiles = policy.model_dump(by_alias=True)["profiles"]
+    agent = {"hostNetwork": True, "secondaryNetworks": True}
+    return policy_with(policy, profiles={**profiles, "node-agent": agent})
+
+
+def checks(decision: Decision) -> list[str]:
+    return [f.check for f in decision.violations]
+
+
+# --- pods outside NetworkPolicy's reach ------------------------------------------------------
+
+
+def host_network(labels: dict[str, str]) -> dict[str, Any]:
+    obj = workload("DaemonSet", labels, name="agent")
+    obj["spec"]["template"]["spec"]["hostNetwork"] = True
+    return obj
+
+
+def multus(labels: dict[str, str], networks: str = "macvlan-conf") -> dict[str, Any]:
+    obj = workload("Deployment", labels, name="router")
+    obj["spec"]["template"]["metadata"]["annotations"] = {"k8s.v1.cni.cncf.io/networks": networks}
+    return obj
+
+
+class TestOutsideNetworkPolicy:
+    @pytest.mark.parametrize(
+        ("make", "check"), [(host_network, "host-network"), (multus, "secondary-networks")]
+    )
+    def test_enforce_refuses_unless_the_profile_says_so(
+        self, agents: Policy, make: Any, check: str
+    ) -> None:
+        refused = validate(make_request(make({PROFILE: "none"})), ns_labels(), agents)
+        assert refused.verdict is Verdict.DENIED
+        assert checks(refused) == [check]
+        assert "profile with" in refused.message, "the message names the way out"
+        allowed = validate(make_request(make({PROFILE: "node-agent"})), ns_labels(), agents)
+        assert allowed.verdict is Verdict.ALLOWED
+
+    @pytest.mark.parametrize("make", [host_network, multus])
+    @pytest.mark.parametrize(
+        ("mode", "verdict"), [("warn", Verdict.WARNED), ("audit", Verdict.AUDITED)]
+    )
+    def test_preview_modes_admit_with_the_violation(
+        self, policy: Policy, make: Any, mode: str, verdict: Verdict
+    ) -> None:
+        decision = validate(
+            make_request(make({PROFILE: "none"})), ns_labels(mode, "networkpolicy"), policy
+        )
+        assert decision.verdict is verdict
+
+    def test_an_empty_networks_annotation_asks_for_nothing(self, policy: Policy) -> None:
+        decision = validate(make_request(multus({PROFILE: "none"}, "")), ns_labels(), policy)
+        assert decision.verdict is Verdict.ALLOWED
+
+    def test_a_host_network_workload_admitted_before_stays_updatable(self, policy: Policy) -> None:
+        old = host_network({PROFILE: "none"})
+        new = copy.deepcopy(old)
+        new["spec"]["template"]["metadata"]["labels"]["tier"] = "node"
+        decision = validate(make_request(new, operation="UPDATE", old=old), ns_labels(), policy)
+        assert decision.allowed and decision.preexisting
+
+    def test_turning_host_network_on_in_an_update_is_refused(self, policy: Policy) -> None:
+        old = workload("DaemonSet", {PROFILE: "none"}, name="agent")
+        new = host_network({PROFILE: "none"})
+        decision = validate(make_request(new, operation="UPDATE", old=old), ns_labels(), policy)
+        assert checks(decision) == ["host-network"]
+
+
+class TestProxyRoute:
+    def test_a_profile_that_allows_nothing_gets_no_route_to_the_proxy(self, policy: Policy) -> None:
+        spec = render_profile("shop", "none", policy, namespace_injects_all=True)["spec"]
+        assert "egress" not in spec
+        assert not mutate(
+            make_request(pod({PROFILE: "none"})), ns_labels("enforce", "all"), policy
+        ).patch
+
+    def test_profiles_that_use_the_proxy_reach_it_and_get_its_variables(
+        self, policy: Policy
+    ) -> None:
+        for profile in ("stripe", "web-via-proxy"):
+            spec = render_profile("shop", profile, policy, namespace_injects_all=True)["spec"]
+            assert spec["egress"][-1]["ports"] == [{"protocol": "TCP", "port": 3128}]
+            labels = ns_labels("enforce", "all")
+            assert mutate(make_request(pod({PROFILE: profile})), labels, policy).patch
+
+
+# --- profiles changed behind the owner's back ------------------------------------------------
+
+
+def owned_pod(profile: str | None, *, controller: bool = True) -> dict[str, Any]:
+    obj = pod({PROFILE: profile} if profile else {"app": "web"})
+    obj["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "web-5d4f",
+            "uid": "3b0e2b8e-0000-4000-8000-000000000001",
+            "controller": controller,
+        }
+    ]
+    return obj
+
+
+class TestOwnedPodRelabel:
+    @pytest.mark.parametrize("sub_resource", ["", "status"])
+    def test_a_controllers_pod_keeps_its_profile(self, policy: Policy, sub_resource: str) -> None:
+        req = make_request(
+            owned_pod("stripe"),
+            operation="UPDATE",
+            old=owned_pod("none"),
+            sub_resource=sub_resource,
+        )
+        decision = validate(req, ns_labels(), policy)
+        assert decision.verdict is Verdict.DENIED
+        assert checks(decision) == ["owned-pod-profile"]
+        assert "ReplicaSet 'web-5d4f'" in decision.message
+
+    def test_warn_mode_warns(self, policy: Policy) -> None:
+        req = make_request(owned_pod("stripe"), operation="UPDATE", old=owned_pod("none"))
+        assert validate(req, ns_labels("warn"), policy).verdict is Verdict.WARNED
+
+    def test_giving_a_profile_to_an_owned_pod_without_one_is_refused_too(
+        self, policy: Policy
+    ) -> None:
+        req = make_request(owned_pod("stripe"), operation="UPDATE", old=owned_pod(None))
+        assert checks(validate(req, ns_labels(), policy)) == ["owned-pod-profile"]
+
+    def test_a_bare_pod_may_change_its_profile(self, policy: Policy) -> None:
+        req = make_request(pod({PROFILE: "stripe"}), operation="UPDATE", old=pod({PROFILE: "none"}))
+        decision = validate(req, ns_labels(), policy)
+        assert decision.verdict is Verdict.ALLOWED
+        assert decision.intents, "the new profile's policy is ensured"
+
+    def test_an_owner_that_is_not_the_controller_does_not_count(self, policy: Policy) -> None:
+        req = make_request(
+            owned_pod("stripe", controller=False),
+            operation="UPDATE",
+            old=owned_pod("none", controller=False),
+        )
+        assert validate(req, ns_labels(), policy).allowed
+
+    def test_other_label_changes_are_fine(self, policy: Policy) -> None:
+        new = owned_pod("none")
+        new["metadata"]["labels"]["version"] = "2"
+        req = make_request(new, operation="UPDATE", old=owned_pod("none"))
+        assert validate(req, ns_labels(), policy).verdict is Verdict.ALLOWED
+
+
+class TestMalformedObject:
+    @pytest.mark.parametrize("body", ["null", "[1, 2]", '"a string"'])
+    def test_enforce_never_admits_a_workload_review_without_an_object(
+        self, policy: Policy, body: str
+    ) -> None:
+        text = (
+            '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": '
+            '{"uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, '
+            '"namespace": "payments", "operation": "CREATE", "object": ' + body + "}}"
+        )
+        req = parse_review(text.encode()).request
+        decision = validate(req, ns_labels(), policy)
+        assert decision.verdict is Verdict.DENIED
+        assert checks(decision) == ["malformed-object"]
+        assert validate(req, ns_labels("warn"), policy).verdict is Verdict.WARNED
+        assert validate(req, None, policy).verdict is Verdict.ALLOWED, "not managed"
+
+    def test_a_kind_that_is_no_workload_is_still_let_through(self, policy: Policy) -> None:
+        req = AdmissionRequest(uid="u", kind="ConfigMap", operation="CREATE", namespace="payments")
+        assert validate(req, ns_labels(), policy).allowed
+
+    def test_the_controller_looks_the_namespace_up_for_it(self, policy: Policy) -> None:
+        controller = controller_for(policy)
+        req = AdmissionRequest(
+            uid="u", kind="Pod", operation="CREATE", namespace="payments", object=None
+        )
+        assert controller.review(req, Action.VALIDATE).decision.verdict is Verdict.DENIED
+        assert controller.review(req, Action.MUTATE).decision.allowed, "mutation fails open"
+
+
+# --- tenants' own NetworkPolicies ------------------------------------------------------------
+
+
+def network_policy(
+    spec: dict[str, Any], *, name: str = "mine", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": "payments"}
+    if labels:
+        metadata["labels"] = labels
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def np_request(
+    obj: dict[str, Any] | None,
+    *,
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    user: str = TENANT,
+    groups: tuple[str, ...] = TENANT_GROUPS,
+) -> AdmissionRequest:
+    named = obj if obj is not None else old
+    assert named is not None
+    return AdmissionRequest(
+        uid="u",
+        kind="NetworkPolicy",
+        group="networking.k8s.io",
+        version="v1",
+        operation=operation,
+        namespace="payments",
+        name=named["metadata"]["name"],
+        object=obj,
+        old_object=old,
+        user=user,
+        groups=groups,
+    )
+
+
+def egress(*rules: dict[str, Any], selector: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"podSelector": selector or {}, "policyTypes": ["Egress"], "egress": list(rules)}
+
+
+STRIPE_ONLY = {"matchLabels": {PROFILE: "stripe"}}
+STRIPE_RANGE = {"to": [{"ipBlock": {"cidr": "34.210.129.0/24"}}], "ports": [{"port": 443}]}
+
+
+ENFORCING = ns_labels()
+
+
+def np_verdict(
+    policy: Policy, req: AdmissionRequest, labels: dict[str, str] | None = ENFORCING
+) -> Verdict:
+    return review_network_policy(req, labels, policy, OWN).verdict
+
+
+class TestForeignNetworkPolicies:
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            pytest.param({"podSelector": {}, "ingress": [{}]}, id="ingress-only"),
+            pytest.param(
+                {"podSelector": {}, "policyTypes": ["Ingress"], "egress": [{}]},
+                id="egress-not-governed",
+            ),
+            pytest.param({"podSelector": {}, "policyTypes": ["Egress"]}, id="deny-all-egress"),
+            pytest.param(egress(STRIPE_RANGE, selector=STRIPE_ONLY), id="within-the-profile"),
+            pytest.param(
+                egress(
+                    {
+                        "to": [{"ipBlock": {"cidr": "34.210.129.128/25"}}],
+                        "ports": [{"port": 443, "protocol": "TCP"}],
+                    },
+                    selector=STRIPE_ONLY,
+                ),
+                id="narrower-block",
+            ),
+            pytest.param(
+                egress(
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                                },
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                            }
+                        ],
+                        "ports": [{"port": 53, "protocol": "UDP"}],
+                    }
+                ),
+                id="dns-for-everyone",
+            ),
+            pytest.param(
+                egress(
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"team": "payments", "tier": "db"}
+                                },
+                                "podSelector": {"matchLabels": {"app": "ledger"}},
+                            }
+                        ],
+                        "ports": [{"port": 8080}],
+                    },
+                    selector={"matchLabels": {PROFILE: "internal"}},
+                ),
+                id="narrower-selector",
+            ),
+        ],
+    )
+    def test_what_widens_nothing_is_allowed(self, policy: Policy, spec: dict[str, Any]) -> None:
+        assert np_verdict(policy, np_request(network_policy(spec))) is Verdict.ALLOWED
+
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            pytest.param(egress({}), id="everything-for-everyone"),
+            pytest.param(
+                egress({"ports": [{"port": 443}]}, selector=STRIPE_ONLY), id="any-address"
+            ),
+            pytest.param(
+                egress(
+                    {"to": [{"ipBlock": {"cidr": "34.210.0.0/16"}}], "ports": [{"port": 443}]},
+                    selector=STRIPE_ONLY,
+                ),
+                id="wider-block",
+            ),
+            pytest.param(
+                egress(
+                    {"to": [{"ipBlock": {"cidr": "34.210.129.0/24"}}], "ports": [{"port": 22}]},
+                    selector=STRIPE_ONLY,
+                ),
+                id="other-port",
+            ),
+            pytest.param(
+                egress({"to": [{"ipBlock": {"cidr": "34.210.129.0/24"}}]}, selector=STRIPE_ONLY),
+                id="every-port",
+            ),
+            pytest.param(egress(STRIPE_RANGE), id="stripe-range-for-every-profile"),
+            pytest.param(
+                egress(
+                    STRIPE_RANGE,
+                    selector={
+                        "matchExpressions": [
+                            {"key": PROFILE, "operator": "In", "values": ["stripe", "none"]}
+                        ]
+                    },
+                ),
+                id="in-expression-with-a-narrower-profile",
+            ),
+            pytest.param(
+                egress(
+                    STRIPE_RANGE,
+                    selector={
+                        "matchExpressions": [
+                            {"key": PROFILE, "operator": "NotIn", "values": ["none"]}
+                        ]
+                    },
+                ),
+                id="notin-expression-selects-unknown-pods",
+            ),
+            pytest.param(
+                egress(
+                    {"to": [{"namespaceSelector": {}}]},
+                    selector={"matchLabels": {PROFILE: "internal"}},
+                ),
+                id="every-namespace",
+            ),
+            pytest.param(egress("not a rule"), id="unreadable-rule"),  # type: ignore[arg-type]
+        ],
+    )
+    def test_what_widens_egress_is_refused_under_enforce(
+        self, policy: Policy, spec: dict[str, Any]
+    ) -> None:
+        decision = review_network_policy(np_request(network_policy(spec)), ns_labels(), policy, OWN)
+        assert decision.verdict is Verdict.DENIED
+        assert checks(decision) == ["foreign-network-policy"]
+        assert decision.violations[0].get("rule") == 0
+
+    def test_the_namespaces_mode_and_the_policy_file_decide(self, policy: Policy) -> None:
+        req = np_request(network_policy(egress({})))
+        assert np_verdict(policy, req, ns_labels("warn", "networkpolicy")) is Verdict.WARNED
+        assert np_verdict(policy, req, ns_labels("audit", "networkpolicy")) is Verdict.AUDITED
+        assert np_verdict(policy, req, ns_labels("enforce", "none")) is Verdict.ALLOWED
+        assert np_verdict(policy, req, None) is Verdict.ALLOWED
+        warn = policy_with(policy, governance={"foreignNetworkPolicies": "warn"})
+        assert np_verdict(warn, req) is Verdict.WARNED
+        open_ = policy_with(policy, governance={"foreignNetworkPolicies": "allow"})
+        assert np_verdict(open_, req) is Verdict.ALLOWED
+
+    def test_updates_are_checked_and_deletes_are_not(self, policy: Policy) -> None:
+        fine = network_policy(egress(STRIPE_RANGE, selector=STRIPE_ONLY))
+        wide = network_policy(egress({}))
+        assert np_verdict(policy, np_request(wide, operation="UPDATE", old=fine)) is Verdict.DENIED
+        assert np_verdict(policy, np_request(None, operation="DELETE", old=wide)) is Verdict.ALLOWED
+
+    def test_the_profile_that_is_selected_counts(self, policy: Policy) -> None:
+        assert selected_profiles(STRIPE_ONLY, policy) == ("stripe",)
+        everyone = selected_profiles({"matchLabels": {"app": "web"}}, policy)
+        assert set(everyone) == {*policy.profile_names, None}
+
+
+class TestGeneratedNetworkPolicies:
+    def generated(self, policy: Policy) -> dict[str, Any]:
+        return render_default_deny("payments", policy)
+
+    @pytest.mark.parametrize("mode", ["enforce", "warn", "audit"])
+    def test_a_tenant_may_not_change_or_delete_them_in_any_managed_namespace(
+        self, policy: Policy, mode: str
+    ) -> None:
+        old = self.generated(policy)
+        opened = copy.deepcopy(old)
+        opened["spec"]["egress"].append({})
+        unlabelled = copy.deepcopy(old)
+        del unlabelled["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+        labels = ns_labels(mode, "networkpolicy")
+        for req in (
+            np_request(opened, operation="UPDATE", old=old),
+            np_request(unlabelled, operation="UPDATE", old=old),
+            np_request(None, operation="DELETE", old=old),
+            np_request(old),  # a policy that passes for a generated one
+        ):
+            decision = review_network_policy(req, labels, policy, OWN)
+            assert decision.verdict is Verdict.DENIED, req.operation
+            assert checks(decision) == ["generated-network-policy"]
+
+    def test_egress_guard_and_the_named_editors_may(self, policy: Policy) -> None:
+        old = self.generated(policy)
+        for user in (WEBHOOK_USER, RECONCILER_USER):
+            req = np_request(None, operation="DELETE", old=old, user=user, groups=())
+            assert np_verdict(policy, req) is Verdict.ALLOWED
+        editors = policy_with(policy, governance={"networkPolicyEditors": {"groups": ["platform"]}})
+        req = np_request(None, operation="DELETE", old=old, groups=("platform",))
+        assert np_verdict(editors, req) is Verdict.ALLOWED
+        assert np_verdict(policy, req) is Verdict.DENIED
+
+    def test_a_namespace_being_deleted_can_be_emptied(self, policy: Policy) -> None:
+        old = self.generated(policy)
+        cleanup = np_request(
+            None,
+            operation="DELETE",
+            old=old,
+            user="system:serviceaccount:kube-system:namespace-controller",
+        )
+        assert np_verdict(policy, cleanup) is Verdict.ALLOWED
+        update = replace(cleanup, operation="UPDATE", object=old)
+        assert np_verdict(policy, update) is Verdict.DENIED, "only its deletes"
+
+    def test_exempt_namespaces_are_never_touched(self, policy: Policy) -> None:
+        req = replace(np_request(self.generated(policy)), namespace="kube-system")
+        assert np_verdict(policy, req) is Verdict.ALLOWED
+
+
+# --- who may loosen a namespace --------------------------------------------------------------
+
+
+def namespace_update(
+    old: dict[str, str],
+    new: dict[str, str],
+    *,
+    user: str = TENANT,
+    groups: tuple[str, ...] = TENANT_GROUPS,
+) -> AdmissionRequest:
+    def obj(labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "payments", "labels": labels},
+        }
+
+    return AdmissionRequest(
+        uid="u",
+        kind="Namespace",
+        version="v1",
+        operation="UPDATE",
+        name="payments",
+        object=obj(new),
+        old_object=obj(old),
+        user=user,
+        groups=groups,
+    )
+
+
+GOVERNED = {"loosenNamespaces": {"groups": ["platform"], "users": ["root"]}}
+
+
+class TestNamespaceLoosening:
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            pytest.param(ns_labels("enforce"), ns_labels("warn"), id="enforce-to-warn"),
+            pytest.param(ns_labels("warn"), ns_labels("audit"), id="warn-to-audit"),
+            pytest.param(ns_labels("enforce"), {}, id="mode-removed"),
+            pytest.param(ns_labels("enforce"), ns_labels("enforce", "none"), id="inject-none"),
+            pytest.param(
+                ns_labels("enforce", "all"), ns_labels("enforce", "proxy"), id="all-to-proxy"
+            ),
+            pytest.param({MODE: "enforse"}, ns_labels("audit"), id="a-typo-counts-as-enforce"),
+        ],
+    )
+    def test_only_the_named_may_loosen(
+        self, policy: Policy, old: dict[str, str], new: dict[str, str]
+    ) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        refused = review_namespace_change(namespace_update(old, new), governed)
+        assert refused is not None and refused.verdict is Verdict.DENIED
+        assert checks(refused) == ["namespace-loosening"]
+        assert "group platform" in refused.message
+        for who in ({"groups": ("platform",)}, {"user": "root"}):
+            assert review_namespace_change(namespace_update(old, new, **who), governed) is None  # type: ignore[arg-type]
+        assert review_namespace_change(namespace_update(old, new), policy) is None, "ungoverned"
+
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            pytest.param(ns_labels("warn"), ns_labels("enforce"), id="tighten"),
+            pytest.param({}, ns_labels("audit"), id="opt-in"),
+            pytest.param(
+                ns_labels("enforce"), {**ns_labels("enforce"), "team": "a"}, id="other-label"
+            ),
+            pytest.param(ns_labels("enforce"), ns_labels("enforce", "all"), id="inject-all"),
+        ],
+    )
+    def test_tightening_is_anyones(
+        self, policy: Policy, old: dict[str, str], new: dict[str, str]
+    ) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        assert review_namespace_change(namespace_update(old, new), governed) is None
+
+    def test_the_controller_refuses_before_previewing(self, policy: Policy) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        result = controller_for(governed).review(
+            namespace_update(ns_labels("enforce"), ns_labels("warn")), Action.VALIDATE
+        )
+        assert result.decision.verdict is Verdict.DENIED
+
+
+# --- quieter holes ---------------------------------------------------------------------------
+
+
+class TestEnvFrom:
+    @pytest.mark.parametrize(
+        ("env_from", "warned"),
+        [
+            ([{"configMapRef": {"name": "settings"}}], True),
+            ([{"secretRef": {"name": "creds"}, "prefix": "HTTP"}], True),
+            ([{"configMapRef": {"name": "settings"}, "prefix": "APP_"}], False),
+            ([], False),
+        ],
+    )
+    def test_a_proxy_variable_from_env_from_would_be_overridden(
+        self, policy: Policy, env_from: list[Any], warned: bool
+    ) -> None:
+        obj = pod({PROFILE: "web-via-proxy"}, spec=pod_spec(container(envFrom=env_from)))
+        decision = mutate(make_request(obj), ns_labels(), policy)
+        assert decision.patch
+        found = [f for f in decision.findings if f.get("problem") == "env-from"]
+        assert bool(found) is warned
+        if warned:
+            (said,) = decision.warnings
+            assert "envFrom" in said and "override" in said and len(said) <= 120
+
+
+class TestOpenNetworkAdvice:
+    def profiles(self, policy: Policy, **destination: Any) -> Policy:
+        profiles = policy.model_dump(by_alias=True)["profiles"]
+        return policy_with(policy, profiles={**profiles, "world": {"allow": [destination]}})
+
+    def test_the_whole_internet_without_excepts_is_advised_against(self, policy: Policy) -> None:
+        (finding,) = policy_advice(self.profiles(policy, cidr="0.0.0.0/0"))
+        assert set(finding.get("unexcepted")) == {  # type: ignore[arg-type]
+            "169.254.169.254/32",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        }
+        (v6,) = policy_advice(self.profiles(policy, cidr="::/0"))
+        assert set(v6.get("unexcepted")) == {"fd00:ec2::254/128", "fc00::/7"}  # type: ignore[arg-type]
+
+    def test_excepting_them_or_naming_the_cluster_ranges_settles_it(self, policy: Policy) -> None:
+        excepted = self.profiles(
+            policy,
+            cidr="0.0.0.0/0",
+            **{"except": ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]},
+        )
+        assert policy_advice(excepted) == ()
+        cluster = policy_with(
+            self.profiles(
+                policy, cidr="0.0.0.0/0", **{"except": ["169.254.169.254/32", "10.0.0.0/8"]}
+            ),
+            clusterNetworks=["10.0.0.0/8"],
+        )
+        assert policy_advice(cluster) == ()
+
+    def test_a_narrow_range_holding_the_metadata_address_is_advised_against(
+        self, policy: Policy
+    ) -> None:
+        (finding,) = policy_advice(self.profiles(policy, cidr="169.254.0.0/16"))
+        assert finding.get("unexcepted") == ("169.254.169.254/32",)
+        assert policy_advice(self.profiles(policy, cidr="34.210.129.0/24")) == ()
+
+
+class TestLabelsOnly:
+    @pytest.mark.parametrize("inject", ["none", "proxy"])
+    def test_an_enforcing_namespace_without_network_policies_says_so(
+        self, policy: Policy, inject: str
+    ) -> None:
+        decision = validate(
+            make_request(workload("Deployment", {PROFILE: "none"})),
+            ns_labels("enforce", inject),
+            policy,
+        )
+        assert decision.verdict is Verdict.ALLOWED
+        assert [f.check for f in decision.findings] == ["not-network-enforced"]
+        assert any("enforces labels only" in w for w in decision.warnings)
+
+    def test_nothing_is_said_where_network_policies_enforce(self, policy: Policy) -> None:
+        decision = validate(
+            make_request(workload("Deployment", {PROFILE: "none"})), ns_labels(), policy
+        )
+        assert decision.findings == ()
+
+
+def controller_for(policy: Policy) -> AdmissionController:
+    policies = FixedPolicy(policy)
+    return AdmissionController(
+        policies=policies,
+        namespaces=StaticNamespaceSource(
+            policies, default={MODE: "enforce", INJECT: "networkpolicy"}
+        ),
+        network_policies=ReportingNetworkPolicyApplier(),
+        own_users=OWN,
+    )

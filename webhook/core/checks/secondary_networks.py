@@ -1,0 +1,42 @@
+"""Check: pods asking Multus for secondary networks, whose interfaces no NetworkPolicy covers,
+need a profile that says so (`secondaryNetworks: true`)."""
+
+from __future__ import annotations
+
+from webhook.core.checks.profile_label import declared_profile
+from webhook.core.findings import Finding, Severity, detail, register
+from webhook.core.namespace import NamespaceContext
+from webhook.core.policy import Policy
+from webhook.core.workloads import Workload
+
+CHECK_ID = register(
+    "secondary-networks",
+    "pods with Multus secondary networks, which NetworkPolicies do not restrict",
+    workload_check=True,
+)
+
+MULTUS_NETWORKS = "k8s.v1.cni.cncf.io/networks"
+"""The pod annotation Multus reads: the networks to attach besides the cluster's."""
+
+
+def check_secondary_networks(
+    workload: Workload, policy: Policy, namespace: NamespaceContext
+) -> tuple[Finding, ...]:
+    networks = workload.pod_annotations.get(MULTUS_NETWORKS)
+    if not networks or not namespace.inject.network_policies:
+        return ()
+    profile = declared_profile(workload, policy)
+    if profile is not None and policy.profiles[profile].secondary_networks:
+        return ()
+    return (
+        Finding(
+            CHECK_ID,
+            Severity.VIOLATION,
+            workload.subject,
+            "uses Multus networks: no NetworkPolicy restricts them",
+            f"remove the pod annotation {MULTUS_NETWORKS}, or give it a profile with "
+            "secondaryNetworks: true",
+            detail(annotation=MULTUS_NETWORKS, profile=profile),
+            "drop the annotation",
+        ),
+    )
