@@ -21,7 +21,9 @@ Admission Control": matching requests) and from a real v1.36 server
   `system:serviceaccount:<ns>:<name>` in `system:serviceaccounts`,
   `system:serviceaccounts:<ns>` and `system:authenticated`;
 - a webhook that cannot be reached applies its failurePolicy (`Fail` refuses, `Ignore` skips);
-  the first refusal ends the request; a mutating webhook's patch is applied before the next.
+  mutating webhooks are called one after the other, each patch applied before the next, and a
+  refusal ends the request; validating webhooks are called all (kube-apiserver calls them in
+  parallel), and any refusal refuses it, with the first refusal's message.
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ class AdmissionDispatch:
         name = str(((named or {}).get("metadata") or {}).get("name") or "")
         current = copy.deepcopy(obj)
         outcome = Outcome(allowed=True)
+        refusal: Outcome | None = None
         for mutating, hook in self.webhooks:
             if not any(
                 _rule_matches(rule, operation, resource, subresource) for rule in hook["rules"]
@@ -263,45 +266,48 @@ class AdmissionDispatch:
             }
             matched = self._conditions(hook, review_request)
             fail_closed = hook.get("failurePolicy", "Fail") == "Fail"
+            failure = ""
+            response: dict[str, Any] | None = None
             if matched is None:
+                failure = f"matchCondition of {hook['name']} failed"
+            elif not matched:
+                continue
+            else:
+                outcome.called.append(hook["name"])
+                path = hook["clientConfig"]["service"]["path"]
+                document = {
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "request": review_request,
+                }
+                try:
+                    status, body = self.send(path, document)
+                except OSError as err:
+                    failure = f"failed calling webhook {hook['name']}: {err}"
+                else:
+                    if status == 200 and isinstance(body, dict) and "response" in body:
+                        response = body["response"]
+                    else:
+                        failure = f"webhook {hook['name']} answered {status}"
+            if response is None:
                 if fail_closed:
-                    return Outcome(
-                        False, f"matchCondition of {hook['name']} failed", called=outcome.called
-                    )
+                    refusal = refusal or Outcome(False, failure)
+                    if mutating:
+                        break
                 continue
-            if not matched:
-                continue
-            outcome.called.append(hook["name"])
-            path = hook["clientConfig"]["service"]["path"]
-            document = {
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "request": review_request,
-            }
-            try:
-                status, body = self.send(path, document)
-            except OSError as err:
-                if fail_closed:
-                    return Outcome(
-                        False,
-                        f"failed calling webhook {hook['name']}: {err}",
-                        called=outcome.called,
-                    )
-                continue
-            if status != 200 or not isinstance(body, dict) or "response" not in body:
-                if fail_closed:
-                    return Outcome(
-                        False, f"webhook {hook['name']} answered {status}", called=outcome.called
-                    )
-                continue
-            response = body["response"]
             assert response["uid"] == review_request["uid"], "the answer names the request"
             outcome.warnings.extend(response.get("warnings") or [])
             if not response["allowed"]:
-                message = (response.get("status") or {}).get("message", "")
-                return Outcome(False, message, outcome.warnings, outcome.called)
-            if mutating and response.get("patch"):
+                refusal = refusal or Outcome(
+                    False, (response.get("status") or {}).get("message", "")
+                )
+                if mutating:
+                    break
+            elif mutating and response.get("patch"):
                 ops = jsonpatch.JsonPatch.from_string(base64.b64decode(response["patch"]).decode())
                 current = ops.apply(current)
+        if refusal is not None:
+            refusal.warnings, refusal.called = outcome.warnings, outcome.called
+            return refusal
         outcome.object = current
         return outcome

@@ -205,11 +205,22 @@ class TestFailurePolicy:
         dispatch = AdmissionDispatch([config(broken)], {}, Recorder())
         assert not dispatch.request(ADMIN, "CREATE", NAMESPACES, namespace({})).allowed
 
-    def test_a_refusal_ends_the_request(self) -> None:
+    def test_every_validating_webhook_is_called_and_any_refusal_refuses(self) -> None:
         dispatch = AdmissionDispatch(
             [config(hook("a", [NAMESPACE_RULE]), hook("b", [NAMESPACE_RULE]))],
             {},
             Recorder(allowed=False),
         )
         outcome = dispatch.request(ADMIN, "CREATE", NAMESPACES, namespace({}))
-        assert (outcome.allowed, outcome.message, outcome.called) == (False, "no", ["a"])
+        assert (outcome.allowed, outcome.message, outcome.called) == (False, "no", ["a", "b"])
+
+    def test_a_mutating_refusal_ends_the_request(self) -> None:
+        mutating = {
+            "kind": "MutatingWebhookConfiguration",
+            "webhooks": [hook("m", [NAMESPACE_RULE])],
+        }
+        dispatch = AdmissionDispatch(
+            [mutating, config(hook("v", [NAMESPACE_RULE]))], {}, Recorder(allowed=False)
+        )
+        outcome = dispatch.request(ADMIN, "CREATE", NAMESPACES, namespace({}))
+        assert (outcome.allowed, outcome.called) == (False, ["m"])

@@ -87,6 +87,17 @@ def deployment(pod_labels: dict[str, str] | None, **changes: Any) -> dict[str, A
     return obj
 
 
+def with_pod_spec(obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    obj["spec"]["template"]["spec"].update(fields)
+    return obj
+
+
+def with_networks(obj: dict[str, Any], networks: str, **other: str) -> dict[str, Any]:
+    annotations = {"k8s.v1.cni.cncf.io/networks": networks, **other}
+    obj["spec"]["template"]["metadata"]["annotations"] = annotations
+    return obj
+
+
 def without_spec(kind: str) -> dict[str, Any]:
     obj = workload(kind, {PROFILE: "none"})
     del obj["spec"]
@@ -182,6 +193,41 @@ CASES = [
         without_spec("Deployment"),
         False,
         id="no-spec-at-all",
+    ),
+    pytest.param(
+        "UPDATE",
+        with_pod_spec(deployment({PROFILE: "none"}), hostNetwork=True),
+        deployment({PROFILE: "none"}),
+        True,
+        id="turns-host-network-on",
+    ),
+    pytest.param(
+        "UPDATE",
+        with_pod_spec(deployment({PROFILE: "none"}, replicas=2), hostNetwork=True),
+        with_pod_spec(deployment({PROFILE: "none"}), hostNetwork=True),
+        False,
+        id="host-network-unchanged",
+    ),
+    pytest.param(
+        "UPDATE",
+        with_networks(deployment({PROFILE: "none"}), "sriov"),
+        deployment({PROFILE: "none"}),
+        True,
+        id="adds-multus-networks",
+    ),
+    pytest.param(
+        "UPDATE",
+        with_networks(deployment({PROFILE: "none"}), "sriov", other="x"),
+        with_networks(deployment({PROFILE: "none"}), "sriov"),
+        False,
+        id="other-pod-annotation-changes",
+    ),
+    pytest.param(
+        "UPDATE",
+        {**workload("Pod", {PROFILE: "none"}), "spec": {"hostNetwork": True, "containers": []}},
+        workload("Pod", {PROFILE: "none"}),
+        True,
+        id="pod-host-network",
     ),
     pytest.param(
         "UPDATE",

@@ -23,12 +23,15 @@ from webhook.core.decision import Decision, errored
 from webhook.core.evaluate import Action
 from webhook.core.findings import NETWORK_POLICIES_REPORTED
 from webhook.core.json_patch import PatchError, apply_patch
+from webhook.core.kube_names import own_users
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.raw_object import section
 from webhook.core.request import AdmissionRequest
 from webhook.core.workloads import containers, find_workload, group_of
 
 DEFAULT_NAMESPACE = "default"
+DEFAULT_DEPLOYMENT = "egress-guard"
+"""The namespace and name `egress-guard manifests` deploys egress-guard under by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,9 @@ class OfflineReviewer:
             policies=policies,
             namespaces=self._namespaces,
             network_policies=ReportingNetworkPolicyApplier(),
+            # as deployed by `egress-guard manifests` with its defaults: a replayed review from
+            # egress-guard's own service accounts gets the server's answer
+            own_users=own_users(DEFAULT_DEPLOYMENT, DEFAULT_DEPLOYMENT),
         )
         self._resolved: dict[str, AssumedLabels] = {}
 
