@@ -141,6 +141,41 @@ def review_document(
     return {"apiVersion": api_version, "kind": "AdmissionReview", "request": req}
 
 
+def owned(obj: dict[str, Any], kind: str = "ReplicaSet", name: str = "web-1") -> dict[str, Any]:
+    """The object with a controller ownerReference, as a controller's Pods have."""
+    obj["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": True}
+    ]
+    return obj
+
+
+def network_policy_request(
+    operation: str,
+    new: Mapping[str, Any] | None,
+    old: Mapping[str, Any] | None = None,
+    *,
+    namespace: str = "payments",
+    user: str = "alice",
+    groups: tuple[str, ...] = ("system:authenticated",),
+) -> AdmissionRequest:
+    """A NetworkPolicy review as the API server sends it (DELETE: only the old object)."""
+    named = new if new is not None else old
+    assert named is not None
+    return AdmissionRequest(
+        uid="np",
+        kind="NetworkPolicy",
+        group="networking.k8s.io",
+        version="v1",
+        operation=operation,
+        namespace=namespace,
+        name=str(named["metadata"]["name"]),
+        object=new,
+        old_object=old,
+        user=user,
+        groups=groups,
+    )
+
+
 def policy_with(policy: Policy, **changes: Any) -> Policy:
     """A policy with some top-level fields replaced, given as in the file and validated afresh
     (model_copy would skip validation)."""

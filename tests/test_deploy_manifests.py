@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from admission_dispatch import selects
 from builders import load_documents
 from click.testing import CliRunner
 from kustomize_build import build, build_in_python, build_with_kubectl, by_key, kubectl
@@ -228,24 +229,6 @@ def test_workload_webhooks_see_only_opted_in_namespaces(built: dict[Any, Doc]) -
             } in expressions
         else:
             assert {"key": "egress-guard.io/mode", "operator": "Exists"} in expressions
-
-
-def selects(selector: Doc, labels: dict[str, str]) -> bool:
-    """A label selector applied as the API server applies it (matchLabels and matchExpressions)."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or ():
-        key, operator, values = expression["key"], expression["operator"], expression.get("values")
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 NAMESPACE_CASES = [

@@ -25,7 +25,7 @@ from admission_dispatch import (
     AdmissionDispatch,
     Caller,
 )
-from builders import PROFILE, container, pod, pod_spec, workload
+from builders import PROFILE, container, owned, pod, pod_spec, workload
 from click.testing import CliRunner
 from running_server import RunningServer, running_server
 
@@ -146,17 +146,7 @@ def test_under_inject_all_only_pods_that_use_the_proxy_get_its_variables(
 
 
 def owned_pod(profile: str) -> dict[str, Any]:
-    obj = pod({PROFILE: profile, "app": "web"})
-    obj["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": "web-1",
-            "uid": "u",
-            "controller": True,
-        }
-    ]
-    return obj
+    return owned(pod({PROFILE: profile, "app": "web"}))
 
 
 @pytest.mark.parametrize("subresource", ["", "status"], ids=["kubectl-label", "pods-status"])

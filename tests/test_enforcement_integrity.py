@@ -16,6 +16,7 @@ from builders import (
     MODE,
     PROFILE,
     container,
+    network_policy_request,
     ns_labels,
     pod,
     pod_spec,
@@ -252,21 +253,7 @@ def np_request(
     user: str = TENANT,
     groups: tuple[str, ...] = TENANT_GROUPS,
 ) -> AdmissionRequest:
-    named = obj if obj is not None else old
-    assert named is not None
-    return AdmissionRequest(
-        uid="u",
-        kind="NetworkPolicy",
-        group="networking.k8s.io",
-        version="v1",
-        operation=operation,
-        namespace="payments",
-        name=named["metadata"]["name"],
-        object=obj,
-        old_object=old,
-        user=user,
-        groups=groups,
-    )
+    return network_policy_request(operation, obj, old, user=user, groups=groups)
 
 
 def egress(*rules: dict[str, Any], selector: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from builders import (
     MODE,
     PROFILE,
     container,
+    network_policy_request,
+    owned,
     pod,
     pod_spec,
     policy_with,
@@ -216,41 +218,10 @@ def multus(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def owned(obj: dict[str, Any]) -> dict[str, Any]:
-    obj["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": "web-1",
-            "uid": "u",
-            "controller": True,
-        }
-    ]
-    return obj
-
-
 def network_policy_review(
-    operation: str,
-    new: dict[str, Any] | None,
-    old: dict[str, Any] | None = None,
-    user: str = "alice",
-    groups: tuple[str, ...] = ("system:authenticated",),
+    operation: str, new: dict[str, Any] | None, old: dict[str, Any] | None = None, **who: Any
 ) -> AdmissionRequest:
-    named = new if new is not None else old
-    assert named is not None
-    return AdmissionRequest(
-        uid="np",
-        kind="NetworkPolicy",
-        group="networking.k8s.io",
-        version="v1",
-        operation=operation,
-        namespace="enforce",
-        name=named["metadata"]["name"],
-        object=new,
-        old_object=old,
-        user=user,
-        groups=groups,
-    )
+    return network_policy_request(operation, new, old, namespace="enforce", **who)
 
 
 def tenant_policy(egress: list[Any], selector: dict[str, Any] | None = None) -> dict[str, Any]:

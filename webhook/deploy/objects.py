@@ -212,11 +212,15 @@ def workload_rules(policy: Policy) -> list[JsonObject]:
     return rules
 
 
-def _network_policies_webhook(
-    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: JsonObject
+def _validating_webhook(
+    policy: Policy,
+    options: DeployOptions,
+    purpose: str,
+    failure_policy: str,
+    selector: JsonObject,
+    **fields: object,
 ) -> JsonObject:
-    """NetworkPolicies in managed namespaces: tenants' own (which may widen egress) and changes
-    to egress-guard's. egress-guard's own writes are left out by the API server itself."""
+    """What every validating webhook of egress-guard's shares, and the fields of this one."""
     return {
         "name": webhook_name(policy, purpose),
         "admissionReviewVersions": ["v1"],
@@ -224,7 +228,24 @@ def _network_policies_webhook(
         "failurePolicy": failure_policy,
         "matchPolicy": "Equivalent",
         "namespaceSelector": selector,
-        "rules": [
+        "sideEffects": "NoneOnDryRun",
+        "timeoutSeconds": VALIDATION_TIMEOUT_S,
+        **fields,
+    }
+
+
+def _network_policies_webhook(
+    policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: JsonObject
+) -> JsonObject:
+    """NetworkPolicies in managed namespaces: tenants' own (which may widen egress) and changes
+    to egress-guard's. egress-guard's own writes are left out by the API server itself."""
+    return _validating_webhook(
+        policy,
+        options,
+        purpose,
+        failure_policy,
+        selector,
+        rules=[
             {
                 "apiGroups": ["networking.k8s.io"],
                 "apiVersions": ["v1"],
@@ -233,15 +254,14 @@ def _network_policies_webhook(
                 "scope": "Namespaced",
             }
         ],
-        "matchConditions": [
+        matchConditions=[
             {
                 "name": NOT_EGRESS_GUARD,
                 "expression": not_from(sorted(own_users(options.namespace, options.name))),
             }
         ],
-        "sideEffects": "None",
-        "timeoutSeconds": VALIDATION_TIMEOUT_S,
-    }
+        sideEffects="None",
+    )
 
 
 def _namespaces_webhook(
@@ -250,15 +270,14 @@ def _namespaces_webhook(
     """Namespaces being opted in or out carry the mode label before or after the change: the
     objectSelector matches either (a namespaceSelector sees only the labels after it)."""
     mode_present = {"matchExpressions": [{"key": policy.mode_label, "operator": "Exists"}]}
-    return {
-        "name": webhook_name(policy, purpose),
-        "admissionReviewVersions": ["v1"],
-        "clientConfig": _client_config(options, VALIDATE_PATH),
-        "failurePolicy": failure_policy,
-        "matchPolicy": "Equivalent",
-        "namespaceSelector": {"matchExpressions": [_not_excluded(policy, options)]},
-        "objectSelector": mode_present,
-        "rules": [
+    return _validating_webhook(
+        policy,
+        options,
+        purpose,
+        failure_policy,
+        {"matchExpressions": [_not_excluded(policy, options)]},
+        objectSelector=mode_present,
+        rules=[
             {
                 "apiGroups": [""],
                 "apiVersions": ["v1"],
@@ -267,26 +286,22 @@ def _namespaces_webhook(
                 "scope": "Cluster",
             }
         ],
-        "sideEffects": "NoneOnDryRun",
-        "timeoutSeconds": NAMESPACE_PREVIEW_TIMEOUT_S,
-    }
+        timeoutSeconds=NAMESPACE_PREVIEW_TIMEOUT_S,
+    )
 
 
 def _workloads_webhook(
     policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: JsonObject
 ) -> JsonObject:
-    return {
-        "name": webhook_name(policy, purpose),
-        "admissionReviewVersions": ["v1"],
-        "clientConfig": _client_config(options, VALIDATE_PATH),
-        "failurePolicy": failure_policy,
-        "matchPolicy": "Equivalent",
-        "namespaceSelector": selector,
-        "rules": workload_rules(policy),
-        "matchConditions": workload_match_conditions(policy.reviewed_kinds),
-        "sideEffects": "NoneOnDryRun",
-        "timeoutSeconds": VALIDATION_TIMEOUT_S,
-    }
+    return _validating_webhook(
+        policy,
+        options,
+        purpose,
+        failure_policy,
+        selector,
+        rules=workload_rules(policy),
+        matchConditions=workload_match_conditions(policy.reviewed_kinds),
+    )
 
 
 def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> JsonObject:

@@ -3,7 +3,7 @@ so (`hostNetwork: true`, for node agents)."""
 
 from __future__ import annotations
 
-from webhook.core.checks.profile_label import declared_profile
+from webhook.core.checks.profile_label import declared_profile, profile_allows
 from webhook.core.findings import Finding, Severity, detail, register
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
@@ -23,9 +23,9 @@ def check_host_network(
     the node's, whatever its profile declares."""
     if workload.pod_spec.get("hostNetwork") is not True or not namespace.inject.network_policies:
         return ()
-    profile = declared_profile(workload, policy)
-    if profile is not None and policy.profiles[profile].host_network:
+    if profile_allows(workload, policy, "host_network"):
         return ()
+    profile = declared_profile(workload, policy)
     return (
         Finding(
             CHECK_ID,

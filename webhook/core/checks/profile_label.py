@@ -21,6 +21,12 @@ def declared_profile(workload: Workload, policy: Policy) -> str | None:
     return value if isinstance(value, str) and value in policy.profiles else None
 
 
+def profile_allows(workload: Workload, policy: Policy, setting: str) -> bool:
+    """The pods declare a defined profile whose boolean `setting` is on (`host_network`...)."""
+    profile = declared_profile(workload, policy)
+    return profile is not None and getattr(policy.profiles[profile], setting) is True
+
+
 def defined_profiles(policy: Policy) -> str:
     return ", ".join(policy.profile_names) or "(none defined)"
 

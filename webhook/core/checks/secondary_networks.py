@@ -3,7 +3,7 @@ need a profile that says so (`secondaryNetworks: true`)."""
 
 from __future__ import annotations
 
-from webhook.core.checks.profile_label import declared_profile
+from webhook.core.checks.profile_label import declared_profile, profile_allows
 from webhook.core.findings import Finding, Severity, detail, register
 from webhook.core.namespace import NamespaceContext
 from webhook.core.policy import Policy
@@ -25,9 +25,9 @@ def check_secondary_networks(
     networks = workload.pod_annotations.get(MULTUS_NETWORKS)
     if not networks or not namespace.inject.network_policies:
         return ()
-    profile = declared_profile(workload, policy)
-    if profile is not None and policy.profiles[profile].secondary_networks:
+    if profile_allows(workload, policy, "secondary_networks"):
         return ()
+    profile = declared_profile(workload, policy)
     return (
         Finding(
             CHECK_ID,
