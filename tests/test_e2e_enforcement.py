@@ -1,8 +1,8 @@
 """Enforcement integrity end to end: a tenant with the `edit` role tries every way around
 "a workload reaches only what its profile declares", through the webhook configurations
 `egress-guard manifests` renders, as kube-apiserver dispatches them (admission_dispatch.py), to
-the real `egress-guard serve` (gunicorn over TLS). Every review the server answered is then
-replayed through `egress-guard check --review`, which must give the same answer.
+the real `egress-guard serve` (gunicorn over TLS). Every review the server answers is replayed
+through `egress-guard check --review`, which must give the same answer.
 """
 
 from __future__ import annotations
@@ -92,6 +92,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
         found.dispatch.send = send
         yield found
+
+
+@pytest.fixture(autouse=True)
+def check_gives_the_same_answers(cluster: Cluster, tmp_path: Path) -> Iterator[None]:
+    """After each test, every review it sent goes through `egress-guard check --review`, which
+    must answer exactly as the server did."""
+    cluster.sent.clear()
+    yield
+    for index, (path, review, answer) in enumerate(cluster.sent):
+        recorded = tmp_path / f"review-{index}.json"
+        recorded.write_text(json.dumps(review))
+        result = CliRunner().invoke(
+            main,
+            [
+                "check",
+                "--review",
+                str(recorded),
+                "--config",
+                str(cluster.policy_file),
+                "--action",
+                path.strip("/"),
+            ],
+        )
+        assert result.exit_code in (0, 1), result.output
+        request = review["request"]
+        assert json.loads(result.stdout)["response"] == answer["response"], (
+            f"{path} {request['operation']} {request['kind']['kind']}"
+        )
 
 
 def create(cluster: Cluster, resource: Any, obj: dict[str, Any], namespace: str, **kw: Any) -> Any:
@@ -321,34 +349,3 @@ def test_the_server_warns_about_an_open_profile_at_load(cluster: Cluster) -> Non
         'profile "world" allows 0.0.0.0/0 without excepting 169.254.169.254/32' in m
         for m in messages
     )
-
-
-# --- check gives the server's answers --------------------------------------------------------
-
-
-def test_check_replays_every_review_with_the_servers_answer(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    """Runs last in this module: every review sent above, through `check --review`."""
-    assert len(cluster.sent) > 20
-    for index, (path, review, answer) in enumerate(cluster.sent):
-        recorded = tmp_path / f"review-{index}.json"
-        recorded.write_text(json.dumps(review))
-        result = CliRunner().invoke(
-            main,
-            [
-                "check",
-                "--review",
-                str(recorded),
-                "--config",
-                str(cluster.policy_file),
-                "--action",
-                path.strip("/"),
-            ],
-        )
-        assert result.exit_code in (0, 1), result.output
-        replayed = json.loads(result.stdout)["response"]
-        served = answer["response"]
-        assert replayed == served, (
-            f"{path} {review['request']['operation']} {review['request']['kind']}"
-        )

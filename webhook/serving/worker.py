@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.serving.graceful import DrainingThreadWorker
+from webhook.serving.request_intake import IntakeThreadWorker
 
 
 def freeze_settings(cfg: Any) -> None:
@@ -24,12 +25,16 @@ def freeze_settings(cfg: Any) -> None:
         cfg.__dict__[name] = setting.get()
 
 
-class WebhookWorker(DrainingThreadWorker):
-    """gthread worker: drains on stop (see graceful.py) and reads frozen settings."""
+class WebhookWorker(DrainingThreadWorker, IntakeThreadWorker):
+    """gthread worker: drains on stop (see graceful.py), hands its threads only whole requests
+    read against deadlines (see request_intake.py), and reads frozen settings."""
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         freeze_settings(self.cfg)
+        limit = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
+        if isinstance(limit, int):
+            self.max_body_bytes = limit
 
 
 WORKER_CLASS = f"{WebhookWorker.__module__}.{WebhookWorker.__qualname__}"

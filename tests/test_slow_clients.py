@@ -1,0 +1,157 @@
+"""Stalled connections never keep a review from being answered.
+
+Any pod may connect to the webhook's Service. Connections that stall (one byte of a TLS
+handshake, half a request's headers, a body that never finishes, nothing at all) are read in the
+worker's loop against deadlines and never hold one of the threads that answer reviews
+(serving/request_intake.py). Run against the real server as deployed: 2 workers of 2 threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import statistics
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from builders import PROFILE, review_document, workload
+from running_server import RunningServer, running_server
+
+from webhook.serving.request_intake import BODY_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, HEADER_TIMEOUT_S
+
+pytestmark = pytest.mark.e2e
+
+STALLED_PER_KIND = 50
+REVIEWS = 200
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with running_server(tmp_path_factory.mktemp("slow"), workers=2) as running:
+        yield running
+
+
+def tcp(server: RunningServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+
+def tls(server: RunningServer) -> ssl.SSLSocket:
+    return server.tls_context().wrap_socket(tcp(server), server_hostname="localhost")
+
+
+def stall(server: RunningServer) -> list[socket.socket]:
+    """200 connections in the four ways a client can stall, all left open."""
+    stalled: list[socket.socket] = []
+    for _ in range(STALLED_PER_KIND):
+        silent = tcp(server)  # connects, sends nothing
+        handshake = tcp(server)
+        handshake.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello
+        head = tls(server)
+        head.sendall(b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\nContent-Ty")
+        body = tls(server)
+        body.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"apiVersion"'
+        )
+        stalled += [silent, handshake, head, body]
+    return stalled
+
+
+def timed_reviews(server: RunningServer, count: int) -> list[float]:
+    """Seconds per review over one kept-alive connection, as the API server sends them."""
+    document = review_document(workload("Deployment", {PROFILE: "none"}), namespace="payments")
+    latencies: list[float] = []
+    with contextlib.closing(server.connection(timeout=5)) as conn:
+        for _ in range(count):
+            started = time.perf_counter()
+            status, body = server.post(conn, "/validate", document)
+            latencies.append(time.perf_counter() - started)
+            assert status == 200 and body["response"]["uid"]
+    return latencies
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """The server closed (or reset) the connection."""
+    sock.settimeout(0.5)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_reviews_are_answered_while_200_connections_stall(server: RunningServer) -> None:
+    stalled = stall(server)
+    try:
+        latencies = timed_reviews(server, REVIEWS)
+        p99 = statistics.quantiles(latencies, n=100)[98]
+        assert p99 < 0.050, f"p99 {p99 * 1000:.1f} ms with {len(stalled)} stalled connections"
+        fresh_started = time.perf_counter()
+        status, _ = server.send("/validate", review_document(workload("Pod"), uid="fresh"))
+        assert status == 200
+        assert time.perf_counter() - fresh_started < 1.0, "a new connection is answered too"
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_stalled_connections_are_closed_at_their_deadline(server: RunningServer) -> None:
+    stalled = stall(server)
+    try:
+        time.sleep(max(HANDSHAKE_TIMEOUT_S, HEADER_TIMEOUT_S, BODY_TIMEOUT_S) + 1.5)
+        still_open = [s for s in stalled if not closed_by_server(s)]
+        assert not still_open, f"{len(still_open)} of {len(stalled)} stalled connections open"
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_request_sent_in_pieces_within_the_deadlines_is_answered(
+    server: RunningServer,
+) -> None:
+    body = orjson.dumps(review_document(workload("Pod"), uid="pieces"))
+    request = (
+        b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    with contextlib.closing(tls(server)) as sock:
+        for start in range(0, len(request), 300):
+            sock.sendall(request[start : start + 300])
+            time.sleep(0.01)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_two_requests_in_one_write_are_both_answered(server: RunningServer) -> None:
+    bodies = [orjson.dumps(review_document(workload("Pod"), uid=f"p{i}")) for i in range(2)]
+    requests = b"".join(
+        b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+        for body in bodies
+    )
+    with contextlib.closing(tls(server)) as sock:
+        sock.sendall(requests)
+        answers = b""
+        deadline = time.monotonic() + 5
+        while not (b'"uid":"p0"' in answers and b'"uid":"p1"' in answers):
+            assert time.monotonic() < deadline, answers
+            answers += sock.recv(65536)
+        assert answers.count(b"HTTP/1.1 200") == 2
+
+
+def test_an_oversized_body_is_refused_from_its_headers(server: RunningServer) -> None:
+    with contextlib.closing(tls(server)) as sock:
+        sock.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n"
+        )
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413")
