@@ -273,6 +273,29 @@ class TestDryRun:
         assert cluster.api.count(writes=True) == 0
         assert cluster.api.objects("networkpolicies") == []
 
+    def test_a_dry_run_gets_the_verdict_of_the_real_request(self, cluster: Cluster) -> None:
+        """`kubectl apply --dry-run=server` must not say allowed where the apply is refused:
+        with a same-named policy egress-guard did not make, both are denied."""
+        cluster.api.seed(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": STRIPE, "namespace": "payments", "labels": {"o": "me"}},
+                "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
+            }
+        )
+        dry = cluster.admit(dry_run=True).decision
+        assert cluster.api.count(writes=True) == 0, "a dry run only reads"
+        real = cluster.admit().decision
+        assert (dry.verdict, dry.message) == (real.verdict, real.message)
+        assert dry.verdict is Verdict.DENIED
+
+    def test_a_dry_run_with_the_api_down_is_unavailable_like_the_real_request(
+        self, cluster: Cluster
+    ) -> None:
+        cluster.api.go_down()
+        assert cluster.admit(dry_run=True).decision.verdict is Verdict.UNAVAILABLE
+
 
 class TestFailures:
     def test_api_down_denies_in_enforce_with_a_clear_message_quickly(

@@ -96,7 +96,7 @@ def test_every_workload_is_denied_without_the_label_and_allowed_with_it(
 ) -> None:
     kinds: Counter[str] = Counter()
     profiles = policy.model_dump(by_alias=True)["profiles"]
-    node_agent = {"hostNetwork": True, "secondaryNetworks": True}
+    node_agent = {"hostNetwork": True, "secondaryNetworks": True, "namespaces": ["demo"]}
     agents = policy_with(policy, profiles={**profiles, "node-agent": node_agent})
     for manifest in corpus_workloads:
         kinds[manifest.kind] += 1

@@ -67,7 +67,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("enforcement")
     example = Path(__file__).resolve().parents[1] / "webhook" / "data" / "policy.example.yaml"
     document = yaml.safe_load(example.read_text())
-    document["profiles"]["node-agent"] = {"hostNetwork": True, "secondaryNetworks": True}
+    document["profiles"]["node-agent"] = {
+        "hostNetwork": True,
+        "secondaryNetworks": True,
+        "namespaces": ["payments"],
+    }
     document["profiles"]["world"] = {"allow": [{"cidr": "0.0.0.0/0", "ports": [443]}]}
     document["namespaces"] = NAMESPACES_TABLE
     document["governance"] = {

@@ -29,7 +29,7 @@ from webhook.admission.controller import AdmissionController
 from webhook.admission.review import parse_review
 from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
-from webhook.core.decision import Decision, Verdict
+from webhook.core.decision import Decision, Note, Verdict
 from webhook.core.egress_coverage import selected_profiles
 from webhook.core.evaluate import Action, mutate, validate
 from webhook.core.kube_names import own_users
@@ -51,7 +51,7 @@ RECONCILER_USER = "system:serviceaccount:egress-guard:egress-guard-reconciler"
 def agents(policy: Policy) -> Policy:
     """The example policy with a profile for node agents."""
     profiles = policy.model_dump(by_alias=True)["profiles"]
-    agent = {"hostNetwork": True, "secondaryNetworks": True}
+    agent = {"hostNetwork": True, "secondaryNetworks": True, "namespaces": ["payments"]}
     return policy_with(policy, profiles={**profiles, "node-agent": agent})
 
 
@@ -164,7 +164,7 @@ class TestOwnedPodRelabel:
         )
         decision = validate(req, ns_labels(), policy)
         assert decision.verdict is Verdict.DENIED
-        assert checks(decision) == ["owned-pod-profile"]
+        assert checks(decision) == ["pod-profile-change"]
         assert "ReplicaSet 'web-5d4f'" in decision.message
 
     def test_warn_mode_warns(self, policy: Policy) -> None:
@@ -175,21 +175,37 @@ class TestOwnedPodRelabel:
         self, policy: Policy
     ) -> None:
         req = make_request(owned_pod("stripe"), operation="UPDATE", old=owned_pod(None))
-        assert checks(validate(req, ns_labels(), policy)) == ["owned-pod-profile"]
+        assert checks(validate(req, ns_labels(), policy)) == ["pod-profile-change"]
 
-    def test_a_bare_pod_may_change_its_profile(self, policy: Policy) -> None:
-        req = make_request(pod({PROFILE: "stripe"}), operation="UPDATE", old=pod({PROFILE: "none"}))
+    def test_a_pod_without_an_owner_keeps_its_profile_too(self, policy: Policy) -> None:
+        """Or orphaning a controller's Pod (never sent: its labels stay) and relabelling it
+        would get around the rule."""
+        for old in (pod({PROFILE: "none"}), owned_pod("none", controller=False)):
+            new = copy.deepcopy(old)
+            new["metadata"]["labels"][PROFILE] = "stripe"
+            req = make_request(new, operation="UPDATE", old=old)
+            decision = validate(req, ns_labels(), policy)
+            assert checks(decision) == ["pod-profile-change"]
+            assert "create a new Pod" in decision.message
+
+    def test_a_pod_being_deleted_keeps_its_profile(self, policy: Policy) -> None:
+        """It may run on for its grace period."""
+        new, old = owned_pod("stripe"), owned_pod("none")
+        new["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        req = make_request(new, operation="UPDATE", old=old)
+        assert checks(validate(req, ns_labels(), policy)) == ["pod-profile-change"]
+        unchanged = make_request(new, operation="UPDATE", old=owned_pod("stripe"))
+        assert validate(unchanged, ns_labels(), policy).allowed
+
+    def test_a_deployment_may_change_its_profile(self, policy: Policy) -> None:
+        req = make_request(
+            workload("Deployment", {PROFILE: "stripe"}),
+            operation="UPDATE",
+            old=workload("Deployment", {PROFILE: "none"}),
+        )
         decision = validate(req, ns_labels(), policy)
         assert decision.verdict is Verdict.ALLOWED
         assert decision.intents, "the new profile's policy is ensured"
-
-    def test_an_owner_that_is_not_the_controller_does_not_count(self, policy: Policy) -> None:
-        req = make_request(
-            owned_pod("stripe", controller=False),
-            operation="UPDATE",
-            old=owned_pod("none", controller=False),
-        )
-        assert validate(req, ns_labels(), policy).allowed
 
     def test_other_label_changes_are_fine(self, policy: Policy) -> None:
         new = owned_pod("none")
@@ -652,3 +668,78 @@ def controller_for(policy: Policy) -> AdmissionController:
         network_policies=ReportingNetworkPolicyApplier(),
         own_users=OWN,
     )
+
+
+class TestReviewFindings:
+    """What an independent review of these rules found, each pinned."""
+
+    def test_a_node_agents_profile_lets_pods_escape_only_where_it_says(
+        self, agents: Policy
+    ) -> None:
+        in_tenant = replace(make_request(host_network({PROFILE: "node-agent"})), namespace="shop")
+        assert checks(validate(in_tenant, ns_labels(), agents)) == ["host-network"]
+        assert validate(
+            make_request(host_network({PROFILE: "node-agent"})), ns_labels(), agents
+        ).allowed
+
+    def test_a_profile_that_escapes_must_name_its_namespaces(self, policy: Policy) -> None:
+        profiles = policy.model_dump(by_alias=True)["profiles"]
+        with pytest.raises(ValueError, match="list the namespaces"):
+            policy_with(policy, profiles={**profiles, "agent": {"hostNetwork": True}})
+
+    def test_multus_replacing_the_default_network_counts_too(self, policy: Policy) -> None:
+        obj = workload("Deployment", {PROFILE: "none"}, name="router")
+        obj["spec"]["template"]["metadata"]["annotations"] = {
+            "v1.multus-cni.io/default-network": "macvlan"
+        }
+        assert checks(validate(make_request(obj), ns_labels(), policy)) == ["secondary-networks"]
+
+    def test_a_policy_that_already_widened_may_be_narrowed_not_widened(
+        self, policy: Policy
+    ) -> None:
+        wide = network_policy(egress({"ports": [{"port": 443}]}))
+        relabelled = copy.deepcopy(wide)
+        relabelled["metadata"]["labels"] = {"team": "a"}
+        assert np_verdict(policy, np_request(relabelled, operation="UPDATE", old=wide)) is (
+            Verdict.ALLOWED
+        )
+        narrowed = network_policy(egress(STRIPE_RANGE, selector=STRIPE_ONLY))
+        assert np_verdict(policy, np_request(narrowed, operation="UPDATE", old=wide)) is (
+            Verdict.ALLOWED
+        )
+        wider = network_policy(egress({"ports": [{"port": 443}]}, {"ports": [{"port": 22}]}))
+        assert np_verdict(policy, np_request(wider, operation="UPDATE", old=wide)) is (
+            Verdict.DENIED
+        )
+
+    def test_a_policy_being_deleted_may_lose_its_finalizers(self, policy: Policy) -> None:
+        wide = network_policy(egress({}))
+        wide["metadata"]["finalizers"] = ["example.com/hold"]
+        finalized = copy.deepcopy(wide)
+        finalized["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        del finalized["metadata"]["finalizers"]
+        req = np_request(finalized, operation="UPDATE", old=wide)
+        assert np_verdict(policy, req) is Verdict.ALLOWED
+
+    def test_ip_families_mixed_in_excepts_are_read_not_crashed_on(self, policy: Policy) -> None:
+        mixed = network_policy(
+            egress(
+                {"to": [{"ipBlock": {"cidr": "34.210.129.0/24", "except": ["::1/128"]}}]},
+                selector=STRIPE_ONLY,
+            )
+        )
+        assert np_verdict(policy, np_request(mixed)) is Verdict.DENIED, "every port: wider"
+
+    def test_a_subresource_of_a_network_policy_is_not_checked(self, policy: Policy) -> None:
+        req = replace(np_request(network_policy(egress({}))), sub_resource="status")
+        decision = review_network_policy(req, ns_labels(), policy, OWN)
+        assert decision.allowed and decision.note is Note.SUBRESOURCE_NOT_CHECKED
+
+    @pytest.mark.parametrize("sub_resource", ["status", "finalize"])
+    def test_a_namespaces_labels_through_its_subresources_are_governed(
+        self, policy: Policy, sub_resource: str
+    ) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        req = replace(namespace_update(ns_labels("enforce"), {}), sub_resource=sub_resource)
+        refused = review_namespace_change(req, governed)
+        assert refused is not None and refused.verdict is Verdict.DENIED

@@ -79,10 +79,14 @@ class InPlace:
     def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
         return EnsureResult(unchanged=intent.names)
 
+    check = ensure
+
 
 class ApiDown:
     def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
         raise NetworkPoliciesNotEnsured("the Kubernetes API did not answer in time (within 2 s)")
+
+    check = ensure
 
     def labels(self, namespace: str) -> Mapping[str, str] | None:
         raise NamespaceUnavailable("the Kubernetes API refused the connection")
@@ -96,6 +100,8 @@ class Refusing:
 
     def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
         raise NetworkPoliciesNotEnsured(self.message, self.because)
+
+    check = ensure
 
 
 FOREIGN = Refusing(
@@ -202,7 +208,11 @@ def governed(scenario: Scenario) -> Scenario:
             policy,
             profiles={
                 **policy.model_dump(by_alias=True)["profiles"],
-                "node-agent": {"hostNetwork": True, "secondaryNetworks": True},
+                "node-agent": {
+                    "hostNetwork": True,
+                    "secondaryNetworks": True,
+                    "namespaces": ["enforce"],
+                },
                 "world": {"allow": [{"cidr": "0.0.0.0/0", "ports": [443]}]},
             },
             governance={
@@ -408,6 +418,10 @@ SCENARIOS: dict[str, Scenario] = {
     "enforce/network-policies-not-ensured": validate(
         request(workload("Deployment", {PROFILE: "stripe"}), namespace="enforce"),
         network_policies=ApiDown(),
+    ),
+    "enforce/dry-run/foreign-network-policy": validate(
+        request(workload("Deployment", {PROFILE: "none"}), namespace="enforce", dry_run=True),
+        network_policies=FOREIGN,
     ),
     "enforce/foreign-network-policy": validate(
         request(workload("Deployment", {PROFILE: "none"}), namespace="enforce"),

@@ -101,6 +101,21 @@ def test_kinds_outside_the_webhook_rules_share_one_label(client: FlaskClient) ->
     assert total(found, "egress_guard_reviews_total", kind="Rollout") == 0
 
 
+def test_made_up_operations_share_one_label(client: FlaskClient) -> None:
+    """A crafted review's operation never becomes a series of its own."""
+    for operation in ("PATCH", "X" * 40, "CREATE"):
+        document = review_document(workload("Deployment"), namespace="payments")
+        document["request"]["operation"] = operation
+        post(client, "/validate", document)
+    found = scrape(client)
+    operations = {
+        dict(labels)["operation"]
+        for (name, labels), value in found.items()
+        if name == "egress_guard_reviews_total" and value
+    }
+    assert operations == {"other", "CREATE"}
+
+
 def test_a_kind_is_known_by_its_group_too(client: FlaskClient) -> None:
     volcano = {
         "apiVersion": "batch.volcano.sh/v1alpha1",

@@ -308,7 +308,10 @@ def test_host_network_workloads_count_unless_their_profile_allows_it(policy: Pol
     (summary, named) = preview_of([host], policy)
     assert summary.startswith("egress-guard: 1 existing workload")
     assert 'DaemonSet "agent"' in named
-    profiles = {**policy.model_dump(by_alias=True)["profiles"], "node-agent": {"hostNetwork": True}}
+    profiles = {
+        **policy.model_dump(by_alias=True)["profiles"],
+        "node-agent": {"hostNetwork": True, "namespaces": ["payments"]},
+    }
     agents = policy_with(policy, profiles=profiles)
     host["spec"]["template"]["metadata"]["labels"] = {PROFILE: "node-agent"}
     assert preview_of([host], agents) == ()

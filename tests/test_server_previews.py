@@ -29,6 +29,9 @@ class RecordingApplier:
         self.calls.append(intent)
         return EnsureResult(created=intent.names)
 
+    def check(self, intent: EnsureNetworkPolicies) -> EnsureResult:
+        return EnsureResult(created=intent.names)
+
 
 RUNNING = {
     "payments": [

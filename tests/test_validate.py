@@ -361,8 +361,8 @@ class TestUpdateModes:
         expected: tuple[str, ...] | None,
         policy: Policy,
     ) -> None:
-        old = workload("Pod", {PROFILE: old_profile} if old_profile else {"app": "web"})
-        new = workload("Pod", {PROFILE: new_profile})
+        old = workload("Deployment", {PROFILE: old_profile} if old_profile else {"app": "web"})
+        new = workload("Deployment", {PROFILE: new_profile})
         decision = validate(request(new, operation="UPDATE", old=old), ns_labels(), policy)
         assert decision.allowed
         if expected is None:

@@ -204,8 +204,10 @@ def test_a_kind_listed_twice_is_refused() -> None:
 # --- the lists derived from the table -------------------------------------------------------
 
 
-def test_metrics_name_exactly_the_builtin_kinds_and_namespaces() -> None:
-    assert {("", "Namespace"), *(k.key for k in BUILTIN_KINDS)} == KNOWN_KINDS
+def test_metrics_name_exactly_the_reviewed_kinds() -> None:
+    """The built-in workload kinds, Namespaces and NetworkPolicies: what the webhooks are sent."""
+    reviewed = {("", "Namespace"), ("networking.k8s.io", "NetworkPolicy")}
+    assert reviewed | {k.key for k in BUILTIN_KINDS} == KNOWN_KINDS
 
 
 @pytest.mark.parametrize("declared", [False, True], ids=["builtin", "with-rollout"])

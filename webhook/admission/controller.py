@@ -124,13 +124,7 @@ class AdmissionController:
         decision = validate(request, labels, policy, found)
         if not decision.intents or not decision.allowed:
             return ReviewResult(decision)
-        if request.dry_run:
-            return ReviewResult(
-                decision.with_findings(
-                    *(_reported(intent, "dry run") for intent in decision.intents)
-                )
-            )
-        return self._carry_out(decision)
+        return self._carry_out(decision, dry_run=request.dry_run)
 
     def _preview(self, change: NamespaceChange, policy: Policy) -> Decision:
         """Warnings about the workloads a namespace's new mode would refuse; the namespace change
@@ -148,12 +142,20 @@ class AdmissionController:
             )
         return preview(change, listing.workloads, complete=listing.complete, policy=policy)
 
-    def _carry_out(self, decision: Decision) -> ReviewResult:
-        """Ensure the NetworkPolicies before answering; fail closed where the intent requires."""
+    def _carry_out(self, decision: Decision, *, dry_run: bool = False) -> ReviewResult:
+        """Ensure the NetworkPolicies before answering; fail closed where the intent requires.
+
+        A dry run reads and never writes (`check`), and gets the verdict the real request would:
+        a same-named policy egress-guard did not make refuses it just the same.
+        """
         applied: list[EnsureResult] = []
         extra: list[Finding] = []
         for intent in decision.intents:
             try:
+                if dry_run:
+                    self.network_policies.check(intent)
+                    extra.append(_reported(intent, "dry run"))
+                    continue
                 result = self.network_policies.ensure(intent)
             except NetworkPoliciesNotEnsured as err:
                 failure = _not_ensured(intent, err, required=intent.required)

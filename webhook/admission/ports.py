@@ -71,6 +71,12 @@ class NetworkPolicyApplier(Protocol):
         NetworkPoliciesNotEnsured."""
         ...
 
+    def check(self, intent: EnsureNetworkPolicies) -> EnsureResult:
+        """What `ensure` would do, reading only (a dry run): what it would create, update or
+        leave, or the NetworkPoliciesNotEnsured it would raise (a foreign same-named policy, an
+        API that does not answer)."""
+        ...
+
 
 class WorkloadsUnavailable(Exception):
     """A namespace's workloads could not be listed (API down, forbidden, too slow)."""

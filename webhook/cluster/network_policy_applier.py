@@ -143,6 +143,33 @@ class ClusterNetworkPolicyApplier:
             unchanged=tuple(written[Written.UNCHANGED]),
         )
 
+    def check(self, intent: EnsureNetworkPolicies) -> EnsureResult:
+        """A dry run's `ensure`: the policies known in place cost nothing, the others one read
+        each, and nothing is written or remembered."""
+        namespace = intent.namespace
+        uid = self._namespaces.uid(namespace)
+        known = self._in_place.get(namespace) if self._trusted() else None
+        if known is not None and known.uid != uid:
+            known = None
+        deadline = Deadline(self._budget_s, self._clock)
+        would: dict[Written, list[str]] = {state: [] for state in Written}
+        for manifest in intent.manifests:
+            name = str(manifest["metadata"]["name"])
+            version = _version(manifest["metadata"].get("annotations"))
+            found = known.policies.get(name) if known is not None else None
+            if found is not None and found.version == version:
+                would[Written.UNCHANGED].append(name)
+                continue
+            would[self._inspect(namespace, manifest, deadline)].append(name)
+        return EnsureResult(
+            created=tuple(would[Written.CREATED]),
+            updated=tuple(would[Written.UPDATED]),
+            unchanged=tuple(would[Written.UNCHANGED]),
+        )
+
+    def _inspect(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
+        return self._translated(lambda: self._writer.inspect(manifest, deadline), namespace)
+
     def _ensure_one(
         self, namespace: str, uid: str | None, manifest: Mapping[str, Any], deadline: Deadline
     ) -> Written:
@@ -179,8 +206,12 @@ class ClusterNetworkPolicyApplier:
             lock.release()
 
     def _write(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
+        return self._translated(lambda: self._writer.ensure(manifest, deadline), namespace)
+
+    def _translated(self, call: Callable[[], Written], namespace: str) -> Written:
+        """The writer's failures as NetworkPoliciesNotEnsured, with why."""
         try:
-            return self._writer.ensure(manifest, deadline)
+            return call()
         except ForeignNetworkPolicy as err:
             raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.FOREIGN) from None
         except ApiUnreachable as err:

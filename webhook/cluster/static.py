@@ -41,6 +41,9 @@ class ReportingNetworkPolicyApplier:
     def ensure(self, intent: EnsureNetworkPolicies) -> EnsureResult:
         return EnsureResult(reported=intent.names)
 
+    def check(self, intent: EnsureNetworkPolicies) -> EnsureResult:
+        return EnsureResult(reported=intent.names)
+
 
 class StaticWorkloadSource:
     """A namespace's workloads from a fixed table (empty: no cluster, so nothing runs)."""

@@ -26,7 +26,7 @@ from webhook.core.findings import (
 )
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import network_policy_intents, unexpressible
-from webhook.core.owned_pods import relabelled_owned_pod
+from webhook.core.owned_pods import relabelled_pod
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.proxy_env import inject_proxy_env, record_annotation
 from webhook.core.raw_object import mapping_at
@@ -115,12 +115,14 @@ def validate(
         return allowed(Note.NOT_MANAGED)
     if found.workload is None:
         return _apply_mode(namespace, (_malformed(request),), policy)
-    if request.operation == "UPDATE" and _being_deleted(request.object):
-        return allowed(Note.BEING_DELETED, namespace.notes, namespace.mode)
     workload = found.workload
-    findings = run_checks(workload, policy, namespace)
     updated = request.operation == "UPDATE"
-    relabelled = relabelled_owned_pod(request, workload, policy) if updated else ()
+    relabelled = relabelled_pod(request, workload, policy) if updated else ()
+    if updated and _being_deleted(request.object):
+        if relabelled:  # a Pod being deleted may run on for its grace period
+            return _apply_mode(namespace, relabelled, policy)
+        return allowed(Note.BEING_DELETED, namespace.notes, namespace.mode)
+    findings = run_checks(workload, policy, namespace)
     if relabelled:
         return _apply_mode(namespace, (*relabelled, *findings), policy)
     if _violating(findings) and (updated or namespace.mode is Mode.ENFORCE):

@@ -37,6 +37,7 @@ class NamespaceContext:
     inject: Inject
     exempt: bool = False
     notes: tuple[Finding, ...] = ()
+    name: str = ""
 
     @property
     def managed(self) -> bool:
@@ -72,7 +73,7 @@ def namespace_context(
             notes.append(_label_note(name, policy.inject_label, raw_inject, Inject, inject.value))
     if mode is Mode.ENFORCE and not inject.network_policies:
         notes.append(_labels_only(name, inject, policy))
-    return NamespaceContext(mode=mode, inject=inject, notes=tuple(notes))
+    return NamespaceContext(mode=mode, inject=inject, notes=tuple(notes), name=name)
 
 
 def _labels_only(namespace: str, inject: Inject, policy: Policy) -> Finding:

@@ -27,6 +27,10 @@ CHECK_ID = register(
 
 _STRENGTH = {None: 0, Mode.AUDIT: 1, Mode.WARN: 2, Mode.ENFORCE: 3}
 
+GOVERNED_SUBRESOURCES = ("", "status", "finalize")
+"""A Namespace's labels can change through its `status` and `finalize` subresources too (their
+update strategies reset the spec or status, not the metadata): each is governed alike."""
+
 
 @dataclass(frozen=True, slots=True)
 class Loosening:
@@ -58,7 +62,7 @@ def review_namespace_change(request: AdmissionRequest, policy: Policy) -> Decisi
         allowed_to is None
         or request.kind != "Namespace"
         or request.group
-        or request.sub_resource
+        or request.sub_resource not in GOVERNED_SUBRESOURCES
         or request.operation != "UPDATE"
         or request.object is None
         or request.old_object is None
@@ -84,7 +88,7 @@ def allowed_to_text(policy: Policy) -> str:
 
 
 def _refusal(name: str, change: Loosening, request: AdmissionRequest, who: str) -> Finding:
-    label = "mode" if change.what == "mode" else "inject"
+    label = change.what
     return Finding(
         CHECK_ID,
         Severity.VIOLATION,

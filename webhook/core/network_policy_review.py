@@ -62,7 +62,9 @@ def review_network_policy(
     """
     if request.namespace in policy.exempt:
         return allowed(Note.EXEMPT)
-    if request.sub_resource or request.operation not in ("CREATE", "UPDATE", "DELETE"):
+    if request.sub_resource:
+        return allowed(Note.SUBRESOURCE_NOT_CHECKED)
+    if request.operation not in ("CREATE", "UPDATE", "DELETE"):
         return allowed(Note.OPERATION_NOT_CHECKED)
     namespace = namespace_context(request.namespace, labels, policy)
     if not namespace.managed:
@@ -88,15 +90,18 @@ def review_network_policy(
         or trusted
         or governance.foreign_network_policies is ForeignNetworkPolicies.ALLOW
         or not namespace.inject.network_policies
+        or section(request.object, "metadata").get("deletionTimestamp")
     ):
         return allowed(mode=namespace.mode)
-    spec = section(request.object, "spec")
+    injects_all = namespace.inject is Inject.ALL
     widening = uncovered(
-        spec,
+        section(request.object, "spec"),
         request.namespace,
         policy,
-        namespace_injects_all=namespace.inject is Inject.ALL,
+        namespace_injects_all=injects_all,
     )
+    if widening and request.operation == "UPDATE" and request.old_object is not None:
+        widening = _newly_widening(widening, request, policy, injects_all=injects_all)
     if not widening:
         return allowed(mode=namespace.mode)
     findings = tuple(_widens(subject, index, profiles, policy) for index, profiles in widening)
@@ -107,6 +112,36 @@ def review_network_policy(
     if namespace.mode is Mode.WARN:
         return Decision(Verdict.WARNED, findings, mode=namespace.mode)
     return Decision(Verdict.AUDITED, findings, mode=namespace.mode)
+
+
+def _newly_widening(
+    widening: list[tuple[int, tuple[str | None, ...]]],
+    request: AdmissionRequest,
+    policy: Policy,
+    *,
+    injects_all: bool,
+) -> list[tuple[int, tuple[str | None, ...]]]:
+    """An UPDATE of a policy that already widened egress (made before the namespace enforced,
+    or before a profile narrowed) may keep what it had, so that it can be narrowed, relabelled
+    or finalized; it may not open a rule, or a rule to a profile, it did not open before."""
+    new_rules = section(request.object, "spec").get("egress")
+    old_spec = section(request.old_object, "spec")
+    old_rules = old_spec.get("egress")
+    if not isinstance(new_rules, list) or not isinstance(old_rules, list):
+        return widening
+    before = {
+        (repr(old_rules[index]), profile)
+        for index, profiles in uncovered(
+            old_spec, request.namespace, policy, namespace_injects_all=injects_all
+        )
+        for profile in profiles
+    }
+    kept: list[tuple[int, tuple[str | None, ...]]] = []
+    for index, profiles in widening:
+        new = tuple(p for p in profiles if (repr(new_rules[index]), p) not in before)
+        if new:
+            kept.append((index, new))
+    return kept
 
 
 def _name(request: AdmissionRequest) -> str:

@@ -239,6 +239,27 @@ class Profile(_Model):
     proxy: bool = False
     host_network: bool = False
     secondary_networks: bool = False
+    namespaces: list[NamespaceName] = Field(default_factory=list)
+    """Where `host_network` and `secondary_networks` hold: profiles are not tied to namespaces,
+    so without this list any tenant could label a pod with a node agent's profile."""
+
+    @model_validator(mode="after")
+    def _escapes_name_their_namespaces(self) -> Profile:
+        escapes = [
+            name
+            for name, on in (
+                ("hostNetwork", self.host_network),
+                ("secondaryNetworks", self.secondary_networks),
+            )
+            if on
+        ]
+        if escapes and not self.namespaces:
+            raise ValueError(
+                f"a profile with {' and '.join(escapes)}: true lets its pods escape "
+                "NetworkPolicies: list the namespaces where that holds (namespaces: [...]), or "
+                "any tenant could use it"
+            )
+        return self
 
     @cached_property
     def hosts(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from webhook.core.checks.secondary_networks import MULTUS_NETWORKS
+from webhook.core.checks.secondary_networks import MULTUS_ANNOTATIONS
 from webhook.core.workloads import GENERIC_TEMPLATE_PATH, WorkloadKind
 
 NOT_BEING_DELETED = "not-being-deleted"
@@ -61,8 +61,11 @@ def _pods_differ(template_path: Sequence[str]) -> str:
         f"{labels_at('object', template_path)}\n  != {labels_at('oldObject', template_path)}"
         f"\n  || {_guarded('object', host_network, 'false')}"
         f" != {_guarded('oldObject', host_network, 'false')}"
-        f"\n  || {_annotation_at('object', template_path, MULTUS_NETWORKS)}"
-        f" != {_annotation_at('oldObject', template_path, MULTUS_NETWORKS)}"
+        + "".join(
+            f"\n  || {_annotation_at('object', template_path, key)}"
+            f" != {_annotation_at('oldObject', template_path, key)}"
+            for key in MULTUS_ANNOTATIONS
+        )
     )
 
 
@@ -86,8 +89,12 @@ def pod_labels_change(kinds: Sequence[WorkloadKind]) -> str:
 
 
 def not_being_deleted() -> str:
-    """CEL, true unless the object carries a deletionTimestamp."""
-    return "!(has(object.metadata) && has(object.metadata.deletionTimestamp))"
+    """CEL, true unless the object carries a deletionTimestamp, or is a Pod: a Pod being deleted
+    may run on for its grace period, and its profile label may not change meanwhile."""
+    return (
+        "!(has(object.metadata) && has(object.metadata.deletionTimestamp)) || "
+        '(request.kind.group == "" && request.kind.kind == "Pod")'
+    )
 
 
 def workload_match_conditions(kinds: Sequence[WorkloadKind]) -> list[dict[str, Any]]:
@@ -99,6 +106,8 @@ def workload_match_conditions(kinds: Sequence[WorkloadKind]) -> list[dict[str, A
 
 
 NOT_EGRESS_GUARD = "not-egress-guard-itself"
+MAY_WIDEN_OR_IS_GENERATED = "may-widen-egress-or-is-generated"
+NOT_NAMESPACE_CLEANUP = "not-namespace-cleanup"
 LOOSENS_AN_ENFORCING_NAMESPACE = "loosens-an-enforcing-namespace"
 
 
@@ -118,13 +127,43 @@ def loosens_an_enforcing_namespace(
     mode_label: str, inject_label: str, preview: Sequence[str]
 ) -> str:
     """CEL, true for an UPDATE of a namespace that enforces (its mode label is set, to anything
-    but a preview mode) and changes its mode or inject label: the requests the governance of
-    `loosenNamespaces` must see even while egress-guard is down."""
-    old_mode = _label_of("oldObject", mode_label)
-    previews = ", ".join(_cel_string(mode) for mode in preview)
+    but a preview mode, even to "") and removes or changes its mode label or changes its inject
+    label: the requests the governance of `loosenNamespaces` must see even while egress-guard is
+    down."""
+    mode = _cel_string(mode_label)
+    old, new = "oldObject.metadata.labels", "object.metadata.labels"
+    previews = ", ".join(_cel_string(value) for value in preview)
     return (
         'request.operation == "UPDATE"\n'
-        f'&& {old_mode} != "" && !({old_mode} in [{previews}])\n'
-        f"&& ({_label_of('object', mode_label)} != {old_mode}\n"
+        f"&& has({old}) && {mode} in {old} && !({old}[{mode}] in [{previews}])\n"
+        f"&& (!(has({new}) && {mode} in {new}) || {new}[{mode}] != {old}[{mode}]\n"
         f"  || {_label_of('object', inject_label)} != {_label_of('oldObject', inject_label)})"
     )
+
+
+def _labelled(root: str, key: str, value: str) -> str:
+    labels = f"{root}.metadata.labels"
+    return (
+        f"has({root}.metadata) && has({labels}) && {_cel_string(key)} in {labels} "
+        f"&& {labels}[{_cel_string(key)}] == {_cel_string(value)}"
+    )
+
+
+def may_widen_or_is_generated(key: str, value: str) -> str:
+    """CEL, true for a NetworkPolicy request egress-guard may refuse: one that touches a
+    generated policy (old or new carries `key=value`), or a CREATE/UPDATE whose policy has
+    egress rules. Deleting or writing a policy of the namespace's own that opens nothing (an
+    ingress-only one, a deny) is never sent, so it never fails while egress-guard is down.
+    `object` is null on DELETE and `oldObject` on CREATE: each is read only where it is set."""
+    return (
+        f'(request.operation != "CREATE" && {_labelled("oldObject", key, value)})\n'
+        f'|| (request.operation != "DELETE" && ({_labelled("object", key, value)}\n'
+        "  || (has(object.spec) && has(object.spec.egress) && size(object.spec.egress) > 0)))"
+    )
+
+
+def not_deleted_by(users: Sequence[str]) -> str:
+    """CEL, false for a DELETE by one of `users` (the controllers that empty a namespace being
+    deleted): those must never wait on egress-guard."""
+    listed = ", ".join(_cel_string(user) for user in sorted(users))
+    return f'!(request.operation == "DELETE" && request.userInfo.username in [{listed}])'

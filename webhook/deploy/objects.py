@@ -41,14 +41,20 @@ from webhook.admission.budgets import (
 )
 from webhook.config.settings import ServeSettings
 from webhook.core.kube_names import SYSTEM_NAMESPACES, own_users, service_dns_names
-from webhook.core.network_policies import NAMESPACE_NAME_LABEL
+from webhook.core.namespace_governance import GOVERNED_SUBRESOURCES
+from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL, NAMESPACE_NAME_LABEL
+from webhook.core.network_policy_review import NAMESPACE_CLEANUP
 from webhook.core.policy import Mode, Policy
 from webhook.core.raw_object import JsonObject
 from webhook.core.workloads import WorkloadKind
 from webhook.deploy.match_conditions import (
     LOOSENS_AN_ENFORCING_NAMESPACE,
+    MAY_WIDEN_OR_IS_GENERATED,
     NOT_EGRESS_GUARD,
+    NOT_NAMESPACE_CLEANUP,
     loosens_an_enforcing_namespace,
+    may_widen_or_is_generated,
+    not_deleted_by,
     not_from,
     workload_match_conditions,
 )
@@ -258,7 +264,15 @@ def _network_policies_webhook(
             {
                 "name": NOT_EGRESS_GUARD,
                 "expression": not_from(sorted(own_users(options.namespace, options.name))),
-            }
+            },
+            {
+                "name": NOT_NAMESPACE_CLEANUP,
+                "expression": not_deleted_by(sorted(NAMESPACE_CLEANUP)),
+            },
+            {
+                "name": MAY_WIDEN_OR_IS_GENERATED,
+                "expression": may_widen_or_is_generated(MANAGED_BY_LABEL, MANAGED_BY),
+            },
         ],
         sideEffects="None",
     )
@@ -346,6 +360,9 @@ def validating_webhook_configuration(policy: Policy, options: DeployOptions) -> 
     if policy.governance.loosen_namespaces is not None:
         governed = _namespaces_webhook(policy, options, "namespaces-loosening.validate", "Fail")
         governed["rules"][0]["operations"] = ["UPDATE"]
+        governed["rules"][0]["resources"] = [
+            "/".join(filter(None, ("namespaces", sub))) for sub in GOVERNED_SUBRESOURCES
+        ]
         governed["matchConditions"] = [
             {
                 "name": LOOSENS_AN_ENFORCING_NAMESPACE,

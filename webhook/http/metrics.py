@@ -36,10 +36,18 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 """Seconds: most reviews take about a millisecond; the API server gives up after a few seconds."""
 
 KNOWN_KINDS: frozenset[tuple[str, str]] = frozenset(
-    (*(kind.key for kind in BUILTIN_KINDS), ("", "Namespace"))
+    (
+        *(kind.key for kind in BUILTIN_KINDS),
+        ("", "Namespace"),
+        ("networking.k8s.io", "NetworkPolicy"),
+    )
 )
 """(API group, kind) counted under the kind's name; any other is `other`, so a stray kind (or a
 Volcano Job posing as a Job) cannot grow the series."""
+
+KNOWN_OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+"""The operations the API server sends; anything else in a (crafted) review is `other`: no
+label value comes from a request unchecked, so no caller can grow the series."""
 
 
 class WebhookMetrics:
@@ -116,7 +124,7 @@ class WebhookMetrics:
         decision = result.decision
         key = (
             action.value,
-            request.operation or "UNKNOWN",
+            request.operation if request.operation in KNOWN_OPERATIONS else "other",
             request.kind if (request.group, request.kind) in KNOWN_KINDS else "other",
             decision.verdict.value,
             result.mode or "unmanaged",

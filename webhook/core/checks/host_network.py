@@ -23,7 +23,7 @@ def check_host_network(
     the node's, whatever its profile declares."""
     if workload.pod_spec.get("hostNetwork") is not True or not namespace.inject.network_policies:
         return ()
-    if profile_allows(workload, policy, "host_network"):
+    if profile_allows(workload, policy, "host_network", namespace):
         return ()
     profile = declared_profile(workload, policy)
     return (

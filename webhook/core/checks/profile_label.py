@@ -21,10 +21,16 @@ def declared_profile(workload: Workload, policy: Policy) -> str | None:
     return value if isinstance(value, str) and value in policy.profiles else None
 
 
-def profile_allows(workload: Workload, policy: Policy, setting: str) -> bool:
-    """The pods declare a defined profile whose boolean `setting` is on (`host_network`...)."""
+def profile_allows(
+    workload: Workload, policy: Policy, setting: str, namespace: NamespaceContext
+) -> bool:
+    """The pods declare a defined profile whose boolean `setting` is on (`host_network`...) in
+    this namespace (one the profile lists)."""
     profile = declared_profile(workload, policy)
-    return profile is not None and getattr(policy.profiles[profile], setting) is True
+    if profile is None:
+        return False
+    settings = policy.profiles[profile]
+    return getattr(settings, setting) is True and namespace.name in settings.namespaces
 
 
 def defined_profiles(policy: Policy) -> str:

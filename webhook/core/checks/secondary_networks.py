@@ -17,15 +17,19 @@ CHECK_ID = register(
 
 MULTUS_NETWORKS = "k8s.v1.cni.cncf.io/networks"
 """The pod annotation Multus reads: the networks to attach besides the cluster's."""
+MULTUS_DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
+"""The pod annotation that replaces the pod's primary network, which NetworkPolicies may then
+not cover at all."""
+MULTUS_ANNOTATIONS = (MULTUS_NETWORKS, MULTUS_DEFAULT_NETWORK)
 
 
 def check_secondary_networks(
     workload: Workload, policy: Policy, namespace: NamespaceContext
 ) -> tuple[Finding, ...]:
-    networks = workload.pod_annotations.get(MULTUS_NETWORKS)
-    if not networks or not namespace.inject.network_policies:
+    asked = tuple(key for key in MULTUS_ANNOTATIONS if workload.pod_annotations.get(key))
+    if not asked or not namespace.inject.network_policies:
         return ()
-    if profile_allows(workload, policy, "secondary_networks"):
+    if profile_allows(workload, policy, "secondary_networks", namespace):
         return ()
     profile = declared_profile(workload, policy)
     return (
@@ -34,9 +38,9 @@ def check_secondary_networks(
             Severity.VIOLATION,
             workload.subject,
             "uses Multus networks: no NetworkPolicy restricts them",
-            f"remove the pod annotation {MULTUS_NETWORKS}, or give it a profile with "
+            f"remove the pod annotation {', '.join(asked)}, or give it a profile with "
             "secondaryNetworks: true",
-            detail(annotation=MULTUS_NETWORKS, profile=profile),
+            detail(annotations=asked, profile=profile),
             "drop the annotation",
         ),
     )
