@@ -502,3 +502,38 @@ def test_a_bad_policy_file_is_a_usage_error_naming_the_field(tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["manifests", "--config", str(policy)])
     assert result.exit_code == 2
     assert "labelPrefix" in result.stderr
+
+
+# --- egress-guard under a default-deny of its own --------------------------------------------
+
+
+def test_egress_guard_reaches_only_dns_and_the_api_server(built: dict[Any, Doc]) -> None:
+    (policy,) = [doc for (kind, _, _), doc in built.items() if kind == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["metadata"]["namespace"] == "egress-guard"
+    (ingress,) = spec["ingress"]
+    assert "from" not in ingress, "the API server and the kubelet are no pods"
+    assert {p["port"] for p in ingress["ports"]} == {8443, 8081}
+    dns, api_server = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert {p["port"] for p in api_server["ports"]} == {443, 6443}
+
+
+def test_the_api_servers_addresses_narrow_its_egress() -> None:
+    docs = load_documents(
+        render("--api-server-cidr", "10.0.0.10", "--api-server-cidr", "10.1.0.0/24")
+    )
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    api_server = policy["spec"]["egress"][-1]
+    assert api_server["to"] == [
+        {"ipBlock": {"cidr": "10.0.0.10/32"}},
+        {"ipBlock": {"cidr": "10.1.0.0/24"}},
+    ]
+
+
+def test_a_bad_api_server_address_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["manifests", "--api-server-cidr", "10.0.0.300"])
+    assert result.exit_code == 2
+    assert "is not an address range" in result.output

@@ -37,6 +37,9 @@ def resolve_cluster_mode(
     return "none"
 
 
+RECONCILER_HEALTH_PORT = 8081
+"""The reconciler's plain HTTP /healthz and /readyz (`reconcile --health-port`, its probes)."""
+
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 """Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""
 
@@ -67,6 +70,11 @@ class ServeSettings(BaseSettings):
         description="gunicorn's heartbeat files; /dev/shm when it exists (a disk write stalls)",
     )
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="CA whose client certificates may send reviews (the API server's); "
+        "/healthz, /readyz and /metrics stay open to probes",
+    )
     cluster: ClusterMode = "auto"
     service: str = "egress-guard"
     namespace: str = "egress-guard"

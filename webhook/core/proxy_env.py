@@ -18,6 +18,14 @@ from webhook.core.policy import ProxySettings
 from webhook.core.raw_object import mapping_at, text_at
 from webhook.core.workloads import containers
 
+MAX_CONTAINERS = 128
+"""Containers a pod may have for the variables to be injected. Each injected container adds at
+most six `env` entries to the patch (about a kilobyte with a typical proxy URL), so an answer
+stays under ~170 KB whatever the request: without a bound, a 2 MB review of tens of thousands of
+one-line containers would be answered with a patch of tens of megabytes, and a few at once
+would exhaust the server's memory. Beyond it the pod is admitted without the variables, with a
+warning (mutation is a convenience; validation and the NetworkPolicies still hold)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ProxyInjection:
@@ -87,6 +95,9 @@ def inject_proxy_env(
     spec = pod.get("spec")
     if not isinstance(spec, Mapping):
         return ProxyInjection(patch=(), findings=(), injected={})
+    count = sum(len(items) for name in lists if isinstance(items := spec.get(name), list))
+    if count > MAX_CONTAINERS:
+        return ProxyInjection(patch=(), findings=(_too_many(count),), injected={})
     patch: list[PatchOp] = []
     findings: list[Finding] = []
     injected: dict[str, tuple[str, ...]] = {}
@@ -121,6 +132,17 @@ def inject_proxy_env(
         if sources:
             findings.append(_overrides_env_from(name, sources))
     return ProxyInjection(patch=tuple(patch), findings=tuple(findings), injected=injected)
+
+
+def _too_many(count: int) -> Finding:
+    return Finding(
+        PROXY_ENV,
+        Severity.ADVICE,
+        None,
+        f"proxy variables not injected: the pod has {count} containers, more than {MAX_CONTAINERS}",
+        "set them in the containers' env",
+        detail(problem="too-many-containers", containers=count, limit=MAX_CONTAINERS),
+    )
 
 
 def _env_from_sources(env_from: Any, names: tuple[str, ...]) -> tuple[str, ...]:

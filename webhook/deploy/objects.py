@@ -30,6 +30,7 @@ The choices that keep a cluster safe live here, once, with their reasons:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,10 +40,15 @@ from webhook.admission.budgets import (
     NAMESPACE_PREVIEW_TIMEOUT_S,
     VALIDATION_TIMEOUT_S,
 )
-from webhook.config.settings import ServeSettings
+from webhook.config.settings import RECONCILER_HEALTH_PORT, ServeSettings
 from webhook.core.kube_names import SYSTEM_NAMESPACES, own_users, service_dns_names
 from webhook.core.namespace_governance import GOVERNED_SUBRESOURCES
-from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL, NAMESPACE_NAME_LABEL
+from webhook.core.network_policies import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAMESPACE_NAME_LABEL,
+    render_default_deny,
+)
 from webhook.core.network_policy_review import NAMESPACE_CLEANUP
 from webhook.core.policy import Mode, Policy
 from webhook.core.raw_object import JsonObject
@@ -90,6 +96,11 @@ class DeployOptions:
     name: str = "egress-guard"
     """Name of the Deployment, Service, ServiceAccount and webhook configurations."""
     replicas: int = 2
+    api_server_cidrs: tuple[str, ...] = ()
+    """Where the API server's endpoints are (`kubectl get endpoints kubernetes`): the only
+    addresses egress-guard's pods may reach besides DNS. Empty: any address, on the API
+    server's ports only."""
+    api_server_ports: tuple[int, ...] = (443, 6443)
 
     @property
     def tls_secret(self) -> str:
@@ -603,6 +614,40 @@ def pod_disruption_budget(options: DeployOptions) -> JsonObject:
     }
 
 
+def own_network_policy(policy: Policy, options: DeployOptions) -> JsonObject:
+    """egress-guard under a default-deny of its own: its pods are reached only on the webhook's
+    HTTPS port (reviews, probes, /metrics) and the reconciler's health port, and reach only DNS
+    and the API server. A compromised or confused egress-guard pod then exfiltrates nothing.
+
+    Egress to the API server is matched after its Service address is translated, so the rule
+    names the endpoints' addresses (`api_server_cidrs`), on the ports they listen on.
+    """
+    dns_rules = render_default_deny(options.namespace, policy)["spec"]["egress"]
+    cidrs = options.api_server_cidrs or ("0.0.0.0/0", "::/0")
+    api_server = {
+        "to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs],
+        "ports": [{"protocol": "TCP", "port": port} for port in options.api_server_ports],
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(options, options.name),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "ports": [
+                        {"protocol": "TCP", "port": CONTAINER_PORT},
+                        {"protocol": "TCP", "port": RECONCILER_HEALTH_PORT},
+                    ]
+                }
+            ],
+            "egress": [*copy.deepcopy(dns_rules), api_server],
+        },
+    }
+
+
 def service(options: DeployOptions) -> JsonObject:
     return {
         "apiVersion": "v1",
@@ -706,6 +751,11 @@ def base_files(policy: Policy, policy_text: str, options: DeployOptions) -> list
             "pdb.yaml", [pod_disruption_budget(options)], "one replica always up through drains"
         ),
         DeployFile("service.yaml", [service(options)], "what the API server calls"),
+        DeployFile(
+            "networkpolicy.yaml",
+            [own_network_policy(policy, options)],
+            "egress-guard's own pods: in on their ports, out to DNS and the API server only",
+        ),
         DeployFile(
             "webhooks.yaml",
             [

@@ -2,12 +2,14 @@
 
 It converges namespaces that existed before egress-guard, or changed while it was away, to what
 admission would have made. Two replicas share one Lease, so one acts and the other takes over
-within a lease duration when it goes. It serves no traffic: no Service, no probes on a port; a
-stuck process loses the Lease and its peer carries on.
+within a lease duration when it goes. It serves no traffic (no Service); its probes read a plain
+HTTP health port that fails once the loop stops making progress (reconcile/health.py), so a
+replica stuck in a pass is restarted rather than kept as a living corpse.
 """
 
 from __future__ import annotations
 
+from webhook.config.settings import RECONCILER_HEALTH_PORT
 from webhook.core.raw_object import JsonObject
 from webhook.deploy.objects import (
     POLICY_DIR,
@@ -37,6 +39,19 @@ def reconciler_deployment(options: DeployOptions) -> JsonObject:
             {"name": "EGRESS_GUARD_CLUSTER", "value": "in-cluster"},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
+        "ports": [{"name": "health", "containerPort": RECONCILER_HEALTH_PORT, "protocol": "TCP"}],
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "periodSeconds": 30,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "health"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
         "resources": {
             "requests": {"cpu": "50m", "memory": "128Mi"},
             "limits": {"memory": "256Mi"},

@@ -36,6 +36,7 @@ ROUTES = {"/validate": Action.VALIDATE, "/mutate": Action.MUTATE}
 _REASONS = {
     200: "200 OK",
     400: "400 Bad Request",
+    401: "401 Unauthorized",
     405: "405 Method Not Allowed",
     413: "413 Content Too Large",
     415: "415 Unsupported Media Type",
@@ -83,13 +84,32 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _verified_client(environ: dict[str, Any]) -> bool:
+    """The connection's peer presented a certificate the TLS layer verified (with a client CA
+    set, the context asks for one and verifies what is presented; an empty answer is none)."""
+    sock = environ.get("gunicorn.socket")
+    try:
+        return bool(sock is not None and sock.getpeercert())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class AdmissionEndpoints:
     """WSGI middleware: the two review paths here, every other request to Flask."""
 
-    def __init__(self, flask_app: WsgiApp, state: WebhookState, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        flask_app: WsgiApp,
+        state: WebhookState,
+        max_body_bytes: int,
+        *,
+        client_certificates: bool = False,
+    ) -> None:
         self._flask_app = flask_app
         self._state = state
         self._limit = max_body_bytes
+        self._client_certificates = client_certificates
+        """Reviews only from a client that presented a certificate the client CA verified."""
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -102,6 +122,10 @@ class AdmissionEndpoints:
             headers = [("Allow", "POST")]
             return self._respond(start_response, 405, body, headers)
         try:
+            if self._client_certificates and not _verified_client(environ):
+                raise RequestRefused(
+                    401, "a client certificate from the configured client CA is required"
+                )
             status, body = 200, self._answer(action, environ)
         except RequestRefused as refused:
             self._state.metrics.invalid_review()

@@ -49,6 +49,7 @@ def create_app(
     metrics: WebhookMetrics | None = None,
     on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None,
     close: Callable[[], None] = lambda: None,
+    client_certificates: bool = False,
 ) -> Flask:
     app = Flask("egress_guard")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -61,7 +62,9 @@ def create_app(
     )
     app.extensions[EXTENSION] = state
 
-    app.wsgi_app = AdmissionEndpoints(app.wsgi_app, state, max_body_bytes)  # type: ignore[method-assign]
+    app.wsgi_app = AdmissionEndpoints(  # type: ignore[method-assign]
+        app.wsgi_app, state, max_body_bytes, client_certificates=client_certificates
+    )
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from webhook.reconcile.health import Progress
 from webhook.reconcile.leader_election import LeaderElector
 from webhook.reconcile.reconciler import Reconciler, ReconcileReport
 
@@ -40,11 +41,18 @@ def run_loop(
     stop: threading.Event,
     on_report: ReportSink,
     clock: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
 ) -> None:
-    """Reconcile every `interval_s` while leader, until `stop` is set (then give the lease up)."""
+    """Reconcile every `interval_s` while leader, until `stop` is set (then give the lease up).
+
+    `progress` is told after every round: a pass done, or (on a standby) the Lease looked at
+    while the thread that renews it still runs.
+    """
+    beat = progress.beat if progress is not None else (lambda: None)
     if elector is None:
         while not stop.is_set():
             on_report(reconciler.run_once())
+            beat()
             stop.wait(interval_s)
         return
     elector_stop = threading.Event()
@@ -64,6 +72,8 @@ def run_loop(
             if leader and clock() >= next_pass:
                 on_report(reconciler.run_once(may_act=elector.is_leader))
                 next_pass = clock() + interval_s
+            if elector_thread.is_alive():
+                beat()
             stop.wait(poll_s)
     finally:
         elector_stop.set()

@@ -247,6 +247,52 @@ def issue_serving_cert(
     return cert, key
 
 
+def issue_client_cert(
+    ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, common_name: str
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A client certificate (clientAuth) for the API server to present to the webhook."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + LEAF_VALIDITY, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def write_client_certs(out: Path, common_name: str = "kube-apiserver") -> tuple[Path, Path, Path]:
+    """A client CA (kept if present) and a client certificate it signed, in `out`:
+    (client-ca.crt, client.crt, client.key). The server takes client-ca.crt as
+    --client-ca-file; the API server presents client.crt (its AdmissionConfiguration)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ca_path, ca_key_path = out / "client-ca.crt", out / "client-ca.key"
+    if ca_path.is_file() and ca_key_path.is_file():
+        ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise CertError(f"{ca_key_path} is not an EC private key")
+        ca_key = loaded
+    else:
+        ca_cert, ca_key = generate_ca("egress-guard client CA")
+        _write_private(ca_key_path, _key_pem(ca_key))
+        _write_public(ca_path, _cert_pem(ca_cert))
+    cert, key = issue_client_cert(ca_cert, ca_key, common_name)
+    _write_private(out / "client.key", _key_pem(key))
+    _write_public(out / "client.crt", _cert_pem(cert))
+    return ca_path, out / "client.crt", out / "client.key"
+
+
 def _load_pair(
     cert_path: Path, key_path: Path
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:

@@ -116,4 +116,5 @@ def compose_app(settings: ServeSettings, components: Components) -> Flask:
         metrics=components.metrics,
         on_review=components.on_review,
         close=components.close,
+        client_certificates=settings.client_ca_file is not None,
     )

@@ -80,8 +80,10 @@ def gunicorn_options(settings: ServeSettings, certs: CertFiles) -> dict[str, Any
     # is swapped on renewal; pinning its target today would keep the reloader on a deleted file.
     cert, key = certs.tls_cert.absolute(), certs.tls_key.absolute()
 
+    client_ca = settings.client_ca_file.absolute() if settings.client_ca_file else None
+
     def tls_context(_config: Any, _default_factory: Any) -> ssl.SSLContext:
-        return context_for(cert, key)
+        return context_for(cert, key, client_ca)
 
     options: dict[str, Any] = {
         "bind": [bind_address(settings.host, settings.port)],

@@ -86,6 +86,30 @@ def certs_generate(
         )
 
 
+@certs.command("client")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("certs/client"),
+    show_default=True,
+    help="Directory for the client CA and the client certificate.",
+)
+@click.option(
+    "--common-name", default="kube-apiserver", show_default=True, help="The client's name."
+)
+def certs_client(out: Path, common_name: str) -> None:
+    """A client CA and a client certificate for the API server (webhook client authentication).
+
+    Serve with --client-ca-file OUT/client-ca.crt; give the API server OUT/client.crt and
+    OUT/client.key in its AdmissionConfiguration's kubeconfig (see README, "Client
+    authentication").
+    """
+    from webhook.serving.certs import write_client_certs
+
+    ca, cert, key = write_client_certs(out, common_name)
+    click.echo(f"client CA {ca}; client certificate {cert}, key {key}")
+
+
 @certs.command("roll-ca")
 @click.argument("step", type=click.Choice([s.value for s in RollStep]))
 @OUT_OPTION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import click
@@ -14,6 +15,17 @@ from webhook.deploy.objects import DeployOptions, with_cert_manager
 from webhook.deploy.tree import GENERATED, base_stream, deploy_tree
 
 DEFAULTS = DeployOptions()
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each value as a network in CIDR notation (a bare address is that address alone)."""
+    networks: list[str] = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=True)))
+        except ValueError as err:
+            raise click.BadParameter(f"{value!r} is not an address range ({err})") from None
+    return tuple(networks)
 
 
 @click.command()
@@ -37,8 +49,23 @@ DEFAULTS = DeployOptions()
     is_flag=True,
     help="With -o -: certificates from cert-manager, caBundle from its CA injector.",
 )
+@click.option(
+    "--api-server-cidr",
+    "api_server_cidrs",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _networks(values),
+    help="Address range of the API server's endpoints (`kubectl get endpoints kubernetes`), "
+    "the only place egress-guard's pods may reach besides DNS. Repeatable [default: any "
+    "address, on ports 443 and 6443].",
+)
 def manifests(
-    *, config: Path | None, namespace: str, image: str, output: str, cert_manager: bool
+    *,
+    config: Path | None,
+    namespace: str,
+    image: str,
+    output: str,
+    cert_manager: bool,
+    api_server_cidrs: tuple[str, ...],
 ) -> None:
     """Render the deployment (namespace, RBAC, policy ConfigMap, Deployment, PDB, Service and
     webhook configurations) from the policy file, so the label prefix the server reads and the
@@ -53,7 +80,7 @@ def manifests(
         policy = parse_policy(text, source)
     except PolicyFileError as err:
         fail(str(err))
-    options = DeployOptions(namespace=namespace, image=image)
+    options = DeployOptions(namespace=namespace, image=image, api_server_cidrs=api_server_cidrs)
     try:
         if output == "-":
             objects = base_stream(policy, text, options)

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -17,7 +18,7 @@ import click
 from webhook.cli.errors import EXIT_DENIED, fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, PolicyStore
-from webhook.config.settings import CLUSTER_MODES, resolve_cluster_mode
+from webhook.config.settings import CLUSTER_MODES, RECONCILER_HEALTH_PORT, resolve_cluster_mode
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -83,6 +84,13 @@ def _configure_logging(level: str) -> None:
     help="Seconds a silent leader keeps the lease; renewal every fifth of it.",
 )
 @click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=RECONCILER_HEALTH_PORT,
+    show_default=True,
+    help="Plain HTTP /healthz (503 once the loop stops making progress) and /readyz; 0: none.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -97,7 +105,7 @@ def reconcile(**flags: Any) -> None:
     _configure_logging(flags["log_level"])
     from webhook.cluster.client import ClusterConfigError, api_client
     from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
-    from webhook.reconcile.loop import reconcile_once, run_loop
+    from webhook.reconcile.loop import reconcile_once
     from webhook.reconcile.reconciler import Reconciler, ReconcileReport
 
     try:
@@ -149,6 +157,16 @@ def reconcile(**flags: Any) -> None:
         if report.errors or report.refused:
             sys.exit(EXIT_DENIED)
         return
+    _run_until_stopped(reconciler, elector, flags, record)
+
+
+def _run_until_stopped(
+    reconciler: Any, elector: Any, flags: dict[str, Any], record: Callable[[Any], None]
+) -> None:
+    """The loop, with its health port, until SIGTERM or SIGINT."""
+    from webhook.reconcile.health import Progress, serve_health, stall_limit
+    from webhook.reconcile.loop import run_loop
+
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -156,7 +174,20 @@ def reconcile(**flags: Any) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    run_loop(reconciler, elector, interval_s=flags["interval"], stop=stop, on_report=record)
+    progress = Progress(stall_limit(flags["interval"]))
+    health = serve_health(progress, port=flags["health_port"]) if flags["health_port"] else None
+    try:
+        run_loop(
+            reconciler,
+            elector,
+            interval_s=flags["interval"],
+            stop=stop,
+            on_report=record,
+            progress=progress,
+        )
+    finally:
+        if health is not None:
+            health.shutdown()
 
 
 COMMAND = reconcile

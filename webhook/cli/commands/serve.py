@@ -45,6 +45,12 @@ from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs
     type=click.Path(path_type=Path, file_okay=False),
     help="gunicorn's worker heartbeat files [default: /dev/shm when present].",
 )
+@click.option(
+    "--client-ca-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Accept reviews only from clients with a certificate from this CA (the API server's, "
+    "set in its AdmissionConfiguration); probes and /metrics need none.",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(**flags: Any) -> None:
     """Run the webhook: HTTPS on gunicorn, /validate and /mutate, /healthz and /readyz.
