@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -28,6 +29,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.availability import StartUp, stalled_connections, time_to_ready, worker_rss_mib
 from bench.cluster import LocalCluster, local_cluster
 from bench.floor import start_nginx
 from bench.loadgen import LoadResult, hey_paced, missing_tools, wrk
@@ -55,6 +57,9 @@ BUDGET_RATE = 3000.0
 BUDGET_P99_MS = 10.0
 BUDGET_CPU_RATIO = 25.0
 BUDGET_SIZE_RATIO = 1.5
+BUDGET_STALLED_P99_MS = 50.0
+STALLED = 200
+STARTUP_NAMESPACES = 2000
 
 
 @dataclass
@@ -317,6 +322,44 @@ def report(run: Run, info: dict[str, str], quick: bool) -> str:
                 True,
             ),
         ]
+    calm, stalled = run.stalled
+    idle, soaked = run.memory_mib
+    lines += [
+        "",
+        "Availability (6 KB Deployment, c=8, side by side):",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---|---|" + "---:|" * (len(COLUMNS) - 2),
+        *(
+            f"| {r.target} | {r.payload} | {r.concurrency} | {r.rate:,.0f} | {r.p50_ms:.2f} | "
+            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.cpu_us_per_review:,.0f} | "
+            f"{r.rss_mib:.0f} |"
+            for r in run.stalled
+        ),
+        "",
+        f"Memory of the serving worker: {idle:.0f} MiB at idle, {soaked:.0f} MiB after the soak.",
+    ]
+    if run.startup is not None:
+        lines.append(
+            f"Start-up: {run.startup.seconds:.2f} s from process start to /readyz 200 with "
+            f"{run.startup.namespaces:,} namespaces on the local API server."
+        )
+    checks.append(
+        (
+            f"p99 with {run.stalled_count} stalled connections",
+            f"{stalled.p99_ms:.2f} ms",
+            f"< {BUDGET_STALLED_P99_MS:g} ms",
+            stalled.p99_ms < BUDGET_STALLED_P99_MS and stalled.errors == 0,
+        )
+    )
+    checks.append(
+        (
+            "CPU per review with stalled connections vs without",
+            f"{stalled.cpu_us_per_review / calm.cpu_us_per_review:.2f}x",
+            "(reported)",
+            True,
+        )
+    )
     lines += ["", "| budget | measured | goal | |", "|---|---:|---:|---|"]
     lines += [
         f"| {name} | {value} | {goal} | {'ok' if ok else 'MISSED'} |"
@@ -362,6 +405,12 @@ class Run:
     api_calls_measured: dict[str, int] | None
     """Kubernetes API calls made while measuring (after warm-up), by verb and resource; None
     without a cluster."""
+    stalled: list[Row]
+    """The 6 KB Deployment at c=8 without, then with, connections stalled against the server."""
+    stalled_count: int
+    memory_mib: tuple[float, float]
+    """The serving worker's resident memory: at idle after start-up, and after the soak."""
+    startup: StartUp | None
 
 
 def run_scenarios(
@@ -371,6 +420,7 @@ def run_scenarios(
     seconds: float,
     threads: int | None,
     cluster: LocalCluster | None,
+    stalled: int = STALLED,
 ) -> Run:
     rows: list[Row] = []
     port, nginx_port = free_port(), free_port()
@@ -379,6 +429,7 @@ def run_scenarios(
     nginx = start_nginx(workdir, nginx_port, certs / "tls.crt", certs / "tls.key", SERVER_CPU)
     deploy = next(body for payload, body in payloads if payload.name == "deploy-6k")
     try:
+        idle_mib = worker_rss_mib(server.pid)
         warm_up(port, certs / "ca.crt", payloads)
         calls_before = cluster.calls() if cluster else {}
         for payload, body in payloads:
@@ -436,10 +487,28 @@ def run_scenarios(
             after = cluster.calls()
             calls = {k: n - calls_before.get(k, 0) for k, n in after.items()}
             calls = {k: n for k, n in calls.items() if n}
+        url = f"https://127.0.0.1:{port}/validate"
+        stalled_rows = []
+        for count in (0, stalled):
+            print(f"egress-guard deploy-6k c=8 with {count} stalled ...", file=sys.stderr)
+            with stalled_connections(port, certs / "ca.crt", count):
+                stalled_rows.append(
+                    measure(
+                        target="egress-guard",
+                        pid=server.pid,
+                        url=url,
+                        body=deploy,
+                        payload=f"deploy-6k, {count} stalled",
+                        concurrency=8,
+                        seconds=seconds,
+                        workdir=workdir,
+                    )
+                )
+        soaked_mib = worker_rss_mib(server.pid)
     finally:
         stop(server)
         stop(nginx)
-    return Run(rows, paced, rounds, calls)
+    return Run(rows, paced, rounds, calls, stalled_rows, stalled, (idle_mib, soaked_mib), None)
 
 
 def main() -> None:
@@ -474,8 +543,16 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(local_cluster(workdir)) if args.cluster == "local" else None
         run = run_scenarios(
-            workdir, payloads, seconds=seconds, threads=args.threads, cluster=cluster
+            workdir,
+            payloads,
+            seconds=seconds,
+            threads=args.threads,
+            cluster=cluster,
+            stalled=20 if args.quick else STALLED,
         )
+    print("start-up beside a large cluster ...", file=sys.stderr)
+    startup = time_to_ready(workdir, 200 if args.quick else STARTUP_NAMESPACES)
+    run = dataclasses.replace(run, startup=startup)
     info = {**machine(), "cluster": args.cluster}
     text = report(run, info, args.quick)
     print(text)
@@ -488,6 +565,10 @@ def main() -> None:
         "paced": asdict(run.paced),
         "rounds": [asdict(r) for r in run.rounds],
         "apiCallsMeasured": run.api_calls_measured,
+        "stalled": [asdict(r) for r in run.stalled],
+        "stalledConnections": run.stalled_count,
+        "workerMemoryMiB": {"idle": run.memory_mib[0], "afterSoak": run.memory_mib[1]},
+        "startUp": asdict(run.startup) if run.startup else None,
     }
     (out / f"{stem}.json").write_text(json.dumps(document, indent=2))
     print(f"results: {out / stem}.md", file=sys.stderr)

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import selectors
 import socket
 import ssl
+import struct
 import time
 from functools import partial
 from typing import Any
@@ -46,28 +48,41 @@ MAX_HEAD_BYTES = 64 * 1024
 RECV_BYTES = 256 * 1024
 
 _HEAD_END = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d{1,18})[ \t]*\r\n", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _CHUNKED_END = b"\r\n0\r\n\r\n"
 
 
+def _with_io_deadline(sock: socket.socket) -> None:
+    """Blocking reads and writes on this socket give up after IO_TIMEOUT_S, in the kernel
+    (SO_RCVTIMEO, SO_SNDTIMEO): gunicorn's thread sets sockets back to blocking before it
+    answers, and a client that stops reading its answer would otherwise hold the thread forever.
+    A Python-level timeout would do the same at the cost of a poll() before every write."""
+    limit = struct.pack("ll", int(IO_TIMEOUT_S), 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+
+
 class TimedSSLSocket(ssl.SSLSocket):
-    """An SSL socket whose blocking mode keeps a deadline: gunicorn's thread sets sockets back to
-    blocking before it reads and writes, which would otherwise wait forever."""
+    """An SSL socket that sends a response's head with the first part of its body: gunicorn
+    writes the two separately, which costs a TLS record, its encryption and a system call more
+    per review. The worker flushes what is held when the request is done (a response without a
+    body). Its reads and writes have the kernel deadlines of `_with_io_deadline`."""
 
-    def setblocking(self, flag: bool) -> None:
-        if flag:
-            self.settimeout(IO_TIMEOUT_S)
-        else:
-            super().setblocking(False)
+    held = b""
 
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if not self.held and data[-4:] == _HEAD_END and data[:5] == b"HTTP/":
+            self.held = bytes(data)  # a response head: wait for its body
+            return
+        if self.held:
+            data, self.held = self.held + bytes(data), b""
+        super().sendall(data, flags)
 
-class TimedSocket(socket.socket):
-    """The same for plain TCP (no TLS, in tests)."""
-
-    def setblocking(self, flag: bool) -> None:
-        if flag:
-            self.settimeout(IO_TIMEOUT_S)
-        else:
-            super().setblocking(False)
+    def flush(self) -> None:
+        if self.held:
+            data, self.held = self.held, b""
+            super().sendall(data)
 
 
 class Framing:
@@ -79,21 +94,13 @@ class Framing:
         return None if end < 0 else end + len(_HEAD_END)
 
     @staticmethod
-    def body_length(head: bytes) -> int | None:
-        """The body's length from Content-Length (0 without one); None for a chunked body,
-        whose end is found by its terminating chunk."""
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"transfer-encoding" and b"chunked" in value.lower():
-                return None
-            if name == b"content-length":
-                try:
-                    length = int(value.strip())
-                except ValueError:
-                    return 0  # the parser answers 400
-        return length
+    def body_length(buffer: bytes | bytearray, head: int) -> int | None:
+        """The body's length from Content-Length (0 without one, or with one the parser will
+        refuse); None for a chunked body, whose end is found by its terminating chunk."""
+        if _CHUNKED.search(buffer, 0, head):
+            return None
+        found = _CONTENT_LENGTH.search(buffer, 0, head)
+        return int(found.group(1)) if found else 0
 
 
 class IntakeConn(TConn):  # type: ignore[misc]
@@ -101,11 +108,13 @@ class IntakeConn(TConn):  # type: ignore[misc]
 
     def __init__(self, cfg: Any, sock: Any, client: Any, server: Any) -> None:
         super().__init__(cfg, sock, client, server)
-        self.received = bytearray()
+        self.received: bytes | bytearray = b""
         self.handshaken = not cfg.is_ssl
         self.head: int | None = None
         self.body: int | None = None
-        self.deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+        self.deadline: float | None = time.monotonic() + HANDSHAKE_TIMEOUT_S
+        """None while nothing is awaited: set when the loop starts waiting for more bytes of
+        this step, so a request read whole at once costs no clock reading."""
         self.request: bytes = b""
 
     def init(self) -> None:
@@ -120,34 +129,51 @@ class IntakeConn(TConn):  # type: ignore[misc]
 
     def start_request(self) -> None:
         """A kept-alive connection became readable: its next request begins."""
-        self.head = self.body = None
-        self.deadline = time.monotonic() + HEADER_TIMEOUT_S
+        self.head = self.body = self.deadline = None
+
+    def add(self, data: bytes) -> None:
+        """Keep received bytes: the first chunk as it is (no copy), more in one growing buffer
+        (never copied again per chunk, whatever a client sends in small pieces)."""
+        if not self.received:
+            self.received = data
+        else:
+            if isinstance(self.received, bytes):
+                self.received = bytearray(self.received)
+            self.received += data
+
+    def waiting(self, now: float) -> None:
+        """The loop waits for more of this step: its deadline runs from now, once."""
+        if self.deadline is None:
+            self.deadline = now + (HEADER_TIMEOUT_S if self.head is None else BODY_TIMEOUT_S)
 
     def complete(self, max_body_bytes: int) -> bool:
         """Whether `received` holds a whole request; if so it moves to `request`. A body
         announced larger than `max_body_bytes` is not waited for: the app refuses the request
         from its headers alone (413)."""
+        received = self.received
         if self.head is None:
-            self.head = Framing.head_length(self.received)
+            self.head = Framing.head_length(received)
             if self.head is None:
-                if len(self.received) > MAX_HEAD_BYTES:
+                if len(received) > MAX_HEAD_BYTES:
                     raise ValueError("request head too large")
                 return False
-            self.body = Framing.body_length(bytes(self.received[: self.head]))
-            self.deadline = time.monotonic() + BODY_TIMEOUT_S
+            self.body = Framing.body_length(received, self.head)
+            self.deadline = None  # the body's own deadline starts when it is waited for
             if self.body is not None and self.body > max_body_bytes:
                 self.body = 0
         if self.body is None:
-            end = self.received.find(_CHUNKED_END, self.head - 2)
+            end = received.find(_CHUNKED_END, self.head - 2)
             if end < 0:
                 return False
             total = end + len(_CHUNKED_END)
         else:
             total = self.head + self.body
-            if len(self.received) < total:
+            if len(received) < total:
                 return False
-        self.request = bytes(self.received[:total])
-        del self.received[:total]
+        if total == len(received):  # the usual case: nothing of a next request yet
+            self.request, self.received = bytes(received), b""
+        else:
+            self.request, self.received = bytes(received[:total]), received[total:]
         return True
 
 
@@ -181,10 +207,9 @@ class IntakeThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._advance(conn)
 
     def _wrap(self, raw: socket.socket) -> Any:
+        _with_io_deadline(raw)
         if not self.cfg.is_ssl:
-            timed = TimedSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
-            timed.setblocking(False)
-            return timed
+            return raw
         context = gunicorn_sock.ssl_context(self.cfg)
         return TimedSSLSocket._create(  # type: ignore[attr-defined]
             sock=raw,
@@ -217,28 +242,30 @@ class IntakeThreadWorker(ThreadWorker):  # type: ignore[misc]
                     return
                 conn.handshaken = True
                 conn.start_request()
+                conn.waiting(time.monotonic())  # a request must follow the handshake
                 self._wait_for(conn, selectors.EVENT_READ)
-            if self._receive(conn) and conn.complete(self.max_body_bytes):
-                self._dispatch(conn)
+            # Read until the request is whole, and not once more: a read that finds nothing
+            # costs a system call and an exception on every review.
+            while True:
+                try:
+                    data = conn.sock.recv(RECV_BYTES)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    conn.waiting(time.monotonic())
+                    return
+                except ssl.SSLWantWriteError:
+                    self._wait_for(conn, selectors.EVENT_WRITE)
+                    return
+                if not data:
+                    if conn.received or conn.head is not None:
+                        raise ConnectionResetError("the client closed mid-request")
+                    self._drop(conn)
+                    return
+                conn.add(data)
+                if conn.complete(self.max_body_bytes):
+                    self._dispatch(conn)
+                    return
         except (OSError, ssl.SSLError, ValueError):
             self._drop(conn)
-
-    def _receive(self, conn: IntakeConn) -> bool:
-        """Read what is there; False when the peer closed (the connection is dropped)."""
-        while True:
-            try:
-                data = conn.sock.recv(RECV_BYTES)
-            except (ssl.SSLWantReadError, BlockingIOError):
-                return True
-            except ssl.SSLWantWriteError:
-                self._wait_for(conn, selectors.EVENT_WRITE)
-                return True
-            if not data:
-                if conn.received or conn.head is not None:
-                    raise ConnectionResetError("the client closed mid-request")
-                self._drop(conn)
-                return False
-            conn.received += data
 
     def _wait_for(self, conn: IntakeConn, events: int) -> None:
         key = self.poller.get_key(conn.sock)
@@ -260,12 +287,23 @@ class IntakeThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.close()
 
     def on_client_socket_readable(self, conn: IntakeConn, client: Any) -> None:
-        """A kept-alive connection's next request: read in here too, never in a thread."""
-        self.poller.unregister(client)
-        self.keepalived_conns.remove(conn)
-        conn.start_request()
-        self._take_in(conn, selectors.EVENT_READ)
+        """A kept-alive connection's next request: read in here too, never in a thread. The
+        socket stays registered with this callback until the request is whole."""
+        if conn not in self.intake:
+            self.keepalived_conns.remove(conn)
+            conn.start_request()
+            self.intake.add(conn)
         self._advance(conn)
+
+    def handle_request(self, req: Any, conn: IntakeConn) -> Any:
+        """gunicorn's, then whatever response head is still held is sent."""
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            flush = getattr(conn.sock, "flush", None)
+            if flush is not None:
+                with contextlib.suppress(OSError):
+                    flush()
 
     def finish_request(self, conn: IntakeConn, fs: Any) -> None:
         """After an answer: a request already received whole (pipelined) goes straight back to
@@ -285,13 +323,15 @@ class IntakeThreadWorker(ThreadWorker):  # type: ignore[misc]
     def murder_pending(self) -> None:
         """Close the connections past their handshake, header or body deadline."""
         super().murder_pending()
-        now = time.monotonic()
-        for conn in [c for c in self.intake if c.deadline <= now]:
-            self._drop(conn)
+        if self.intake:
+            now = time.monotonic()
+            for conn in [c for c in self.intake if c.deadline is not None and c.deadline <= now]:
+                self._drop(conn)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         """Wake in time for the nearest intake deadline (at most `timeout`)."""
         if self.intake:
-            nearest = min(c.deadline for c in self.intake) - time.monotonic()
-            timeout = max(0.0, min(timeout, nearest))
+            deadlines = [c.deadline for c in self.intake if c.deadline is not None]
+            if deadlines:
+                timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)
