@@ -16,71 +16,21 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import select
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cluster import TESTS
 from bench.procstat import children, rss_bytes
 
-
-@contextlib.contextmanager
-def stalled_connections(port: int, ca: Path, count: int) -> Iterator[int]:
-    """`count` connections left stalled against the server until the block ends (re-opened when
-    the server closes them at their deadline, so that `count` stall throughout)."""
-    context = ssl.create_default_context(cafile=str(ca))
-    opened: list[socket.socket] = []
-
-    def one(kind: int) -> socket.socket:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-        if kind == 0:
-            return raw  # nothing at all
-        if kind == 1:
-            raw.sendall(b"\x16\x03\x01")  # one byte short of anything
-            return raw
-        sock = context.wrap_socket(raw, server_hostname="localhost")
-        if kind == 2:
-            sock.sendall(b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\nContent-Ty")
-        else:
-            sock.sendall(
-                b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"
-            )
-        return sock
-
-    done = threading.Event()
-
-    def keep_stalling() -> None:
-        """Replace every connection the server closed (at its deadline) with a new one."""
-        while not done.wait(0.25):
-            readable, _, _ = select.select(opened, [], [], 0)
-            for sock in readable:
-                index = opened.index(sock)
-                with contextlib.suppress(OSError):
-                    sock.close()
-                with contextlib.suppress(OSError):
-                    opened[index] = one(index % 4)
-
-    for index in range(count):
-        opened.append(one(index % 4))
-    keeper = threading.Thread(target=keep_stalling, daemon=True)
-    keeper.start()
-    try:
-        yield len(opened)
-    finally:
-        done.set()
-        keeper.join(5)
-        for sock in opened:
-            with contextlib.suppress(OSError):
-                sock.close()
+sys.path.insert(0, str(TESTS))
+stalled_connections = importlib.import_module("stalled_clients").stalled_connections
+"""tests/stalled_clients.stalled_connections: test-suite code, shared with the benchmark."""
 
 
 def worker_rss_mib(server_pid: int) -> float:

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from builders import PROFILE, review_document, workload
 from running_server import RunningServer, running_server
+from stalled_clients import stalled_connection, stalled_connections
 
 from webhook.serving.request_intake import BODY_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, HEADER_TIMEOUT_S
 
@@ -40,24 +41,6 @@ def tcp(server: RunningServer) -> socket.socket:
 
 def tls(server: RunningServer) -> ssl.SSLSocket:
     return server.tls_context().wrap_socket(tcp(server), server_hostname="localhost")
-
-
-def stall(server: RunningServer) -> list[socket.socket]:
-    """200 connections in the four ways a client can stall, all left open."""
-    stalled: list[socket.socket] = []
-    for _ in range(STALLED_PER_KIND):
-        silent = tcp(server)  # connects, sends nothing
-        handshake = tcp(server)
-        handshake.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello
-        head = tls(server)
-        head.sendall(b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\nContent-Ty")
-        body = tls(server)
-        body.sendall(
-            b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\n"
-            b'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"apiVersion"'
-        )
-        stalled += [silent, handshake, head, body]
-    return stalled
 
 
 def timed_reviews(server: RunningServer, count: int) -> list[float]:
@@ -85,22 +68,22 @@ def closed_by_server(sock: socket.socket) -> bool:
 
 
 def test_reviews_are_answered_while_200_connections_stall(server: RunningServer) -> None:
-    stalled = stall(server)
-    try:
+    with stalled_connections(server.port, server.ca_file, 4 * STALLED_PER_KIND) as count:
         latencies = timed_reviews(server, REVIEWS)
         p99 = statistics.quantiles(latencies, n=100)[98]
-        assert p99 < 0.050, f"p99 {p99 * 1000:.1f} ms with {len(stalled)} stalled connections"
+        assert p99 < 0.050, f"p99 {p99 * 1000:.1f} ms with {count} stalled connections"
         fresh_started = time.perf_counter()
         status, _ = server.send("/validate", review_document(workload("Pod"), uid="fresh"))
         assert status == 200
         assert time.perf_counter() - fresh_started < 1.0, "a new connection is answered too"
-    finally:
-        for sock in stalled:
-            sock.close()
 
 
 def test_stalled_connections_are_closed_at_their_deadline(server: RunningServer) -> None:
-    stalled = stall(server)
+    stalled = [
+        stalled_connection(server.port, server.ca_file, kind)
+        for _ in range(STALLED_PER_KIND)
+        for kind in range(4)
+    ]
     try:
         time.sleep(max(HANDSHAKE_TIMEOUT_S, HEADER_TIMEOUT_S, BODY_TIMEOUT_S) + 1.5)
         still_open = [s for s in stalled if not closed_by_server(s)]
