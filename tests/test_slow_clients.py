@@ -12,8 +12,10 @@ import contextlib
 import socket
 import ssl
 import statistics
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -21,7 +23,12 @@ from builders import PROFILE, review_document, workload
 from running_server import RunningServer, running_server
 from stalled_clients import stalled_connection, stalled_connections
 
-from webhook.serving.request_intake import BODY_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, HEADER_TIMEOUT_S
+from webhook.serving.request_intake import (
+    BODY_TIMEOUT_S,
+    HANDSHAKE_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    MAX_BUFFERED_BYTES,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +145,157 @@ def test_an_oversized_body_is_refused_from_its_headers(server: RunningServer) ->
         )
         answer = sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 413")
+
+
+# --- what an independent review tried, each held off ------------------------------------------
+
+
+def request_bytes(uid: str, **headers: str) -> bytes:
+    body = orjson.dumps(review_document(workload("Pod"), uid=uid))
+    lines = {"Host": "egress-guard", "Content-Type": "application/json"}
+    lines.update(headers or {"Content-Length": str(len(body))})
+    head = "".join(f"{k}: {v}\r\n" for k, v in lines.items())
+    return f"POST /validate HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+def p99_ms(server: RunningServer, count: int = 100) -> float:
+    return statistics.quantiles(timed_reviews(server, count), n=100)[98] * 1000
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One worker of two threads: an attack need not guess which worker takes a connection."""
+    with running_server(tmp_path_factory.mktemp("single"), workers=1) as running:
+        yield running
+
+
+def test_clients_that_never_read_their_answers_hold_no_thread(single: RunningServer) -> None:
+    server = single
+    wide = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "wide", "labels": {PROFILE: "none"}},
+        "spec": {"containers": [{"name": f"c{i}", "image": "x"} for i in range(128)]},
+    }
+    body = orjson.dumps(review_document(wide, namespace="legacy", uid="unread"))
+    one = (
+        b"POST /mutate HTTP/1.1\r\nHost: egress-guard\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    pipelined = one * 400  # each answer a ~150 KB patch: far beyond any socket buffer
+
+    def flood() -> None:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: kept
+        raw.settimeout(12)
+        raw.connect(("127.0.0.1", server.port))
+        sock = server.tls_context().wrap_socket(raw, server_hostname="localhost")
+        with contextlib.suppress(OSError):
+            sock.sendall(pipelined)
+            time.sleep(8)  # holding the connection, reading nothing
+        sock.close()
+
+    floods = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+    for thread in floods:
+        thread.start()
+    time.sleep(5)  # by now every socket buffer between them is full
+    try:
+        assert p99_ms(server, 50) < 50
+    finally:
+        for thread in floods:
+            thread.join(20)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Length": "0000000000000000000100"},  # a length the parser reads, unsent
+        {"Content-Length": "100"},
+    ],
+    ids=["leading-zeros", "body-never-sent"],
+)
+def test_a_body_announced_and_never_sent_holds_no_thread(
+    server: RunningServer, headers: dict[str, str]
+) -> None:
+    head = request_bytes("short", **headers).split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    stalled = []
+    for _ in range(8):
+        sock = server.tls_context().wrap_socket(
+            socket.create_connection(("127.0.0.1", server.port), timeout=5),
+            server_hostname="localhost",
+        )
+        sock.sendall(head)
+        stalled.append(sock)
+    try:
+        assert p99_ms(server) < 50
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_bodies_held_by_the_loop_stay_within_its_budget(server: RunningServer) -> None:
+    """Dozens of clients each sending nearly the largest body, slowly enough to keep it open:
+    the worker keeps at most MAX_BUFFERED_BYTES of them and drops the rest."""
+    almost = 6 * 1024 * 1024 - 1
+    head = (
+        b"POST /validate HTTP/1.1\r\nHost: egress-guard\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {almost + 1}\r\n\r\n".encode()
+    )
+    chunk = b" " * (1024 * 1024)
+
+    def heavy() -> None:
+        with contextlib.suppress(OSError):
+            sock = server.tls_context().wrap_socket(
+                socket.create_connection(("127.0.0.1", server.port), timeout=5),
+                server_hostname="localhost",
+            )
+            sock.sendall(head)
+            for _ in range(5):
+                sock.sendall(chunk)
+            sock.sendall(chunk[:-1])  # one byte short: the request never completes
+            time.sleep(3)
+            sock.close()
+
+    senders = [threading.Thread(target=heavy, daemon=True) for _ in range(48)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join(30)
+    workers = worker_pids(server.process.pid)
+    peaks = [peak_rss_mib(pid) for pid in workers]
+    assert max(peaks) < MAX_BUFFERED_BYTES / 2**20 + 120, peaks
+    assert p99_ms(server, 20) < 50
+
+
+def worker_pids(master: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rpartition(")")[2].split()[1]) == master:
+                    found.append(int(entry.name))
+    return found
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_full_worker_still_accepts_the_api_server(single: RunningServer) -> None:
+    """A thousand connections that never send a byte fill every slot a worker has: it closes
+    the oldest of them to let a new one in, rather than stop accepting."""
+    silent = [socket.create_connection(("127.0.0.1", single.port), timeout=5) for _ in range(1000)]
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        status, _ = single.send("/validate", review_document(workload("Pod"), uid="late"))
+        assert status == 200
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in silent:
+            sock.close()

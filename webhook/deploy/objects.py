@@ -617,10 +617,11 @@ def pod_disruption_budget(options: DeployOptions) -> JsonObject:
 def own_network_policy(policy: Policy, options: DeployOptions) -> JsonObject:
     """egress-guard under a default-deny of its own: its pods are reached only on the webhook's
     HTTPS port (reviews, probes, /metrics) and the reconciler's health port, and reach only DNS
-    and the API server. A compromised or confused egress-guard pod then exfiltrates nothing.
+    and the API server's ports.
 
     Egress to the API server is matched after its Service address is translated, so the rule
-    names the endpoints' addresses (`api_server_cidrs`), on the ports they listen on.
+    names the endpoints' addresses (`api_server_cidrs`) on the ports they listen on; without
+    them it allows those ports on any address, a boundary that is not the API server alone.
     """
     dns_rules = render_default_deny(options.namespace, policy)["spec"]["egress"]
     cidrs = options.api_server_cidrs or ("0.0.0.0/0", "::/0")

@@ -52,6 +52,7 @@ def stall_limit(interval_s: float) -> float:
 
 class _Handler(BaseHTTPRequestHandler):
     progress: Progress
+    timeout = 5  # an idle or trickling client never keeps a thread
 
     def do_GET(self) -> None:
         progress = self.server.progress  # type: ignore[attr-defined]

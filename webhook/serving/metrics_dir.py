@@ -37,11 +37,15 @@ def multiprocess_dir() -> Iterator[Path]:
         return
     directory = Path(tempfile.mkdtemp(prefix="egress-guard-metrics-"))
     os.environ[ENV] = str(directory)
+    owner = os.getpid()
     try:
         yield directory
     finally:
-        os.environ.pop(ENV, None)
-        shutil.rmtree(directory, ignore_errors=True)
+        # A gunicorn worker is a fork of this process and unwinds this block when it exits:
+        # only the server itself removes the directory its live workers still use.
+        if os.getpid() == owner:
+            os.environ.pop(ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def mark_worker_dead(_arbiter: Any, worker: Any) -> None:

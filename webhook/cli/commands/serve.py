@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -95,10 +96,12 @@ def serve(**flags: Any) -> None:
 def policy_snapshot() -> Iterator[Path]:
     """A private file where the workers keep the last good policy, removed when serving ends."""
     directory = Path(tempfile.mkdtemp(prefix="egress-guard-policy-"))
+    owner = os.getpid()
     try:
         yield directory / "last-good.yaml"  # the first worker to load the policy writes it
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if os.getpid() == owner:  # not a worker exiting: it is a fork of this process
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 COMMAND = serve
