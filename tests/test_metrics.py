@@ -239,3 +239,21 @@ def test_an_outage_is_counted_as_unavailable_never_as_a_policy_denial() -> None:
     assert total(found, "egress_guard_reviews_total", verdict="denied") == 1
     assert total(found, "egress_guard_errors_total", reason="unavailable") == 1
     assert total(found, "egress_guard_errors_total", reason="evaluation") == 0
+
+
+def test_a_worker_leaving_does_not_remove_the_servers_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gunicorn worker is a fork of the server and unwinds the server's `with` blocks when it
+    exits: the directory its siblings still use must stay until the server itself stops."""
+    monkeypatch.delenv(ENV, raising=False)
+    context = multiprocess_dir()
+    directory = context.__enter__()
+    child = os.fork()
+    if child == 0:  # the worker: leave as a worker leaves, then report nothing else
+        context.__exit__(None, None, None)
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert directory.is_dir(), "a worker's exit removed the server's directory"
+    context.__exit__(None, None, None)
+    assert not directory.exists()
