@@ -743,3 +743,212 @@ class TestReviewFindings:
         req = replace(namespace_update(ns_labels("enforce"), {}), sub_resource=sub_resource)
         refused = review_namespace_change(req, governed)
         assert refused is not None and refused.verdict is Verdict.DENIED
+
+
+class TestEgressCoverage:
+    """The coverage rules one by one: what counts as within what egress-guard allows."""
+
+    @staticmethod
+    def covered(rule: dict[str, Any], allowed: dict[str, Any], namespace: str = "payments") -> bool:
+        from webhook.core.egress_coverage import _covered, read_rule
+
+        mine, theirs = read_rule(rule, namespace), read_rule(allowed, namespace)
+        assert mine is not None and theirs is not None
+        return _covered(mine, (theirs,))
+
+    @pytest.mark.parametrize(
+        ("rule", "allowed", "expected"),
+        [
+            pytest.param({"ports": [{"port": 443}]}, {}, True, id="anything-allows-a-port"),
+            pytest.param({}, {"ports": [{"port": 443}]}, False, id="every-port-is-wider"),
+            pytest.param(
+                {"ports": [{"port": 443, "protocol": "UDP"}]},
+                {"ports": [{"port": 443}]},
+                False,
+                id="protocol",
+            ),
+            pytest.param(
+                {"ports": [{"port": 8000, "endPort": 8100}]},
+                {"ports": [{"port": 8000, "endPort": 9000}]},
+                True,
+                id="range-inside",
+            ),
+            pytest.param(
+                {"ports": [{"port": 7999, "endPort": 8100}]},
+                {"ports": [{"port": 8000, "endPort": 9000}]},
+                False,
+                id="range-starts-before",
+            ),
+            pytest.param(
+                {"ports": [{"port": 8000, "endPort": 9001}]},
+                {"ports": [{"port": 8000, "endPort": 9000}]},
+                False,
+                id="range-ends-after",
+            ),
+            pytest.param(
+                {"ports": [{"port": "https"}]},
+                {"ports": [{"port": "https"}]},
+                True,
+                id="same-named-port",
+            ),
+            pytest.param(
+                {"ports": [{"port": "https"}]},
+                {"ports": [{"port": 443}]},
+                False,
+                id="named-against-number",
+            ),
+            pytest.param(
+                {"ports": [{"protocol": "TCP"}]},
+                {"ports": [{"port": 443}]},
+                False,
+                id="every-tcp-port",
+            ),
+            pytest.param(
+                {"ports": [{"port": 443}]},
+                {"ports": [{"protocol": "TCP"}]},
+                True,
+                id="within-every-tcp-port",
+            ),
+            pytest.param(
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/25"]}}]},
+                False,
+                id="holds-an-except",
+            ),
+            pytest.param(
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/24", "except": ["10.0.0.0/25"]}}]},
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/25"]}}]},
+                True,
+                id="excepts-it-too",
+            ),
+            pytest.param(
+                {"to": [{"ipBlock": {"cidr": "10.0.1.0/24"}}]},
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/25"]}}]},
+                True,
+                id="except-elsewhere",
+            ),
+            pytest.param(
+                {"to": [{"ipBlock": {"cidr": "::/0"}}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]},
+                False,
+                id="other-family",
+            ),
+            pytest.param(
+                {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "payments"}
+                            },
+                            "podSelector": {"matchLabels": {"app": "db"}},
+                        }
+                    ]
+                },
+                True,
+                id="own-namespace",
+            ),
+            pytest.param(
+                {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "other"}
+                            },
+                            "podSelector": {"matchLabels": {"app": "db"}},
+                        }
+                    ]
+                },
+                False,
+                id="other-namespace",
+            ),
+            pytest.param(
+                {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "db"}}}]},
+                {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
+                False,
+                id="every-namespace",
+            ),
+            pytest.param(
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
+                {"to": [{"podSelector": {}}]},
+                False,
+                id="block-against-pods",
+            ),
+            pytest.param(
+                {"to": [{"podSelector": {}}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]},
+                False,
+                id="pods-against-block",
+            ),
+            pytest.param(
+                {},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]},
+                False,
+                id="anywhere-against-a-block",
+            ),
+        ],
+    )
+    def test_within(self, rule: dict[str, Any], allowed: dict[str, Any], expected: bool) -> None:
+        assert self.covered(rule, allowed) is expected
+
+    @pytest.mark.parametrize(
+        "rule",
+        [
+            {"to": "nope"},
+            {"to": [{"ipBlock": "x"}]},
+            {"to": [{"ipBlock": {"cidr": "not-a-network"}}]},
+            {"to": [{"podSelector": "x"}]},
+            {"to": [{"podSelector": {"matchExpressions": ["x"]}}]},
+            {
+                "to": [
+                    {
+                        "podSelector": {
+                            "matchExpressions": [{"key": "a", "operator": "In", "values": "x"}]
+                        }
+                    }
+                ]
+            },
+            {"ports": "nope"},
+            {"ports": ["x"]},
+            {"ports": [{"port": True}]},
+            {"ports": [{"port": 1.5}]},
+            "not a rule",
+        ],
+    )
+    def test_what_cannot_be_read_is_never_covered(self, rule: Any) -> None:
+        from webhook.core.egress_coverage import read_rule
+
+        assert read_rule(rule, "payments") is None
+
+    def test_a_selector_that_cannot_be_read_selects_every_profile(self, policy: Policy) -> None:
+        everyone = {*policy.profile_names, None}
+        assert set(selected_profiles("x", policy)) == everyone
+        assert set(selected_profiles({"matchLabels": "x"}, policy)) == everyone
+        both = {
+            "matchLabels": {PROFILE: "stripe"},
+            "matchExpressions": [{"key": PROFILE, "operator": "In", "values": ["stripe", "none"]}],
+        }
+        assert selected_profiles(both, policy) == ("stripe",)
+
+    def test_egress_without_policy_types_is_governed(self, policy: Policy) -> None:
+        from webhook.core.egress_coverage import uncovered
+
+        assert uncovered(
+            {"podSelector": {}, "egress": [{}]}, "payments", policy, namespace_injects_all=False
+        )
+        assert (
+            uncovered(
+                {"podSelector": {}, "ingress": [{}]},
+                "payments",
+                policy,
+                namespace_injects_all=False,
+            )
+            == []
+        )
+        assert uncovered(
+            {"podSelector": {}, "policyTypes": ["Egress"], "egress": "x"},
+            "payments",
+            policy,
+            namespace_injects_all=False,
+        )
