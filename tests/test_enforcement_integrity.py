@@ -35,7 +35,7 @@ from webhook.core.evaluate import Action, mutate, validate
 from webhook.core.kube_names import own_users
 from webhook.core.namespace_governance import review_namespace_change
 from webhook.core.network_policies import render_default_deny, render_profile
-from webhook.core.network_policy_review import review_network_policy
+from webhook.core.network_policy_review import is_network_policy, review_network_policy
 from webhook.core.policy import Policy
 from webhook.core.policy_advice import policy_advice
 from webhook.core.request import AdmissionRequest
@@ -952,3 +952,192 @@ class TestEgressCoverage:
             policy,
             namespace_injects_all=False,
         )
+
+
+class TestFindingsSayWhatHappened:
+    """The findings of the enforcement rules carry what a program reading `check -o json` or the
+    decision log needs: details, subjects and the fix, pinned beside the verdicts."""
+
+    def test_a_generated_policy_change_names_the_operation_the_user_and_the_editors(
+        self, policy: Policy
+    ) -> None:
+        old = render_default_deny("payments", policy)
+        editors = policy_with(
+            policy, governance={"networkPolicyEditors": {"users": ["root"], "groups": ["ops"]}}
+        )
+        for operation, verb in (
+            ("DELETE", "deleted"),
+            ("UPDATE", "changed"),
+            ("CREATE", "created"),
+        ):
+            new = None if operation == "DELETE" else old
+            req = np_request(new, operation=operation, old=None if operation == "CREATE" else old)
+            (finding,) = review_network_policy(req, ns_labels(), editors, OWN).violations
+            assert f"may not be {verb} by alice" in finding.reason
+            assert finding.details() == {"operation": operation, "user": "alice"}
+            assert finding.hint.endswith("(editors: root, ops)")
+            assert str(finding.subject) == 'NetworkPolicy "egress-guard-default-deny"'
+        anonymous = replace(np_request(old), user="")
+        (finding,) = review_network_policy(anonymous, ns_labels(), policy, OWN).violations
+        assert "by an unknown user" in finding.reason and "editors" not in finding.hint
+
+    def test_a_delete_is_named_from_the_old_object(self, policy: Policy) -> None:
+        old = render_default_deny("payments", policy)
+        req = replace(np_request(None, operation="DELETE", old=old), name="")
+        (finding,) = review_network_policy(req, ns_labels(), policy, OWN).violations
+        assert finding.subject is not None and finding.subject.name == "egress-guard-default-deny"
+        nameless = {**old, "metadata": {**old["metadata"], "name": ""}}
+        req = replace(np_request(None, operation="DELETE", old=nameless), name="")
+        (finding,) = review_network_policy(req, ns_labels(), policy, OWN).violations
+        assert finding.subject is not None and finding.subject.name == "<unnamed>"
+
+    def test_a_widening_rule_names_its_index_and_profiles(self, policy: Policy) -> None:
+        spec = egress(STRIPE_RANGE, {"ports": [{"port": 22}]})
+        decision = review_network_policy(np_request(network_policy(spec)), ns_labels(), policy, OWN)
+        first, second = decision.violations
+        assert first.get("rule") == 0 and second.get("rule") == 1
+        profiles = first.get("profiles")
+        assert isinstance(profiles, tuple) and "(no profile)" in profiles
+        assert "egress rule 1 opens" in first.reason and "more)" not in first.reason
+        assert "egress rule 2 opens" in second.reason and "and 1 more" in second.reason
+        assert first.short_hint == "narrow it to what their profiles allow"
+        pinned = review_network_policy(
+            np_request(network_policy(egress({"ports": [{"port": 22}]}, selector=STRIPE_ONLY))),
+            ns_labels(),
+            policy,
+            OWN,
+        )
+        assert pinned.violations[0].get("profiles") == ("stripe",)
+        assert "(stripe)" in pinned.violations[0].reason
+
+    def test_other_operations_and_kinds_are_let_through(self, policy: Policy) -> None:
+        req = replace(np_request(network_policy(egress({}))), operation="CONNECT")
+        assert (
+            review_network_policy(req, ns_labels(), policy, OWN).note is Note.OPERATION_NOT_CHECKED
+        )
+        assert review_network_policy(req, None, policy, OWN).allowed
+        unmanaged = review_network_policy(np_request(network_policy(egress({}))), None, policy, OWN)
+        assert unmanaged.note is Note.NOT_MANAGED
+        assert not is_network_policy(
+            replace(np_request(None, old={"metadata": {"name": "x"}}), group="extensions")
+        )
+
+    def test_a_relabelled_pod_says_from_what_to_what(self, policy: Policy) -> None:
+        req = make_request(owned_pod("stripe"), operation="UPDATE", old=owned_pod(None))
+        (finding,) = validate(req, ns_labels(), policy).violations
+        assert finding.details() == {
+            "owner_kind": "ReplicaSet",
+            "owner": "web-5d4f",
+            "label": PROFILE,
+            "after": "stripe",
+        }
+        assert "from (none) to stripe" in finding.reason
+        bare = make_request(pod({"app": "web"}), operation="UPDATE", old=pod({PROFILE: "none"}))
+        finding = validate(bare, ns_labels(), policy).violations[0]
+        assert finding.check == "pod-profile-change"
+        assert finding.details() == {"label": PROFILE, "before": "none"}
+        assert "from none to (none)" in finding.reason
+
+    def test_an_owner_without_a_kind_or_name_is_still_named(self, policy: Policy) -> None:
+        from webhook.core.owned_pods import controller_of
+
+        assert controller_of({"metadata": {"ownerReferences": [{"controller": True}]}}) == (
+            "owner",
+            "",
+        )
+        assert (
+            controller_of({"metadata": {"ownerReferences": ["x", {"controller": "yes"}]}}) is None
+        )
+        assert controller_of({"metadata": {"ownerReferences": "x"}}) is None
+
+    def test_loosening_says_what_from_what_to_what(self, policy: Policy) -> None:
+        governed = policy_with(policy, governance={"loosenNamespaces": {}})
+        refused = review_namespace_change(
+            namespace_update(ns_labels("enforce", "all"), ns_labels("enforce", "proxy")), governed
+        )
+        assert refused is not None
+        (finding,) = refused.violations
+        assert finding.details() == {
+            "label": "inject",
+            "before": "all",
+            "after": "proxy",
+            "user": TENANT,
+        }
+        assert "ask one of: no one" in finding.hint
+        assert str(finding.subject) == 'Namespace "payments"'
+        removed = review_namespace_change(namespace_update(ns_labels("warn"), {}), governed)
+        assert removed is not None
+        assert removed.violations[0].details()["after"] == "(removed)"
+
+    def test_an_exempt_namespace_or_a_create_is_never_governed(self, policy: Policy) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        exempt = replace(namespace_update(ns_labels("enforce"), {}), name="kube-system")
+        assert review_namespace_change(exempt, governed) is None
+        created = replace(namespace_update(ns_labels("enforce"), {}), operation="CREATE")
+        assert review_namespace_change(created, governed) is None
+        assert (
+            review_namespace_change(replace(created, operation="UPDATE", old_object=None), governed)
+            is None
+        )
+
+    def test_open_network_advice_carries_the_destination(self, policy: Policy) -> None:
+        profiles = policy.model_dump(by_alias=True)["profiles"]
+        wide = policy_with(
+            policy,
+            profiles={
+                **profiles,
+                "world": {"allow": [{"cidr": "0.0.0.0/0"}, {"cidr": "169.254.0.0/16"}]},
+            },
+        )
+        first, second = policy_advice(wide)
+        assert first.check == "open-network" and str(first.subject) == 'profile "world"'
+        assert first.get("cidr") == "0.0.0.0/0" and second.get("cidr") == "169.254.0.0/16"
+        assert first.reason.startswith("allows 0.0.0.0/0 without excepting 169.254.169.254/32, ")
+        assert first.short_hint == "add them to its except list"
+
+    def test_too_many_containers_are_counted_in_the_warning(self, policy: Policy) -> None:
+        from webhook.core.proxy_env import MAX_CONTAINERS
+
+        def wide(count: int) -> dict[str, Any]:
+            return pod(
+                {PROFILE: "web-via-proxy"},
+                spec=pod_spec(*(container(f"c{i}") for i in range(count))),
+            )
+
+        at_bound = mutate(make_request(wide(MAX_CONTAINERS)), ns_labels(), policy)
+        assert at_bound.patch and not at_bound.findings
+        over = mutate(make_request(wide(MAX_CONTAINERS + 1)), ns_labels(), policy)
+        assert over.patch == () and over.allowed
+        (finding,) = over.findings
+        assert finding.details() == {
+            "problem": "too-many-containers",
+            "containers": MAX_CONTAINERS + 1,
+            "limit": MAX_CONTAINERS,
+        }
+
+    def test_env_from_sources_are_named(self, policy: Policy) -> None:
+        env_from = [
+            {"configMapRef": {"name": "settings"}},
+            {"secretRef": {}},
+            "not a source",
+        ]
+        obj = pod({PROFILE: "web-via-proxy"}, spec=pod_spec(container(envFrom=env_from)))
+        (finding,) = mutate(make_request(obj), ns_labels(), policy).findings
+        assert finding.get("sources") == ("configMap/settings", "secret/?")
+        assert "reads envFrom configMap/settings, secret/?" in finding.reason
+
+    def test_the_labels_only_note_names_the_namespace(self, policy: Policy) -> None:
+        decision = validate(
+            make_request(workload("Deployment", {PROFILE: "none"})),
+            ns_labels("enforce", "none"),
+            policy,
+        )
+        (note,) = decision.findings
+        assert note.details() == {"namespace": "payments", "inject": "none"}
+        assert "label it egress-guard.io/inject=networkpolicy" in note.hint
+        again = validate(
+            make_request(workload("Deployment", {PROFILE: "none"})),
+            ns_labels("enforce", "none"),
+            policy,
+        )
+        assert again.findings[0] is note, "memoised: one finding for every review there"
