@@ -36,7 +36,7 @@ from webhook.core.kube_names import own_users
 from webhook.core.namespace_governance import review_namespace_change
 from webhook.core.network_policies import render_default_deny, render_profile
 from webhook.core.network_policy_review import is_network_policy, review_network_policy
-from webhook.core.policy import Policy
+from webhook.core.policy import Mode, Policy
 from webhook.core.policy_advice import policy_advice
 from webhook.core.request import AdmissionRequest
 
@@ -1141,3 +1141,117 @@ class TestFindingsSayWhatHappened:
             policy,
         )
         assert again.findings[0] is note, "memoised: one finding for every review there"
+
+
+class TestReviewEdges:
+    """Edges of the NetworkPolicy and namespace reviews that mutation testing showed unpinned."""
+
+    def test_answers_carry_the_namespaces_mode_and_findings(self, policy: Policy) -> None:
+        req = np_request(network_policy(egress({})))
+        warned = review_network_policy(req, ns_labels("warn", "networkpolicy"), policy, OWN)
+        assert warned.mode is Mode.WARN and warned.findings and warned.warnings
+        audited = review_network_policy(req, ns_labels("audit", "networkpolicy"), policy, OWN)
+        assert audited.mode is Mode.AUDIT and audited.audit_annotations["violation"]
+        fine = np_request(network_policy(egress(STRIPE_RANGE, selector=STRIPE_ONLY)))
+        assert review_network_policy(fine, ns_labels(), policy, OWN).mode is Mode.ENFORCE
+        exempt = replace(req, namespace="kube-system")
+        assert review_network_policy(exempt, ns_labels(), policy, OWN).note is Note.EXEMPT
+
+    def test_a_policy_being_deleted_may_widen_on_its_way_out(self, policy: Policy) -> None:
+        narrow = network_policy(egress(STRIPE_RANGE, selector=STRIPE_ONLY))
+        wider = network_policy(egress({}))
+        wider["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        update = np_request(wider, operation="UPDATE", old=narrow)
+        assert np_verdict(policy, update) is Verdict.ALLOWED
+        del wider["metadata"]["deletionTimestamp"]
+        assert np_verdict(policy, np_request(wider, operation="UPDATE", old=narrow)) is (
+            Verdict.DENIED
+        )
+
+    def test_a_delete_without_an_old_object_is_let_through(self, policy: Policy) -> None:
+        req = replace(np_request(network_policy(egress({}))), operation="DELETE", object=None)
+        assert np_verdict(policy, req) is Verdict.ALLOWED
+        trusted = np_request(network_policy(egress({})), user=WEBHOOK_USER, groups=())
+        assert np_verdict(policy, trusted) is Verdict.ALLOWED
+
+    def test_under_inject_all_the_proxy_route_of_a_profile_is_its_own(self, policy: Policy) -> None:
+        to_proxy = {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "egress-system"}
+                    },
+                    "podSelector": {"matchLabels": {"app": "egress-proxy"}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 3128}],
+        }
+        req = np_request(network_policy(egress(to_proxy, selector=STRIPE_ONLY)))
+        assert np_verdict(policy, req, ns_labels("enforce", "all")) is Verdict.ALLOWED
+        assert np_verdict(policy, req, ns_labels("enforce", "networkpolicy")) is Verdict.DENIED
+
+    def test_in_cluster_peers_are_read_in_the_policys_namespace(self, policy: Policy) -> None:
+        own = {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}
+        profiles = policy.model_dump(by_alias=True)["profiles"]
+        local = policy_with(
+            policy,
+            profiles={**profiles, "db-client": {"allow": [{"podSelector": {"app": "db"}}]}},
+        )
+        selector = {"matchLabels": {PROFILE: "db-client"}}
+        assert np_verdict(local, np_request(network_policy(egress(own, selector=selector)))) is (
+            Verdict.ALLOWED
+        )
+        elsewhere = replace(
+            np_request(network_policy(egress(own, selector=selector))), namespace="shop"
+        )
+        assert np_verdict(local, elsewhere) is Verdict.ALLOWED
+        expression = {
+            "matchExpressions": [{"key": PROFILE, "operator": "In", "values": ["db-client"]}]
+        }
+        assert np_verdict(local, np_request(network_policy(egress(own, selector=expression)))) is (
+            Verdict.ALLOWED
+        )
+        other = {"matchExpressions": [{"key": "team", "operator": "In", "values": ["db-client"]}]}
+        assert np_verdict(local, np_request(network_policy(egress(own, selector=other)))) is (
+            Verdict.DENIED
+        )
+
+    def test_an_egress_list_that_is_no_list_widens_for_the_selected_profiles(
+        self, policy: Policy
+    ) -> None:
+        from webhook.core.egress_coverage import uncovered
+
+        spec = {"podSelector": STRIPE_ONLY, "policyTypes": ["Egress"], "egress": "x"}
+        assert uncovered(spec, "payments", policy, namespace_injects_all=False) == [
+            (0, ("stripe",))
+        ]
+
+    def test_a_namespace_is_named_from_its_object(self, policy: Policy) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        req = replace(namespace_update(ns_labels("enforce"), ns_labels("warn")), name="")
+        refused = review_namespace_change(req, governed)
+        assert refused is not None
+        assert str(refused.violations[0].subject) == 'Namespace "payments"'
+        exempt = replace(namespace_update(ns_labels("enforce"), {}), name="")
+        exempt.object["metadata"]["name"] = "kube-system"  # type: ignore[index]
+        assert review_namespace_change(exempt, governed) is None
+        typo = namespace_update({MODE: "enforse"}, {})
+        (finding,) = review_namespace_change(typo, governed).violations  # type: ignore[union-attr]
+        assert finding.details()["before"] == "enforce"
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"group": "example.com"},
+            {"sub_resource": "scale"},
+            {"old_object": None},
+            {"object": None},
+            {"kind": "Pod"},
+        ],
+    )
+    def test_only_a_namespace_update_is_governed(
+        self, policy: Policy, change: dict[str, Any]
+    ) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        req = replace(namespace_update(ns_labels("enforce"), {}), **change)
+        assert review_namespace_change(req, governed) is None
