@@ -135,3 +135,31 @@ def running_server(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+
+
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn workers of a master process."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{master}/task").glob("*"):
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process now."""
+    return _status_kib(pid, "VmRSS") * 1024
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a process so far (VmHWM), MiB."""
+    return _status_kib(pid, "VmHWM") / 1024

@@ -15,12 +15,11 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 from builders import PROFILE, review_document, workload
-from running_server import RunningServer, running_server
+from running_server import RunningServer, peak_rss_mib, running_server, worker_pids
 from stalled_clients import stalled_connection, stalled_connections
 
 from webhook.serving.request_intake import (
@@ -266,36 +265,3 @@ def test_bodies_held_by_the_loop_stay_within_its_budget(server: RunningServer) -
     peaks = [peak_rss_mib(pid) for pid in workers]
     assert max(peaks) < MAX_BUFFERED_BYTES / 2**20 + 120, peaks
     assert p99_ms(server, 20) < 50
-
-
-def worker_pids(master: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rpartition(")")[2].split()[1]) == master:
-                    found.append(int(entry.name))
-    return found
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def test_a_full_worker_still_accepts_the_api_server(single: RunningServer) -> None:
-    """A thousand connections that never send a byte fill every slot a worker has: it closes
-    the oldest of them to let a new one in, rather than stop accepting."""
-    silent = [socket.create_connection(("127.0.0.1", single.port), timeout=5) for _ in range(1000)]
-    try:
-        time.sleep(0.5)
-        started = time.monotonic()
-        status, _ = single.send("/validate", review_document(workload("Pod"), uid="late"))
-        assert status == 200
-        assert time.monotonic() - started < 1.0
-    finally:
-        for sock in silent:
-            sock.close()

@@ -35,22 +35,25 @@ def labels_at(root: str, template_path: Sequence[str]) -> str:
     """CEL for the pod labels under `root` (`object` or `oldObject`): the map, or `{}` where any
     step of the path is absent."""
     steps = [*template_path, "metadata", "labels"]
-    guards = " && ".join(f"has({root}.{'.'.join(steps[: i + 1])})" for i in range(len(steps)))
-    return f"({guards}\n    ? {root}.{'.'.join(steps)} : {{}})"
+    return f"({_has_each(root, steps)}\n    ? {root}.{'.'.join(steps)} : {{}})"
+
+
+def _has_each(root: str, steps: Sequence[str]) -> str:
+    """CEL: every step of the path under `root` is present (a missing one would be an error)."""
+    return " && ".join(f"has({root}.{'.'.join(steps[: i + 1])})" for i in range(len(steps)))
 
 
 def _guarded(root: str, steps: Sequence[str], default: str) -> str:
-    guards = " && ".join(f"has({root}.{'.'.join(steps[: i + 1])})" for i in range(len(steps)))
-    return f"({guards} ? {root}.{'.'.join(steps)} : {default})"
+    return f"({_has_each(root, steps)} ? {root}.{'.'.join(steps)} : {default})"
 
 
 def _annotation_at(root: str, template_path: Sequence[str], key: str) -> str:
     """CEL for one pod annotation under `root`, or "" where it is absent (a map key with dots is
     tested with `in`, which `has()` cannot do)."""
     steps = [*template_path, "metadata", "annotations"]
-    guards = " && ".join(f"has({root}.{'.'.join(steps[: i + 1])})" for i in range(len(steps)))
     annotations = f"{root}.{'.'.join(steps)}"
     key_text = _cel_string(key)
+    guards = _has_each(root, steps)
     return f'({guards} && {key_text} in {annotations} ? {annotations}[{key_text}] : "")'
 
 

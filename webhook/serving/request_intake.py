@@ -457,11 +457,7 @@ class IntakeThreadWorker(ThreadWorker):  # type: ignore[misc]
         one: a new connection, the API server's, is always accepted."""
         while self.nr_conns > self.worker_connections - ROOM:
             if self.keepalived_conns:
-                conn = self.keepalived_conns.popleft()
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self.poller.unregister(conn.sock)
-                self.nr_conns -= 1
-                conn.close()
+                self._drop(self.keepalived_conns.popleft())
             elif self.intake:
                 self._drop(min(self.intake, key=lambda c: c.order))
             else:

@@ -26,8 +26,11 @@ MULTUS_ANNOTATIONS = (MULTUS_NETWORKS, MULTUS_DEFAULT_NETWORK)
 def check_secondary_networks(
     workload: Workload, policy: Policy, namespace: NamespaceContext
 ) -> tuple[Finding, ...]:
-    asked = tuple(key for key in MULTUS_ANNOTATIONS if workload.pod_annotations.get(key))
-    if not asked or not namespace.inject.network_policies:
+    annotations = workload.pod_annotations
+    if not annotations or not namespace.inject.network_policies:
+        return ()  # the usual case: no tuple built per review
+    asked = tuple(key for key in MULTUS_ANNOTATIONS if annotations.get(key))
+    if not asked:
         return ()
     if profile_allows(workload, policy, "secondary_networks", namespace):
         return ()
