@@ -265,3 +265,18 @@ def test_bodies_held_by_the_loop_stay_within_its_budget(server: RunningServer) -
     peaks = [peak_rss_mib(pid) for pid in workers]
     assert max(peaks) < MAX_BUFFERED_BYTES / 2**20 + 120, peaks
     assert p99_ms(server, 20) < 50
+
+
+def test_a_full_worker_still_accepts_the_api_server(single: RunningServer) -> None:
+    """A thousand connections that never send a byte fill every slot a worker has: it closes
+    the oldest of them to let a new one in, rather than stop accepting."""
+    silent = [socket.create_connection(("127.0.0.1", single.port), timeout=5) for _ in range(1000)]
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        status, _ = single.send("/validate", review_document(workload("Pod"), uid="late"))
+        assert status == 200
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in silent:
+            sock.close()
