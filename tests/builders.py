@@ -25,6 +25,20 @@ def ns_labels(mode: str | None = "enforce", inject: str | None = None) -> dict[s
     return labels
 
 
+def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def placed(obj: dict[str, Any], namespace_name: str) -> dict[str, Any]:
+    """The object in a namespace (builders make objects without one)."""
+    return {**obj, "metadata": {**obj["metadata"], "namespace": namespace_name}}
+
+
+def policy_names(api: Any, namespace_name: str) -> list[str]:
+    """Names of the NetworkPolicies in a namespace of a LocalApiServer."""
+    return [obj["metadata"]["name"] for obj in api.objects("networkpolicies", namespace_name)]
+
+
 def container(name: str = "app", **extra: Any) -> dict[str, Any]:
     return {"name": name, "image": "registry.example/app:1", **extra}
 

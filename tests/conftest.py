@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 from local_apiserver import LocalApiServer
 
+from webhook.cluster.client import api_client
 from webhook.config.policy_file import load_policy
 from webhook.core.policy import Policy
 
@@ -31,3 +33,11 @@ def local_api() -> Iterator[LocalApiServer]:
 def kubeconfig(local_api: LocalApiServer, tmp_path: Path) -> Path:
     """A kubeconfig file whose current context is `local_api`."""
     return local_api.kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    """The real Kubernetes client, talking to `local_api`."""
+    api = api_client("kubeconfig", kubeconfig=str(kubeconfig))
+    yield api
+    api.close()

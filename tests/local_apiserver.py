@@ -94,6 +94,8 @@ class Fault:
     error instead of handling the call; `raw` answers with these bytes as they are (status `status`,
     else 200: what a proxy's error page looks like); `drop_connection` closes the connection
     without an answer. `times` is how many calls it applies to (None: until removed).
+    `retry_after_s` goes with an error status as API Priority and Fairness sends it on a 429: a
+    `Retry-After` header and `details.retryAfterSeconds` in the Status.
     """
 
     verb: str | None = None
@@ -106,6 +108,7 @@ class Fault:
     message: str = "injected fault"
     drop_connection: bool = False
     raw: bytes | None = None
+    retry_after_s: int | None = None
     times: int | None = 1
     hits: int = 0
 
@@ -149,12 +152,15 @@ class _HttpServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HttpServer
+    extra_headers: dict[str, str]
+    """Headers for the next answer only (a fault's Retry-After)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read the call log instead."""
 
     def setup(self) -> None:
         super().setup()
+        self.extra_headers = {}
         # Headers and body leave in separate writes: without this, Nagle's algorithm and the
         # client's delayed ACK hold every answer back ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -209,6 +215,9 @@ class LocalApiServer:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
+        self._writes_in_flight = 0
+        self.peak_writes_in_flight = 0
+        """The most write calls being answered at once (reset by `reset_calls`)."""
         self._stopping = threading.Event()
         self._lifetime: threading.Timer | None = None
 
@@ -288,6 +297,7 @@ class LocalApiServer:
     def reset_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+            self.peak_writes_in_flight = 0
 
     def count(
         self,
@@ -407,7 +417,16 @@ class LocalApiServer:
             dry_run=query.get("dryRun") == "All",
             user=user or "",
         )
-        status, body, stream = self._answer(handler, method, route, call, query, raw, user)
+        with self._lock:
+            if call.is_write:
+                self._writes_in_flight += 1
+                self.peak_writes_in_flight = max(self.peak_writes_in_flight, self._writes_in_flight)
+        try:
+            status, body, stream = self._answer(handler, method, route, call, query, raw, user)
+        finally:
+            with self._lock:
+                if call.is_write:
+                    self._writes_in_flight -= 1
         with self._lock:
             self._calls.append(replace(call, status=status))
         if stream is not None:
@@ -438,7 +457,11 @@ class LocalApiServer:
                 self._send(handler, fault.status or 200, fault.raw, "text/html")
                 return fault.status or 200, None, None
             if fault.status is not None:
-                error = ApiError(fault.status, fault.reason, fault.message)
+                details = None
+                if fault.retry_after_s is not None:
+                    details = {"retryAfterSeconds": fault.retry_after_s}
+                    handler.extra_headers = {"Retry-After": str(fault.retry_after_s)}
+                error = ApiError(fault.status, fault.reason, fault.message, details)
                 return fault.status, error.status(), None
         try:
             if user is None:
@@ -687,6 +710,9 @@ class LocalApiServer:
             handler.send_response(status)
             handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(payload)))
+            for header, value in handler.extra_headers.items():
+                handler.send_header(header, value)
+            handler.extra_headers = {}
             handler.end_headers()
             handler.wfile.write(payload)
         except OSError:

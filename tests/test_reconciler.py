@@ -7,12 +7,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import PROFILE, ns_labels, workload
+from builders import PROFILE, namespace, ns_labels, placed, policy_names, workload
 from click.testing import CliRunner
 from kubernetes import client
 from local_apiserver import Fault, LocalApiServer
@@ -29,14 +28,6 @@ from webhook.reconcile.reconciler import Reconciler, ReconcileReport
 STRIPE = "egress-guard-profile-stripe"
 INTERNAL = "egress-guard-profile-internal"
 PROXY = "egress-guard-profile-web-via-proxy"
-
-
-def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-
-
-def placed(obj: dict[str, Any], namespace_name: str) -> dict[str, Any]:
-    return {**obj, "metadata": {**obj["metadata"], "namespace": namespace_name}}
 
 
 HAND_MADE = {
@@ -68,17 +59,6 @@ def cluster(local_api: LocalApiServer, policy: Policy) -> LocalApiServer:
     )
     local_api.reset_calls()
     return local_api
-
-
-@pytest.fixture
-def kube(kubeconfig: Path) -> Iterator[client.ApiClient]:
-    api = api_client("kubeconfig", kubeconfig=str(kubeconfig))
-    yield api
-    api.close()
-
-
-def policy_names(api: LocalApiServer, namespace_name: str) -> list[str]:
-    return [obj["metadata"]["name"] for obj in api.objects("networkpolicies", namespace_name)]
 
 
 class TestPass:

@@ -12,8 +12,9 @@ reset, TLS) or `ApiRejected` (the API server answered with an error `Status`).
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +35,21 @@ class ApiUnreachable(Exception):
 class ApiRejected(Exception):
     """The API server answered with an error status."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after_s = retry_after_s
+        """The server's `Retry-After`, in seconds, when it sent one (429, some 5xx)."""
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: throttled (429, API Priority and Fairness) or a server-side
+        failure (5xx other than 501, which will not change)."""
+        return self.status == 429 or (self.status >= 500 and self.status != 501)
 
     @property
     def not_found(self) -> bool:
@@ -98,6 +109,28 @@ def describe_unreachable(err: Exception) -> str:
     return f"the Kubernetes API could not be reached ({text})"
 
 
+class CallCounter:
+    """How many calls an operation made to the API server (thread-safe: writes run in parallel)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def _retry_after(err: ApiException) -> float | None:
+    """`Retry-After` in seconds (the API server sends whole seconds, never an HTTP date)."""
+    headers = err.headers or {}
+    try:
+        value = float(headers.get("Retry-After", ""))
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
 def _rejected(err: ApiException) -> ApiRejected | ApiUnreachable:
     status = int(err.status or 0)
     if status == 0:  # the client's way of reporting a TLS failure
@@ -110,13 +143,19 @@ def _rejected(err: ApiException) -> ApiRejected | ApiUnreachable:
     if isinstance(body, dict):
         reason = str(body.get("reason") or reason)
         message = str(body.get("message") or "")
-    return ApiRejected(status, reason, message)
+    return ApiRejected(status, reason, message, _retry_after(err))
 
 
 def call_json(
-    method: Callable[..., Any], *args: Any, timeout: tuple[float, float], **kwargs: Any
+    method: Callable[..., Any],
+    *args: Any,
+    timeout: tuple[float, float],
+    counter: CallCounter | None = None,
+    **kwargs: Any,
 ) -> JsonObject:
     """Call a typed client method and return the JSON object the API server answered."""
+    if counter is not None:
+        counter.add()
     try:
         response = method(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
     except ApiException as err:
@@ -138,24 +177,58 @@ def call_json(
     return document
 
 
+def pages(
+    method: Callable[..., Any],
+    *args: Any,
+    timeout: tuple[float, float],
+    page_size: int = 500,
+    max_pages: int = 10_000,
+    counter: CallCounter | None = None,
+    **kwargs: Any,
+) -> Iterator[tuple[list[JsonObject], str]]:
+    """A list call a page at a time (`limit`/`continue`), with each page's resourceVersion, so
+    that a caller can reduce a large collection without holding all of it."""
+    token: str | None = None
+    for _ in range(max_pages):
+        page = call_json(
+            method,
+            *args,
+            timeout=timeout,
+            counter=counter,
+            limit=page_size,
+            _continue=token,
+            **kwargs,
+        )
+        items = [item for item in page.get("items") or () if isinstance(item, dict)]
+        metadata = page.get("metadata") or {}
+        yield items, str(metadata.get("resourceVersion") or "")
+        token = metadata.get("continue") or None
+        if not token:
+            return
+    raise ApiUnreachable(f"a list did not end after {max_pages} pages")
+
+
 def list_all(
     method: Callable[..., Any],
     *args: Any,
     timeout: tuple[float, float],
     page_size: int = 500,
     max_pages: int = 10_000,
+    counter: CallCounter | None = None,
     **kwargs: Any,
 ) -> tuple[list[JsonObject], str]:
-    """Every item of a list call, a page at a time, and the list's resourceVersion."""
+    """Every item of a list call, read a page at a time, and the list's resourceVersion."""
     items: list[JsonObject] = []
-    token: str | None = None
     resource_version = ""
-    for _ in range(max_pages):
-        page = call_json(method, *args, timeout=timeout, limit=page_size, _continue=token, **kwargs)
-        items.extend(item for item in page.get("items") or () if isinstance(item, dict))
-        metadata = page.get("metadata") or {}
-        resource_version = str(metadata.get("resourceVersion") or "")
-        token = metadata.get("continue") or None
-        if not token:
-            return items, resource_version
-    raise ApiUnreachable(f"a list did not end after {max_pages} pages")
+    for page, version in pages(
+        method,
+        *args,
+        timeout=timeout,
+        page_size=page_size,
+        max_pages=max_pages,
+        counter=counter,
+        **kwargs,
+    ):
+        items.extend(page)
+        resource_version = version
+    return items, resource_version

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.cluster.api_calls import ApiRejected, Deadline, call_json
+from webhook.cluster.api_calls import ApiRejected, CallCounter, Deadline, call_json
 from webhook.core.network_policies import is_generated, matches_rendered, replacement
 from webhook.core.raw_object import JsonObject
 
@@ -46,10 +46,15 @@ class NetworkPolicyWriter:
     """Creates, updates and deletes generated NetworkPolicies through the API."""
 
     def __init__(
-        self, api: client.ApiClient, max_conflict_retries: int = NETWORK_POLICY_CONFLICT_RETRIES
+        self,
+        api: client.ApiClient,
+        max_conflict_retries: int = NETWORK_POLICY_CONFLICT_RETRIES,
+        *,
+        counter: CallCounter | None = None,
     ):
         self._net = client.NetworkingV1Api(api)
         self._max_conflict_retries = max_conflict_retries
+        self._counter = counter
 
     def ensure(
         self,
@@ -122,6 +127,7 @@ class NetworkPolicyWriter:
                 metadata["namespace"],
                 body=options,
                 timeout=deadline.timeout(),
+                counter=self._counter,
             )
         except ApiRejected as err:
             if err.not_found:
@@ -136,6 +142,7 @@ class NetworkPolicyWriter:
             _body(desired),
             field_manager="egress-guard",
             timeout=deadline.timeout(),
+            counter=self._counter,
         )
 
     def _read(self, namespace: str, name: str, deadline: Deadline) -> JsonObject | None:
@@ -145,6 +152,7 @@ class NetworkPolicyWriter:
                 name,
                 namespace,
                 timeout=deadline.timeout(),
+                counter=self._counter,
             )
         except ApiRejected as err:
             if err.not_found:
@@ -161,6 +169,7 @@ class NetworkPolicyWriter:
             _body(body),
             field_manager="egress-guard",
             timeout=deadline.timeout(),
+            counter=self._counter,
         )
 
 

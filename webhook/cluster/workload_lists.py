@@ -1,4 +1,4 @@
-"""List calls for workload kinds, made from the kinds table rather than written out per kind.
+"""List calls for workload kinds (one namespace, or all at once), made from the kinds table.
 
 Core-group kinds (Pods, ReplicationControllers) go through the typed CoreV1Api; every other group,
 built-in (apps, batch) or custom (argoproj.io), through the generic custom-objects calls, which
@@ -33,4 +33,17 @@ def namespaced_lister(api: client.ApiClient, kind: WorkloadKind) -> Lister:
     objects = client.CustomObjectsApi(api)
     return functools.partial(
         objects.list_namespaced_custom_object, kind.group, kind.version, plural=kind.resource
+    )
+
+
+def cluster_lister(api: client.ApiClient, kind: WorkloadKind) -> Lister:
+    """A list call over every namespace at once: `lister(**params)`."""
+    if not kind.group:
+        method: Lister = getattr(
+            client.CoreV1Api(api), f"list_{_snake(kind.kind)}_for_all_namespaces"
+        )
+        return method
+    objects = client.CustomObjectsApi(api)
+    return functools.partial(
+        objects.list_cluster_custom_object, kind.group, kind.version, kind.resource
     )

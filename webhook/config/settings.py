@@ -38,7 +38,11 @@ def resolve_cluster_mode(
 
 
 RECONCILER_HEALTH_PORT = 8081
-"""The reconciler's plain HTTP /healthz and /readyz (`reconcile --health-port`, its probes)."""
+"""The reconciler's plain HTTP /healthz, /readyz and /metrics (`reconcile --health-port`)."""
+
+RECONCILE_WRITES_PER_SECOND = 100.0
+RECONCILE_WRITES_IN_FLIGHT = 4
+"""A pass's writes: a rate an API server absorbs beside its other clients, a few at once."""
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 """Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""

@@ -4,7 +4,7 @@ A reconciler stuck in a pass (a hung call, a deadlock) keeps its process alive a
 lost its Lease, does nothing at all; a "process is up" probe would never restart it. The loop
 beats after every round (a pass on the leader, a look at the Lease on a standby); `/healthz`
 answers 503 once no beat came for `stall_after_s`, and the kubelet restarts the container.
-`/readyz` is 200 from the first beat on.
+`/readyz` is 200 from the first beat on. `/metrics` serves the reconcile metrics when given.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from webhook.config.settings import RECONCILER_HEALTH_PORT
+
+Exposition = Callable[[], bytes]
 
 
 class Progress:
@@ -56,6 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         progress = self.server.progress  # type: ignore[attr-defined]
+        metrics: Exposition | None = self.server.metrics  # type: ignore[attr-defined]
+        if self.path == "/metrics" and metrics is not None:
+            self._send(200, metrics(), CONTENT_TYPE_LATEST)
+            return
         if self.path == "/healthz":
             problem = progress.problem()
         elif self.path == "/readyz":
@@ -69,9 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(503, f"not healthy: {problem}")
 
     def _answer(self, status: int, text: str) -> None:
-        body = f"{text}\n".encode()
+        self._send(status, f"{text}\n".encode(), "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -81,13 +91,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve_health(
-    progress: Progress, host: str = "0.0.0.0", port: int = RECONCILER_HEALTH_PORT
+    progress: Progress,
+    host: str = "0.0.0.0",
+    port: int = RECONCILER_HEALTH_PORT,
+    metrics: Exposition | None = None,
 ) -> Any:
-    """Answer /healthz and /readyz on a thread of their own; returns the server (`.shutdown()`
-    stops it, `.server_address` says where it listens)."""
+    """Answer /healthz, /readyz (and /metrics, given `metrics`) on a thread of their own; returns
+    the server (`.shutdown()` stops it, `.server_address` says where it listens)."""
     server = ThreadingHTTPServer((host, port), _Handler)
     server.daemon_threads = True
     server.progress = progress  # type: ignore[attr-defined]
+    server.metrics = metrics  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, name="egress-guard-health", daemon=True)
     thread.start()
     return server

@@ -1,8 +1,10 @@
-"""The reconciler as a long-running process: passes every interval, on the leader only.
+"""The reconciler as a long-running process (passes every interval, on the leader only) or as
+one pass (`--once`).
 
-The elector renews the Lease on a thread of its own, so a long pass never lets the lease lapse;
-the pass asks `is_leader()` before every write and stops if leadership was lost meanwhile. A
-replica that becomes leader reconciles at once instead of waiting for its next interval.
+Either way the elector renews the Lease on a thread of its own for as long as the pass runs, so
+a long pass never lets the lease lapse; the pass asks `is_leader()` before every write and stops
+if leadership was really lost meanwhile. A replica that becomes leader reconciles at once
+instead of waiting for its next interval.
 """
 
 from __future__ import annotations
@@ -22,15 +24,28 @@ ReportSink = Callable[[ReconcileReport], None]
 
 
 def reconcile_once(reconciler: Reconciler, elector: LeaderElector | None) -> ReconcileReport | None:
-    """One pass, if this replica wins the lease (None when another replica holds it)."""
+    """One pass, if this replica wins the lease (None when another replica holds it); the lease
+    is renewed while the pass runs and released after it."""
     if elector is None:
         return reconciler.run_once()
     if not elector.try_acquire_or_renew():
         return None
+    stop = threading.Event()
+    renewing = _renew_in_background(elector, stop)
     try:
         return reconciler.run_once(may_act=elector.is_leader)
     finally:
-        elector.release()
+        stop.set()
+        settings = elector.settings
+        renewing.join(settings.renew_deadline_s + settings.retry_period_s)  # a round, a release
+
+
+def _renew_in_background(elector: LeaderElector, stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(
+        target=elector.run, args=(stop,), name="egress-guard-lease", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def run_loop(
@@ -56,10 +71,7 @@ def run_loop(
             stop.wait(interval_s)
         return
     elector_stop = threading.Event()
-    elector_thread = threading.Thread(
-        target=elector.run, args=(elector_stop,), name="egress-guard-lease", daemon=True
-    )
-    elector_thread.start()
+    elector_thread = _renew_in_background(elector, elector_stop)
     poll_s = min(elector.settings.retry_period_s / 2, interval_s)
     try:
         was_leader = False

@@ -1,27 +1,36 @@
 """One reconcile pass: read the cluster, plan with the pure core, carry the plan out.
 
-Namespaces and the generated NetworkPolicies are read with one cluster-wide list each (the
-latter selected by egress-guard's managed-by label). Workloads are read only where they matter:
-one list per workload kind in each namespace whose NetworkPolicies egress-guard manages, never in
-exempt or unmanaged namespaces, whose workloads can be many and change nothing here. Pods are
-listed with a `<prefix>/profile` label selector, which is sound for Pods alone: a pod's own labels
-are what its profile policy selects, and a pod without the label adds no profile (the
-default-deny policy is wanted in a managed namespace whatever runs there). Other kinds are listed
-whole, since a selector sees an object's own labels and their profile is on the pod template.
+Reading costs what the cluster's size in objects costs, never a call per namespace per kind:
+namespaces and the generated NetworkPolicies (selected by egress-guard's managed-by label) are
+read with one paged cluster-wide list each, and workloads with one paged cluster-wide list per
+workload kind, each page reduced to the profiles it uses in managed namespaces and then dropped,
+so the reconciler never holds the cluster's workloads in memory. Only while few namespaces are
+managed (a pilot) are workloads listed per managed namespace instead, so as not to read every
+workload of a large cluster for a handful of namespaces. Pods are listed with a
+`<prefix>/profile` label selector, which is sound for Pods alone: a pod's own labels are what its
+profile policy selects, and a pod without the label adds no profile (the default-deny policy is
+wanted in a managed namespace whatever runs there). Other kinds are listed whole, since a
+selector sees an object's own labels and their profile is on the pod template.
 
 If any read fails the pass changes nothing: pruning on a partial picture would delete policies
 that workloads still need. For the same reason a profile policy is pruned only when two
 consecutive passes found it unused (see `plan.py`): workloads and policies are read a
 moment apart, and a workload admitted in between has had its policy ensured by admission. A
-namespace's opt-out, read from its labels, is pruned at once. Each write is bounded in time,
-checked against `may_act` first (a leader that lost its lease stops), and a failed write is
-reported without stopping the others.
+namespace's opt-out, read from its labels, is pruned at once.
+
+Writes happen only where the plan found a difference, at a bounded rate with a few in flight
+(`write_pacing.py`), creates before updates before deletes. Each write is bounded in time,
+checked against `may_act` first (a leader that lost its lease stops, and the report counts
+what was left undone), and a failed write is reported without stopping the others.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +40,15 @@ from webhook.admission.ports import PolicySource
 from webhook.cluster.api_calls import (
     ApiRejected,
     ApiUnreachable,
+    CallCounter,
     Deadline,
     list_all,
+    pages,
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
-from webhook.cluster.workload_lists import namespaced_lister
+from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
+from webhook.cluster.write_pacing import PacingSettings, WriteRate, paced
 from webhook.core.namespace import namespace_context
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.policy import Policy
@@ -53,6 +65,8 @@ from webhook.reconcile.plan import (
 log = logging.getLogger(__name__)
 
 RECONCILE_WRITE_BUDGET_S = 10.0
+PER_NAMESPACE_LISTS_UP_TO = 10
+"""Managed namespaces up to which workloads are listed per namespace rather than cluster-wide."""
 
 
 @dataclass(slots=True)
@@ -73,6 +87,17 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
     """The pass stopped early because this replica is no longer the leader."""
+    left: int = 0
+    """Writes the plan wanted that were not tried because the pass stopped early."""
+    retries: int = 0
+    """Writes tried again after a 429, a 5xx or no answer."""
+    api_calls: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Nothing failed, nothing was left undone: the cluster is as the policy says."""
+        return not (self.errors or self.refused or self.stopped or self.left)
 
     def as_fields(self) -> dict[str, Any]:
         return {
@@ -87,6 +112,10 @@ class ReconcileReport:
             "refused": self.refused,
             "errors": self.errors,
             "stoppedEarly": self.stopped,
+            "left": self.left,
+            "retries": self.retries,
+            "apiCalls": self.api_calls,
+            "durationSeconds": round(self.duration_s, 3),
         }
 
     def summary(self) -> str:
@@ -94,27 +123,36 @@ class ReconcileReport:
             f"{self.namespaces} namespaces ({self.managed} with NetworkPolicies): "
             f"{len(self.created)} created, {len(self.updated)} updated, "
             f"{len(self.deleted)} deleted, {len(self.deferred)} deferred, {len(self.kept)} kept, "
-            f"{self.unchanged} in place, {len(self.refused)} refused, {len(self.errors)} errors"
-            + (" (stopped: no longer the leader)" if self.stopped else "")
+            f"{self.unchanged} in place, {len(self.refused)} refused, {len(self.errors)} errors; "
+            f"{self.api_calls} API calls in {self.duration_s:.1f} s"
+            + (
+                f" (stopped: no longer the leader; {self.left} changes left undone)"
+                if self.stopped
+                else ""
+            )
         )
 
 
 WorkloadLister = Callable[..., Any]
 
 
-def _list_kind(
-    kind: WorkloadKind, lister: WorkloadLister, namespace: str, label_selector: str | None
-) -> list[JsonObject]:
-    """Every object of a kind in a namespace. A custom kind from the policy's workloadKinds whose
-    resource the cluster does not serve (404: its CRD is not installed) has no objects."""
-    try:
-        items, _ = list_all(lister, namespace, timeout=LIST_TIMEOUT, label_selector=label_selector)
-    except ApiRejected as err:
-        if err.not_found and builtin_kind(kind.group, kind.kind) is None:
-            log.info("reconcile: %s is not served by this cluster: none listed", kind.qualified)
-            return []
-        raise
-    return items
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One write of the plan."""
+
+    action: str
+    """`create`, `update` or `delete`."""
+    manifest: Mapping[str, Any]
+    live: Mapping[str, Any] | None = None
+
+    @property
+    def where(self) -> str:
+        metadata = self.manifest["metadata"]
+        return f"{metadata['namespace']}/{metadata['name']}"
+
+
+class _LeadershipLost(Exception):
+    """Raised inside a write that found this replica no longer the leader."""
 
 
 class Reconciler:
@@ -125,31 +163,43 @@ class Reconciler:
         *,
         prune: bool = True,
         write_budget_s: float = RECONCILE_WRITE_BUDGET_S,
+        pacing: PacingSettings | None = None,
+        per_namespace_lists_up_to: int = PER_NAMESPACE_LISTS_UP_TO,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policies = policies
         self._prune = prune
         self._write_budget_s = write_budget_s
-        self._writer = NetworkPolicyWriter(api)
+        self._pacing = pacing or PacingSettings()
+        self._per_namespace_up_to = per_namespace_lists_up_to
+        self._clock = clock
+        self._calls = CallCounter()
+        self._writer = NetworkPolicyWriter(api, counter=self._calls)
         self._core = client.CoreV1Api(api)
         self._net = client.NetworkingV1Api(api)
         self._api = api
         self._unused: frozenset[NetworkPolicyIdentity] = frozenset()
         """Profile NetworkPolicies the last pass found unused (see the module docstring)."""
 
-    def _workload_lists(self, policy: Policy) -> list[tuple[WorkloadKind, WorkloadLister]]:
-        """A per-namespace list call for every kind the policy reviews (`Policy.reviewed_kinds`)."""
-        return [(kind, namespaced_lister(self._api, kind)) for kind in policy.reviewed_kinds]
-
     def run_once(self, may_act: Callable[[], bool] = lambda: True) -> ReconcileReport:
-        policy = self._policies.current()
+        started, calls_before = self._clock(), self._calls.count
         report = ReconcileReport()
+        try:
+            self._pass(report, may_act)
+        finally:
+            report.api_calls = self._calls.count - calls_before
+            report.duration_s = self._clock() - started
+        return report
+
+    def _pass(self, report: ReconcileReport, may_act: Callable[[], bool]) -> None:
+        policy = self._policies.current()
         try:
             states, generated = self._read(policy, report)
         except (ApiUnreachable, ApiRejected) as err:
             self._unused = frozenset()  # the next pass is the first of two again
             report.errors.append(f"reading the cluster failed, nothing changed: {err}")
             log.warning("reconcile: %s", report.errors[-1])
-            return report
+            return
         plan = plan_reconcile(
             policy, states, generated, prune=self._prune, unused_before=self._unused
         )
@@ -158,17 +208,18 @@ class Reconciler:
         report.kept = [f"{namespace}/{name}" for namespace, name in plan.kept]
         report.deferred = [f"{namespace}/{name}" for namespace, name in plan.deferred]
         self._carry_out(plan, report, may_act)
-        return report
+
+    # reading
 
     def _read(
         self, policy: Policy, report: ReconcileReport
     ) -> tuple[list[NamespaceState], list[JsonObject]]:
-        namespaces, _ = list_all(self._core.list_namespace, timeout=LIST_TIMEOUT)
         labels_by_name: dict[str, Mapping[str, str]] = {}
-        for item in namespaces:
-            metadata = item.get("metadata") or {}
-            if isinstance(metadata.get("name"), str):
-                labels_by_name[metadata["name"]] = metadata.get("labels") or {}
+        for items, _ in pages(self._core.list_namespace, timeout=LIST_TIMEOUT, counter=self._calls):
+            for item in items:
+                metadata = item.get("metadata") or {}
+                if isinstance(metadata.get("name"), str):
+                    labels_by_name[metadata["name"]] = metadata.get("labels") or {}
         managed = {
             name
             for name, labels in labels_by_name.items()
@@ -178,60 +229,144 @@ class Reconciler:
         generated, _ = list_all(
             self._net.list_network_policy_for_all_namespaces,
             timeout=LIST_TIMEOUT,
+            counter=self._calls,
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
         )
-        profiles: dict[str, set[str]] = {name: set() for name in managed}
-        lists = self._workload_lists(policy) if managed else []
-        for namespace in sorted(managed):
-            for kind, lister in lists:
-                pods = (kind.group, kind.kind) == ("", "Pod")
-                selector = policy.profile_label if pods else None
-                for item in _list_kind(kind, lister, namespace, selector):
-                    profile = workload_profile(kind.kind, item, policy, kind.group)
-                    if profile is not None:
-                        profiles[namespace].add(profile)
+        profiles = self._profiles_in_use(policy, managed)
         states = [
             NamespaceState(name, labels, frozenset(profiles.get(name, ())))
             for name, labels in labels_by_name.items()
         ]
         return states, generated
 
+    def _profiles_in_use(self, policy: Policy, managed: set[str]) -> dict[str, set[str]]:
+        """The profiles each managed namespace's workloads declare, a page at a time."""
+        profiles: dict[str, set[str]] = {name: set() for name in managed}
+        if not managed:
+            return profiles
+        per_namespace = len(managed) <= self._per_namespace_up_to
+        for kind in policy.reviewed_kinds:
+            pods = (kind.group, kind.kind) == ("", "Pod")
+            selector = policy.profile_label if pods else None
+            if per_namespace:
+                lister = namespaced_lister(self._api, kind)
+                sources: list[tuple[WorkloadLister, tuple[str, ...]]] = [
+                    (lister, (namespace,)) for namespace in sorted(managed)
+                ]
+            else:
+                sources = [(cluster_lister(self._api, kind), ())]
+            for lister, args in sources:
+                for items in self._kind_pages(kind, lister, args, selector):
+                    for item in items:
+                        namespace = (item.get("metadata") or {}).get("namespace")
+                        if namespace not in profiles:
+                            continue
+                        profile = workload_profile(kind.kind, item, policy, kind.group)
+                        if profile is not None:
+                            profiles[namespace].add(profile)
+        return profiles
+
+    def _kind_pages(
+        self,
+        kind: WorkloadKind,
+        lister: WorkloadLister,
+        args: tuple[str, ...],
+        label_selector: str | None,
+    ) -> Iterator[list[JsonObject]]:
+        """The pages of one list of a kind. A custom kind from the policy's workloadKinds whose
+        resource the cluster does not serve (404: its CRD is not installed) has no objects."""
+        try:
+            for items, _ in pages(
+                lister,
+                *args,
+                timeout=LIST_TIMEOUT,
+                counter=self._calls,
+                label_selector=label_selector,
+            ):
+                yield items
+        except ApiRejected as err:
+            if err.not_found and builtin_kind(kind.group, kind.kind) is None:
+                log.info("reconcile: %s is not served by this cluster: none listed", kind.qualified)
+                return
+            raise
+
+    # writing
+
     def _carry_out(
         self, plan: ReconcilePlan, report: ReconcileReport, may_act: Callable[[], bool]
     ) -> None:
-        steps: list[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]] = [
-            *(("ensure", desired, None) for desired in plan.creates),
-            *(("ensure", update.desired, update.live) for update in plan.updates),
-            *(("delete", live, None) for live in plan.deletes),
+        phases = [
+            [_Step("create", desired) for desired in plan.creates],
+            [_Step("update", update.desired, update.live) for update in plan.updates],
+            [_Step("delete", live) for live in plan.deletes],
         ]
-        for action, manifest, live in steps:
-            if not may_act():
-                report.stopped = True
-                log.warning("reconcile: no longer the leader; stopping this pass")
-                return
-            metadata = manifest["metadata"]
-            where = f"{metadata['namespace']}/{metadata['name']}"
-            deadline = Deadline(self._write_budget_s)
+        if not any(phases):
+            return
+        rate = WriteRate(self._pacing.writes_per_second)
+        lost = threading.Event()
+        retried = CallCounter()
+
+        def attempt(step: _Step) -> tuple[str, str]:
+            if lost.is_set():
+                return "left", ""
+
+            def write() -> Any:
+                if not may_act():
+                    raise _LeadershipLost
+                deadline = Deadline(self._write_budget_s)
+                if step.action == "delete":
+                    return self._writer.delete(step.manifest, deadline)
+                return self._writer.ensure(step.manifest, deadline, live=step.live)
+
+            def on_retry(err: Exception, delay: float) -> None:
+                retried.add()
+                log.warning("reconcile: %s: %s; trying again in %.1f s", step.where, err, delay)
+
             try:
-                if action == "delete":
-                    if self._writer.delete(manifest, deadline):
-                        report.deleted.append(where)
-                        log.info("reconcile: deleted NetworkPolicy %s", where)
-                    continue
-                result = self._writer.ensure(manifest, deadline, live=live)
+                result = paced(write, rate, self._pacing, on_retry=on_retry)
+            except _LeadershipLost:
+                lost.set()
+                return "left", ""
             except ForeignNetworkPolicy as err:
-                report.refused.append(where)
-                log.warning("reconcile: %s", err)
-                continue
+                return "refused", str(err)
             except (ApiUnreachable, ApiRejected) as err:
-                report.errors.append(f"{where}: {err}")
-                log.warning("reconcile: %s: %s", where, err)
-                continue
-            if result is Written.CREATED:
-                report.created.append(where)
-            elif result is Written.UPDATED:
-                report.updated.append(where)
-            else:
-                report.unchanged += 1
-            if result is not Written.UNCHANGED:
-                log.info("reconcile: %s NetworkPolicy %s", result.value, where)
+                return "error", str(err)
+            if step.action == "delete":
+                return ("deleted" if result else "gone"), ""
+            return Written(result).value, ""
+
+        with ThreadPoolExecutor(
+            self._pacing.in_flight, thread_name_prefix="egress-guard-write"
+        ) as pool:
+            for phase in phases:
+                for step, (outcome, detail) in zip(phase, pool.map(attempt, phase), strict=True):
+                    self._record(report, step, outcome, detail)
+        report.retries = retried.count
+        if lost.is_set():
+            report.stopped = True
+            log.warning(
+                "reconcile: no longer the leader; stopped with %d changes left", report.left
+            )
+
+    @staticmethod
+    def _record(report: ReconcileReport, step: _Step, outcome: str, detail: str) -> None:
+        where = step.where
+        if outcome == "left":
+            report.left += 1
+        elif outcome == "refused":
+            report.refused.append(where)
+            log.warning("reconcile: %s", detail)
+        elif outcome == "error":
+            report.errors.append(f"{where}: {detail}")
+            log.warning("reconcile: %s: %s", where, detail)
+        elif outcome == "deleted":
+            report.deleted.append(where)
+            log.info("reconcile: deleted NetworkPolicy %s", where)
+        elif outcome == Written.CREATED.value:
+            report.created.append(where)
+            log.info("reconcile: created NetworkPolicy %s", where)
+        elif outcome == Written.UPDATED.value:
+            report.updated.append(where)
+            log.info("reconcile: updated NetworkPolicy %s", where)
+        elif outcome == Written.UNCHANGED.value:
+            report.unchanged += 1

@@ -18,7 +18,13 @@ import click
 from webhook.cli.errors import EXIT_DENIED, fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, PolicyStore
-from webhook.config.settings import CLUSTER_MODES, RECONCILER_HEALTH_PORT, resolve_cluster_mode
+from webhook.config.settings import (
+    CLUSTER_MODES,
+    RECONCILE_WRITES_IN_FLIGHT,
+    RECONCILE_WRITES_PER_SECOND,
+    RECONCILER_HEALTH_PORT,
+    resolve_cluster_mode,
+)
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -56,7 +62,11 @@ def _configure_logging(level: str) -> None:
 )
 @click.option("--kubeconfig", type=click.Path(path_type=Path), help="Kubeconfig file to use.")
 @click.option("--context", help="Kubeconfig context to use.")
-@click.option("--once", is_flag=True, help="One pass, then exit (1 if anything failed).")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="One pass, then exit: 1 if anything failed or was left undone.",
+)
 @click.option(
     "--interval",
     type=click.FloatRange(min=1.0),
@@ -70,7 +80,26 @@ def _configure_logging(level: str) -> None:
     show_default=True,
     help="Delete generated policies no longer wanted (namespace opted out, profile unused).",
 )
-@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option(
+    "--writes-per-second",
+    type=click.FloatRange(min=0.1),
+    default=RECONCILE_WRITES_PER_SECOND,
+    show_default=True,
+    help="Most writes a pass sends per second (a 429's Retry-After pauses them all).",
+)
+@click.option(
+    "--writes-in-flight",
+    type=click.IntRange(1, 32),
+    default=RECONCILE_WRITES_IN_FLIGHT,
+    show_default=True,
+    help="Writes sent at once.",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=True,
+    show_default=True,
+    help="Act only while holding the Lease (several replicas: one acts).",
+)
 @click.option(
     "--lease-name", default="egress-guard-reconciler", show_default=True, help="Lease to hold."
 )
@@ -88,7 +117,8 @@ def _configure_logging(level: str) -> None:
     type=click.IntRange(0, 65535),
     default=RECONCILER_HEALTH_PORT,
     show_default=True,
-    help="Plain HTTP /healthz (503 once the loop stops making progress) and /readyz; 0: none.",
+    help="Plain HTTP /healthz (503 once the loop stops making progress), /readyz and /metrics; "
+    "0: none.",
 )
 @click.option(
     "--log-level",
@@ -104,6 +134,7 @@ def reconcile(**flags: Any) -> None:
     """
     _configure_logging(flags["log_level"])
     from webhook.cluster.client import ClusterConfigError, api_client
+    from webhook.cluster.write_pacing import PacingSettings
     from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
     from webhook.reconcile.loop import reconcile_once
     from webhook.reconcile.reconciler import Reconciler, ReconcileReport
@@ -125,7 +156,10 @@ def reconcile(**flags: Any) -> None:
         )
     except ClusterConfigError as err:
         fail(str(err))
-    reconciler = Reconciler(api, policies, prune=flags["prune"])
+    pacing = PacingSettings(
+        writes_per_second=flags["writes_per_second"], in_flight=flags["writes_in_flight"]
+    )
+    reconciler = Reconciler(api, policies, prune=flags["prune"], pacing=pacing)
     elector = None
     if flags["leader_elect"]:
         duration = flags["lease_duration"]
@@ -154,7 +188,13 @@ def reconcile(**flags: Any) -> None:
             return
         record(report)
         click.echo(f"reconciled {report.summary()}", err=True)
-        if report.errors or report.refused:
+        if report.stopped:
+            click.echo(
+                f"error: the pass stopped early (the lease was lost): {report.left} changes "
+                "left undone; run it again",
+                err=True,
+            )
+        if not report.complete:
             sys.exit(EXIT_DENIED)
         return
     _run_until_stopped(reconciler, elector, flags, record)
@@ -163,9 +203,16 @@ def reconcile(**flags: Any) -> None:
 def _run_until_stopped(
     reconciler: Any, elector: Any, flags: dict[str, Any], record: Callable[[Any], None]
 ) -> None:
-    """The loop, with its health port, until SIGTERM or SIGINT."""
+    """The loop, with its health and metrics port, until SIGTERM or SIGINT."""
     from webhook.reconcile.health import Progress, serve_health, stall_limit
     from webhook.reconcile.loop import run_loop
+    from webhook.reconcile.metrics import ReconcileMetrics
+
+    metrics = ReconcileMetrics()
+
+    def record_and_count(report: Any) -> None:
+        record(report)
+        metrics.observe(report)
 
     stop = threading.Event()
 
@@ -175,14 +222,16 @@ def _run_until_stopped(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     progress = Progress(stall_limit(flags["interval"]))
-    health = serve_health(progress, port=flags["health_port"]) if flags["health_port"] else None
+    health = None
+    if flags["health_port"]:
+        health = serve_health(progress, port=flags["health_port"], metrics=metrics.exposition)
     try:
         run_loop(
             reconciler,
             elector,
             interval_s=flags["interval"],
             stop=stop,
-            on_report=record,
+            on_report=record_and_count,
             progress=progress,
         )
     finally:
