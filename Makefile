@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 MUTATION_SCOPE ?= webhook.core webhook.reconcile.plan
 MUTATION_GATE ?= $(if $(filter webhook.core,$(MUTATION_SCOPE)),--min-score 92 --strict,)
 
-.PHONY: run test lint typecheck unit lock clean bench bench-smoke image mutation
+.PHONY: run test lint typecheck unit lock clean bench bench-smoke bench-reconcile image mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,12 @@ unit: $(STAMP)
 bench: $(STAMP)  ## the benchmark beside an nginx floor (installs wrk, hey, nginx-light if root)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-smoke: $(STAMP)  ## every benchmark scenario for 2 s: proves the benchmark runs (CI)
+bench-smoke: $(STAMP)  ## every benchmark scenario for 2 s, the reconciler on 200 namespaces (CI)
 	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench.reconcile_scale --quick
+
+bench-reconcile: $(STAMP)  ## the reconciler on 2,000 namespaces x 25 workloads (about 2 minutes)
+	$(BIN)/python -m bench.reconcile_scale
 
 $(VENV)/.mutation-installed: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,mutation]'

@@ -40,9 +40,11 @@ def resolve_cluster_mode(
 RECONCILER_HEALTH_PORT = 8081
 """The reconciler's plain HTTP /healthz, /readyz and /metrics (`reconcile --health-port`)."""
 
-RECONCILE_WRITES_PER_SECOND = 100.0
+RECONCILE_WRITES_PER_SECOND = 200.0
 RECONCILE_WRITES_IN_FLIGHT = 4
-"""A pass's writes: a rate an API server absorbs beside its other clients, a few at once."""
+"""A pass's writes: a few at once, at most 200/s (a first pass over 2,000 namespaces in under a
+minute). API Priority and Fairness is what protects the API server: its 429s pause every writer
+for their Retry-After; the rate only bounds the burst."""
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 """Object and oldObject at etcd's 1.5 MiB limit each, JSON-escaped, fit well inside this."""
