@@ -14,6 +14,8 @@ import urllib3
 from kubernetes import client, config
 from local_apiserver import Call, Fault, LocalApiServer
 
+from webhook.cluster.client import api_client
+
 NETPOL: dict[str, Any] = {
     "apiVersion": "networking.k8s.io/v1",
     "kind": "NetworkPolicy",
@@ -260,6 +262,81 @@ class TestLists:
             if not token:
                 break
         assert seen == [f"p{index}" for index in range(5)]
+
+    def test_pages_within_one_namespace_hold_only_its_objects(
+        self, kube: client.ApiClient, api: LocalApiServer
+    ) -> None:
+        api.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+        for namespace in ("team-a", "team-b"):
+            for index in range(3):
+                metadata = {"name": f"p{index}", "namespace": namespace}
+                api.seed({**NETPOL, "metadata": metadata})
+        net = client.NetworkingV1Api(kube)
+        seen: list[tuple[str, str]] = []
+        token = None
+        for _ in range(10):
+            page = raw(
+                net.list_namespaced_network_policy(
+                    "team-a", limit=2, _continue=token, _preload_content=False
+                )
+            )
+            seen += [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in page["items"]]
+            token = page["metadata"].get("continue")
+            if not token:
+                break
+        assert seen == [("team-a", f"p{index}") for index in range(3)]
+
+    def test_a_page_after_a_new_object_still_continues_in_order(
+        self, kube: client.ApiClient, api: LocalApiServer
+    ) -> None:
+        for index in (0, 2, 4):
+            api.seed({**NETPOL, "metadata": {"name": f"p{index}", "namespace": "team-a"}})
+        net = client.NetworkingV1Api(kube)
+        first = raw(net.list_network_policy_for_all_namespaces(limit=2, _preload_content=False))
+        api.seed({**NETPOL, "metadata": {"name": "p3", "namespace": "team-a"}})
+        rest = raw(
+            net.list_network_policy_for_all_namespaces(
+                limit=2, _continue=first["metadata"]["continue"], _preload_content=False
+            )
+        )
+        names = [item["metadata"]["name"] for item in first["items"] + rest["items"]]
+        assert names == ["p0", "p2", "p3", "p4"]
+
+
+class TestThrottling:
+    def test_a_429_says_when_to_try_again_as_priority_and_fairness_does(
+        self, api: LocalApiServer, tmp_path: Path
+    ) -> None:
+        api.add_fault(Fault(verb="get", status=429, reason="TooManyRequests", retry_after_s=3))
+        # egress-guard's client: urllib3's own retries off (they would wait out Retry-After)
+        kube = api_client("kubeconfig", kubeconfig=str(api.kubeconfig(tmp_path / "config")))
+        core = client.CoreV1Api(kube)
+        with pytest.raises(client.ApiException) as caught:
+            core.read_namespace("team-a")
+        assert caught.value.status == 429
+        assert caught.value.headers["Retry-After"] == "3"
+        assert json.loads(caught.value.body)["details"] == {"retryAfterSeconds": 3}
+        answer = core.read_namespace("team-a", _preload_content=False)
+        assert "Retry-After" not in answer.headers  # only the faulted answer carries it
+
+    def test_counts_the_most_writes_answered_at_once(
+        self, kube: client.ApiClient, api: LocalApiServer
+    ) -> None:
+        api.add_fault(Fault(verb="create", delay_s=0.3, times=None))
+        net = client.NetworkingV1Api(kube)
+
+        def create(index: int) -> None:
+            body = {**NETPOL, "metadata": {"name": f"p{index}"}}
+            net.create_namespaced_network_policy("team-a", body, _preload_content=False)
+
+        threads = [threading.Thread(target=create, args=(index,)) for index in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert api.peak_writes_in_flight == 3
+        api.reset_calls()
+        assert api.peak_writes_in_flight == 0
 
 
 class TestPatches:
