@@ -215,6 +215,8 @@ class LocalApiServer:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
+        self.server_version = (1, 31)
+        """(major, minor) that /version answers."""
         self._writes_in_flight = 0
         self.peak_writes_in_flight = 0
         """The most write calls being answered at once (reset by `reset_calls`)."""
@@ -324,6 +326,17 @@ class LocalApiServer:
     def seed(self, *objects: JsonObject) -> list[JsonObject]:
         return [self.store.seed(obj) for obj in objects]
 
+    def set_status(
+        self, resource: str, name: str, namespace: str, status: JsonObject
+    ) -> JsonObject:
+        """Write an object's status, as its controller or the kubelet does (no call recorded)."""
+        rt = self.resource(resource)
+        obj = self.store.get(rt, namespace if rt.namespaced else "", name)
+        obj["status"] = status
+        return self.store.update(
+            rt, namespace, name, obj, dry_run=False, strict=False, subresource="status"
+        )
+
     def get(self, resource: str, name: str, namespace: str = "") -> JsonObject | None:
         rt = self.resource(resource)
         try:
@@ -396,7 +409,7 @@ class LocalApiServer:
         if split.path in ("/healthz", "/readyz", "/livez"):
             self._send(handler, 200, b"ok", "text/plain")
             return
-        discovery = self._discovery(split.path)
+        discovery = self._discovery(split.path.rstrip("/") or "/")
         if discovery is not None and method == "GET":
             self._send_json(handler, 200, discovery)
             return
@@ -649,7 +662,8 @@ class LocalApiServer:
     def _discovery(self, path: str) -> JsonObject | None:
         resources = self.store.resources
         if path == "/version":
-            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-local"}
+            major, minor = self.server_version
+            return {"major": str(major), "minor": str(minor), "gitVersion": f"v{major}.{minor}.0"}
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":

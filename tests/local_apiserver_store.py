@@ -59,6 +59,19 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, status=True),
     ResourceType("", "v1", "pods", "Pod", namespaced=True, status=True),
     ResourceType("", "v1", "events", "Event", namespaced=True),
+    ResourceType("", "v1", "configmaps", "ConfigMap", namespaced=True),
+    ResourceType("", "v1", "secrets", "Secret", namespaced=True),
+    ResourceType("", "v1", "services", "Service", namespaced=True, status=True),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", namespaced=True),
+    ResourceType(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        generation=True,
+        status=True,
+    ),
     ResourceType(
         "", "v1", "replicationcontrollers", "ReplicationController", True, True, status=True
     ),

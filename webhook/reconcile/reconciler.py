@@ -191,6 +191,13 @@ class Reconciler:
             report.duration_s = self._clock() - started
         return report
 
+    def preview(self) -> ReconcilePlan:
+        """What a pass would change now, read and planned without writing (nor remembering
+        anything for the next pass). Raises ApiUnreachable or ApiRejected if a read fails."""
+        policy = self._policies.current()
+        states, generated = self._read(policy, ReconcileReport())
+        return plan_reconcile(policy, states, generated, prune=self._prune)
+
     def _pass(self, report: ReconcileReport, may_act: Callable[[], bool]) -> None:
         policy = self._policies.current()
         try:

@@ -15,15 +15,14 @@ from typing import Any
 
 import click
 
+from webhook.cli.cluster_options import api_client_or_exit, cluster_options
 from webhook.cli.errors import EXIT_DENIED, fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, PolicyStore
 from webhook.config.settings import (
-    CLUSTER_MODES,
     RECONCILE_WRITES_IN_FLIGHT,
     RECONCILE_WRITES_PER_SECOND,
     RECONCILER_HEALTH_PORT,
-    resolve_cluster_mode,
 )
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -52,16 +51,7 @@ def _configure_logging(level: str) -> None:
 
 @click.command()
 @config_option
-@click.option(
-    "--cluster",
-    type=click.Choice([mode for mode in CLUSTER_MODES if mode != "none"]),
-    default="auto",
-    show_default=True,
-    envvar="EGRESS_GUARD_CLUSTER",
-    help="Credentials: the pod's service account, or a kubeconfig.",
-)
-@click.option("--kubeconfig", type=click.Path(path_type=Path), help="Kubeconfig file to use.")
-@click.option("--context", help="Kubeconfig context to use.")
+@cluster_options
 @click.option(
     "--once",
     is_flag=True,
@@ -133,7 +123,6 @@ def reconcile(**flags: Any) -> None:
     generate and exempt namespaces are never touched.
     """
     _configure_logging(flags["log_level"])
-    from webhook.cluster.client import ClusterConfigError, api_client
     from webhook.cluster.write_pacing import PacingSettings
     from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
     from webhook.reconcile.loop import reconcile_once
@@ -143,19 +132,7 @@ def reconcile(**flags: Any) -> None:
         policies = PolicyStore(flags["config"])
     except PolicyFileError as err:
         fail(str(err))
-    mode = resolve_cluster_mode(
-        flags["cluster"], kubeconfig=flags["kubeconfig"], context=flags["context"]
-    )
-    if mode == "none":
-        fail("no cluster found: run in a pod, or pass --kubeconfig (or set KUBECONFIG)")
-    try:
-        api = api_client(
-            mode,
-            kubeconfig=str(flags["kubeconfig"]) if flags["kubeconfig"] else None,
-            context=flags["context"],
-        )
-    except ClusterConfigError as err:
-        fail(str(err))
+    api = api_client_or_exit(flags)
     pacing = PacingSettings(
         writes_per_second=flags["writes_per_second"], in_flight=flags["writes_in_flight"]
     )
