@@ -85,6 +85,10 @@ class ServeSettings(BaseSettings):
     service: str = "egress-guard"
     namespace: str = "egress-guard"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    healthcheck_file: Path | None = Field(
+        default=None,
+        description="where serve writes the URL of its /healthz for the image's HEALTHCHECK",
+    )
     policy_snapshot: Path | None = Field(
         default=None,
         description="where workers keep the last good policy text (set by serve for its workers)",

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -525,3 +525,43 @@ def read_ca_bundle(path: Path) -> bytes:
 
 LOCAL_DNS = ["localhost"]
 LOCAL_IPS = ["127.0.0.1", "::1"]
+
+
+def _read_for_serving(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        try:
+            info = path.stat()
+            found = f"owned by uid {info.st_uid}, mode {info.st_mode & 0o777:04o}"
+        except OSError:
+            found = "not readable"
+        raise CertError(
+            f"cannot read {path}: permission denied ({found}; egress-guard runs as uid "
+            f"{os.geteuid()}, gid {os.getegid()}): make it readable by that user or group"
+        ) from None
+    except OSError as err:
+        raise CertError(f"cannot read {path}: {err.strerror}") from None
+
+
+def check_serving_files(files: CertFiles) -> x509.Certificate:
+    """The serving certificate and key, read and parsed as the server will use them.
+
+    Raises CertError naming the file and the fault (unreadable, not PEM, encrypted, a key that is
+    not the certificate's), so a server never starts only to fail every TLS handshake.
+    """
+    cert_pem = _read_for_serving(files.tls_cert)
+    key_pem = _read_for_serving(files.tls_key)
+    try:
+        cert = x509.load_pem_x509_certificates(cert_pem)[0]
+    except ValueError:
+        raise CertError(f"{files.tls_cert} holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise CertError(f"{files.tls_key} is encrypted: the server needs it unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertError(f"{files.tls_key} holds no PEM private key") from None
+    if cert.public_key() != key.public_key():
+        raise CertError(f"{files.tls_key} is not the key of {files.tls_cert}")
+    return cert

@@ -19,7 +19,15 @@ from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, load_policy
 from webhook.config.settings import CLUSTER_MODES, ServeSettings
 from webhook.core.kube_names import service_dns_names
-from webhook.serving.certs import LOCAL_DNS, LOCAL_IPS, CertFiles, ensure_certs
+from webhook.serving.certs import (
+    LOCAL_DNS,
+    LOCAL_IPS,
+    CertError,
+    CertFiles,
+    check_serving_files,
+    ensure_certs,
+)
+from webhook.serving.healthcheck import write_url_file
 
 
 @click.command()
@@ -70,16 +78,32 @@ def serve(**flags: Any) -> None:
         fail(str(err))
     certs = CertFiles(settings.cert_dir)
     if not (certs.tls_cert.is_file() and certs.tls_key.is_file()):
-        result = ensure_certs(
-            settings.cert_dir,
-            [*LOCAL_DNS, *service_dns_names(settings.service, settings.namespace)],
-            LOCAL_IPS,
-        )
+        try:
+            result = ensure_certs(
+                settings.cert_dir,
+                [*LOCAL_DNS, *service_dns_names(settings.service, settings.namespace)],
+                LOCAL_IPS,
+            )
+        except (CertError, OSError) as err:
+            fail(
+                f"no certificate in {settings.cert_dir}/ and none can be generated there "
+                f"({describe_os_error(err)}): mount tls.crt and tls.key there, or set --cert-dir "
+                "(EGRESS_GUARD_CERT_DIR) to a writable directory"
+            )
         click.echo(
             f"generated a local CA and serving certificate in {settings.cert_dir}/ "
             f"(CA {result.ca.value}); trust {certs.ca_cert} to call the webhook",
             err=True,
         )
+    try:
+        check_serving_files(certs)
+    except CertError as err:
+        fail(f"cannot serve with the certificate in {settings.cert_dir}/: {err}")
+    if settings.healthcheck_file is not None:
+        try:
+            write_url_file(settings.healthcheck_file, settings.host, settings.port)
+        except OSError as err:
+            fail(f"cannot write the health check file: {describe_os_error(err)}")
     scheme_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     click.echo(
         f"egress-guard {__version__} serving https://{scheme_host}:{settings.port} "
@@ -90,6 +114,13 @@ def serve(**flags: Any) -> None:
         from webhook.serving.server import run  # gunicorn loads only for this command
 
         run(settings.model_copy(update={"policy_snapshot": snapshot}), certs)
+
+
+def describe_os_error(err: Exception) -> str:
+    """`Permission denied: /etc/egress-guard` rather than `[Errno 13] Permission denied: ...`."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    return str(err)
 
 
 @contextlib.contextmanager
