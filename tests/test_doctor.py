@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from local_apiserver import Call, LocalApiServer
 
 from webhook.cli.main import main
+from webhook.cluster.enforcement_probe import EnforcementProbe
 from webhook.config.policy_file import load_policy
 from webhook.deploy.objects import (
     DeployOptions,
@@ -554,3 +556,130 @@ class TestCommand:
         assert outcome.exit_code == 2
         assert "cannot reach the cluster's API server" in outcome.output
         local_api.come_up()
+
+
+class FakeKubelet:
+    """Runs the probe's pods as a node would: the target gets an address, a client pod succeeds
+    unless (with `enforcing`, as an enforcing CNI does) a policy with policyTypes Egress and no
+    egress rules selects it. `runs=False`: pods stay Pending, as on a cluster that cannot pull
+    the image."""
+
+    def __init__(self, api: LocalApiServer, *, enforcing: bool, runs: bool = True) -> None:
+        self.api, self.enforcing, self.runs = api, enforcing, runs
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.pods_seen: list[dict[str, Any]] = []
+
+    def __enter__(self) -> FakeKubelet:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+    def _denied(self, pod: dict[str, Any]) -> bool:
+        labels = pod["metadata"].get("labels") or {}
+        for policy in self.api.objects("networkpolicies", pod["metadata"]["namespace"]):
+            spec = policy["spec"]
+            wanted = (spec.get("podSelector") or {}).get("matchLabels") or {}
+            selects = all(labels.get(key) == value for key, value in wanted.items())
+            if selects and "Egress" in spec.get("policyTypes", ()) and not spec.get("egress"):
+                return True
+        return False
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.02):
+            for pod in self.api.objects("pods"):
+                metadata = pod["metadata"]
+                if not metadata["namespace"].startswith("egress-guard-probe-"):
+                    continue
+                if (pod.get("status") or {}).get("phase", "Pending") != "Pending" or not self.runs:
+                    continue
+                self.pods_seen.append(pod)
+                if metadata["name"] == "target":
+                    status = {"phase": "Running", "podIP": "10.1.2.3"}
+                else:
+                    blocked = self.enforcing and self._denied(pod)
+                    status = {"phase": "Failed" if blocked else "Succeeded"}
+                self.api.set_status("pods", metadata["name"], metadata["namespace"], status)
+
+
+class TestProbe:
+    def run(self, kubeconfig: Path, *extra: str) -> Result:
+        return doctor(
+            kubeconfig, "--check", "network-policy-enforcement", "--probe", "-o", "json", *extra
+        )
+
+    def test_an_enforcing_cluster_blocks_the_probe_and_cleans_up(
+        self, cluster: Cluster, kubeconfig: Path
+    ) -> None:
+        cluster.seed(namespace("kube-system", {}), *cni_installs.CALICO)
+        with FakeKubelet(cluster.api, enforcing=True) as kubelet:
+            outcome = self.run(kubeconfig)
+        assert outcome.exit_code == 0, outcome.output
+        probe = results(_json_part(outcome))["network-policy-probe"]
+        assert probe["status"] == "ok"
+        assert "NetworkPolicies are enforced" in probe["summary"]
+        assert not [
+            n for n in cluster.api.objects("namespaces") if "probe" in n["metadata"]["name"]
+        ]
+        assert {pod["metadata"]["name"] for pod in kubelet.pods_seen} == {
+            "target",
+            "control",
+            "probe",
+        }
+        for (
+            pod
+        ) in kubelet.pods_seen:  # admitted where the restricted Pod Security level is enforced
+            (container,) = pod["spec"]["containers"]
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] and not context["allowPrivilegeEscalation"]
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+
+    def test_a_cluster_that_does_not_enforce_is_a_problem(
+        self, cluster: Cluster, kubeconfig: Path
+    ) -> None:
+        cluster.seed(namespace("kube-system", {}), *cni_installs.CALICO)  # says it enforces
+        with FakeKubelet(cluster.api, enforcing=False):
+            outcome = self.run(kubeconfig)
+        assert outcome.exit_code == 1
+        probe = results(_json_part(outcome))["network-policy-probe"]
+        assert probe["status"] == "problem"
+        assert "not enforced" in probe["summary"]
+
+    def test_the_probe_says_it_writes(self, cluster: Cluster, kubeconfig: Path) -> None:
+        with FakeKubelet(cluster.api, enforcing=True):
+            outcome = self.run(kubeconfig)
+        assert "probe: this writes" in outcome.output
+
+    def test_pods_that_never_run_are_unknown_and_cleaned_up(
+        self, cluster: Cluster, kube: Any
+    ) -> None:
+        probe = EnforcementProbe(kube, timeout_s=0.5, poll_s=0.05)
+        with FakeKubelet(cluster.api, enforcing=True, runs=False):
+            outcome = probe.run()
+        assert outcome.enforced is None
+        assert "did not get there within 0.5 s" in outcome.detail
+        assert outcome.cleaned_up
+        assert cluster.api.get("namespaces", outcome.namespace) is None
+
+    def test_a_control_pod_that_cannot_reach_the_target_tells_nothing(
+        self, cluster: Cluster, kube: Any
+    ) -> None:
+        class Broken(FakeKubelet):
+            def _denied(self, pod: dict[str, Any]) -> bool:
+                return True  # everything is blocked, policy or not
+
+        with Broken(cluster.api, enforcing=True):
+            outcome = EnforcementProbe(kube, poll_s=0.05).run()
+        assert outcome.enforced is None
+        assert "control pod" in outcome.detail
+        assert cluster.api.get("namespaces", outcome.namespace) is None
+
+
+def _json_part(outcome: Result) -> Result:
+    """The JSON document without the probe's progress lines (CliRunner mixes stderr in)."""
+    start = outcome.output.index("{")
+    return type("Output", (), {"output": outcome.output[start:]})()  # type: ignore[return-value]

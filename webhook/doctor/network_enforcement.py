@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from webhook.cluster.cluster_survey import ClusterSurvey, DaemonSetSummary
+from webhook.cluster.enforcement_probe import ProbeOutcome
 from webhook.doctor.results import CheckResult, Status, unknown
 
 CHECK = "network-policy-enforcement"
+PROBE = "network-policy-probe"
 PROBE_FIX = "`egress-guard doctor --probe` tests for real that a default-deny policy blocks egress."
 
 EVIDENCE_CRDS = {
@@ -171,3 +173,21 @@ def check(survey: ClusterSurvey, uses_network_policies: bool) -> CheckResult:
         details,
         PROBE_FIX,
     )
+
+
+def probe_result(outcome: ProbeOutcome) -> CheckResult:
+    """What `--probe` found, as a result of its own beside what the API suggested."""
+    details: tuple[str, ...] = ()
+    if not outcome.cleaned_up:
+        details = (f"namespace {outcome.namespace} could not be deleted: delete it",)
+    if outcome.enforced is True:
+        return CheckResult(PROBE, Status.OK, outcome.detail, details)
+    if outcome.enforced is False:
+        return CheckResult(
+            PROBE,
+            Status.PROBLEM,
+            outcome.detail,
+            details,
+            "Run a CNI that enforces NetworkPolicies, or turn its policy enforcement on.",
+        )
+    return CheckResult(PROBE, Status.UNKNOWN, outcome.detail, details)

@@ -48,13 +48,34 @@ def _check_help() -> str:
     metavar="ID",
     help=_check_help(),
 )
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Also test enforcement for real: pods and a default-deny policy in a scratch "
+    "namespace, deleted afterwards. Writes (needs create/delete namespaces, create pods and "
+    "networkpolicies).",
+)
+@click.option(
+    "--probe-image",
+    default="busybox:1.36",
+    show_default=True,
+    help="Image of the probe's pods (needs sh, wget and httpd).",
+)
+@click.option(
+    "--probe-timeout",
+    type=click.FloatRange(min=10),
+    default=120.0,
+    show_default=True,
+    help="Seconds the probe may take before it gives up (and cleans up).",
+)
 @click.option("-o", "--output", type=click.Choice(OUTPUTS), default="table", show_default=True)
 def doctor(**flags: Any) -> None:
     """Check that enforcement is real on a cluster, and say what to do about what is not.
 
-    Reads only: the CNI and its settings, the installed webhooks, their certificate and
-    endpoints, DNS and the proxy, the managed namespaces and the generated NetworkPolicies.
-    Exit 0 when nothing is a problem, 1 when something is, 2 on usage or connection errors.
+    Reads only (unless --probe): the CNI and its settings, the installed webhooks, their
+    certificate and endpoints, DNS and the proxy, the managed namespaces and the generated
+    NetworkPolicies. Exit 0 when nothing is a problem, 1 when something is, 2 on usage or
+    connection errors.
     """
     from webhook.cluster.api_calls import ApiRejected, ApiUnreachable
     from webhook.cluster.cluster_survey import SurveyTargets, survey_cluster, workloads_in
@@ -99,9 +120,29 @@ def doctor(**flags: Any) -> None:
         except (ApiRejected, ApiUnreachable) as err:
             seen = _with(seen, plan_unreadable=str(err))
     diagnosis = diagnose(check_ids, seen, policy, targets, dt.datetime.now(dt.UTC))
+    if flags["probe"]:
+        diagnosis = Diagnosis((*diagnosis.results, _probe(api, flags)))
     _print(diagnosis, flags["output"])
     if diagnosis.problems:
         sys.exit(EXIT_DENIED)
+
+
+def _probe(api: Any, flags: dict[str, Any]) -> Any:
+    from webhook.cluster.enforcement_probe import EnforcementProbe
+    from webhook.doctor.network_enforcement import probe_result
+
+    click.echo(
+        "probe: this writes (a scratch namespace with three pods and a NetworkPolicy, deleted "
+        "afterwards)",
+        err=True,
+    )
+    probe = EnforcementProbe(
+        api,
+        image=flags["probe_image"],
+        timeout_s=flags["probe_timeout"],
+        on_progress=lambda message: click.echo(message, err=True),
+    )
+    return probe_result(probe.run())
 
 
 def _with(seen: Any, **changes: Any) -> Any:
