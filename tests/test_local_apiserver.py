@@ -303,6 +303,31 @@ class TestLists:
         assert names == ["p0", "p2", "p3", "p4"]
 
 
+class TestServer:
+    def test_version_as_set_with_or_without_the_trailing_slash(
+        self, kube: client.ApiClient, api: LocalApiServer
+    ) -> None:
+        api.server_version = (1, 27)
+        answer = raw(client.VersionApi(kube).get_code(_preload_content=False))  # GET /version/
+        assert (answer["major"], answer["minor"], answer["gitVersion"]) == ("1", "27", "v1.27.0")
+
+    def test_status_is_dropped_on_create_and_written_as_a_controller_does(
+        self, kube: client.ApiClient, api: LocalApiServer
+    ) -> None:
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": "team-a"},
+            "spec": {"ports": [{"port": 80}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
+        }
+        (created,) = api.seed(service)
+        assert "ingress" not in (created.get("status") or {}).get("loadBalancer", {})
+        written = api.set_status("services", "web", "team-a", service["status"])
+        assert written["status"] == service["status"]
+        assert written["spec"]["ports"][0]["port"] == 80
+
+
 class TestThrottling:
     def test_a_429_says_when_to_try_again_as_priority_and_fairness_does(
         self, api: LocalApiServer, tmp_path: Path
