@@ -1,0 +1,1 @@
+"""`make image-test`: the container image built, run as deploy/ runs it, and checked."""
