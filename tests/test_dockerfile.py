@@ -190,3 +190,12 @@ def test_the_build_context_holds_only_what_the_image_needs() -> None:
     needed_files = ("!build-requirements.txt", "!pyproject.toml", "!constraints.txt", "!README.md")
     for needed in (*needed_files, "!webhook/"):
         assert needed in lines
+
+
+def test_every_setting_the_image_sets_is_one_serve_reads() -> None:
+    from webhook.config.settings import ServeSettings
+
+    for name in image_env():
+        if name.startswith("EGRESS_GUARD_"):
+            field = name.removeprefix("EGRESS_GUARD_").lower()
+            assert field in ServeSettings.model_fields, f"{name} is read by nobody"
