@@ -433,6 +433,15 @@ class NamespaceDefaults(_Model):
     inject: Inject | None = None
 
 
+class ReportSettings(_Model):
+    """What the reconciler reports besides its log: one report per managed namespace, with a
+    result per workload, in the schema Kyverno installs and Policy Reporter reads
+    (`wgpolicyk8s.io/v1alpha2` PolicyReport) or its successor (`openreports.io/v1alpha1`)."""
+
+    policy_reports: bool = False
+    format: Literal["policyreport", "openreports"] = "policyreport"
+
+
 class Policy(_Model):
     """The whole policy file."""
 
@@ -446,6 +455,7 @@ class Policy(_Model):
     namespaces: dict[NamespaceName, NamespaceDefaults] = Field(default_factory=dict)
     workload_kinds: list[WorkloadKindSpec] = Field(default_factory=list)
     governance: Governance = Field(default_factory=Governance)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     cluster_networks: list[str] = Field(default_factory=list)
     """The cluster's own pod and service ranges: a profile reaching the whole internet should
     except them (and the cloud metadata address); policy advice says so."""

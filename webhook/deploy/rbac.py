@@ -8,13 +8,16 @@ Two service accounts, so that each process holds only what it uses:
   never deletes one. It creates Events (each enforce-mode denial is recorded on the workload).
 - `<name>-reconciler` runs `reconcile`. It lists namespaces and the generated NetworkPolicies
   cluster-wide, creates, updates and deletes (prunes) them, and holds one Lease, by name, in
-  egress-guard's own namespace. It records no Events (its passes are in its log).
+  egress-guard's own namespace. It records no Events (its passes are in its log). With
+  `reports.policyReports` in the policy file it also keeps one report per managed namespace
+  (PolicyReports, or OpenReports Reports): list, create, update and delete on those alone.
 
-Both list Pods and every workload kind (the built-in ones and the policy's `workloadKinds`), one
-namespace at a time, and neither watches them: the reconciler to learn which profiles are in use,
-the webhook to preview what a namespace's new mode would refuse. Nothing here can read Secrets or
-change a workload. RBAC cannot tell a generated NetworkPolicy from a hand-made one, so
-the code never writes an object without egress-guard's managed-by label.
+Both list Pods and every workload kind (the built-in ones and the policy's `workloadKinds`), and
+neither watches them: the reconciler cluster-wide, a page at a time, to learn which profiles are
+in use; the webhook one namespace at a time, to preview what a namespace's new mode would refuse.
+Nothing here can read Secrets or change a workload. RBAC cannot tell a generated NetworkPolicy
+from a hand-made one, so the code never writes an object without egress-guard's managed-by
+label.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from webhook.core.kube_names import reconciler_account_name
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
+from webhook.core.workload_reports import REPORT_KINDS
 from webhook.deploy.objects import DeployOptions, labels
 
 Rule = tuple[str, Sequence[str], Sequence[str]]
@@ -122,6 +126,14 @@ def _binding(
     }
 
 
+def reconciler_rules(policy: Policy) -> tuple[Rule, ...]:
+    """The reconciler's own rules, and the report kind's when the policy file asks for reports."""
+    if not policy.reports.policy_reports:
+        return RECONCILER_RULES
+    kind = REPORT_KINDS[policy.reports.format]
+    return (*RECONCILER_RULES, (kind.group, (kind.plural,), ("list", "create", "update", "delete")))
+
+
 def rbac_manifests(options: DeployOptions, policy: Policy) -> list[JsonObject]:
     """The reconciler's ServiceAccount (the webhook's is in serviceaccount.yaml), the roles, and
     their bindings."""
@@ -134,7 +146,7 @@ def rbac_manifests(options: DeployOptions, policy: Policy) -> list[JsonObject]:
             "metadata": _meta(options, reconciler, RECONCILER, namespaced=True),
         },
         _cluster_role(options, f"{webhook}-webhook", WEBHOOK, WEBHOOK_RULES),
-        _cluster_role(options, f"{webhook}-reconciler", RECONCILER, RECONCILER_RULES),
+        _cluster_role(options, f"{webhook}-reconciler", RECONCILER, reconciler_rules(policy)),
         _cluster_role(options, f"{webhook}-workload-reader", None, workload_reader_rules(policy)),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

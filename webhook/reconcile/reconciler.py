@@ -26,6 +26,7 @@ what was left undone), and a failed write is reported without stopping the other
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -47,12 +48,21 @@ from webhook.cluster.api_calls import (
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
+from webhook.cluster.report_writer import ReportWriter
 from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
 from webhook.cluster.write_pacing import PacingSettings, WriteRate, paced
-from webhook.core.namespace import namespace_context
+from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
+from webhook.core.workload_reports import (
+    REPORT_KINDS,
+    REPORT_NAME,
+    WorkloadResult,
+    render_report,
+    same_report,
+    workload_result,
+)
 from webhook.core.workloads import WorkloadKind, builtin_kind
 from webhook.reconcile.plan import (
     NamespaceState,
@@ -93,6 +103,11 @@ class ReconcileReport:
     """Writes tried again after a 429, a 5xx or no answer."""
     api_calls: int = 0
     duration_s: float = 0.0
+    reports_written: list[str] = field(default_factory=list)
+    """Namespaces whose report was created or updated (`reports.policyReports`)."""
+    reports_deleted: list[str] = field(default_factory=list)
+    reports_unavailable: str = ""
+    """Why no report was written this pass (its CRD is not installed), or empty."""
 
     @property
     def complete(self) -> bool:
@@ -114,6 +129,8 @@ class ReconcileReport:
             "stoppedEarly": self.stopped,
             "left": self.left,
             "retries": self.retries,
+            "reportsWritten": self.reports_written,
+            "reportsDeleted": self.reports_deleted,
             "apiCalls": self.api_calls,
             "durationSeconds": round(self.duration_s, 3),
         }
@@ -124,7 +141,13 @@ class ReconcileReport:
             f"{len(self.created)} created, {len(self.updated)} updated, "
             f"{len(self.deleted)} deleted, {len(self.deferred)} deferred, {len(self.kept)} kept, "
             f"{self.unchanged} in place, {len(self.refused)} refused, {len(self.errors)} errors; "
-            f"{self.api_calls} API calls in {self.duration_s:.1f} s"
+            + (
+                f"reports: {len(self.reports_written)} written, "
+                f"{len(self.reports_deleted)} deleted; "
+                if self.reports_written or self.reports_deleted
+                else ""
+            )
+            + f"{self.api_calls} API calls in {self.duration_s:.1f} s"
             + (
                 f" (stopped: no longer the leader; {self.left} changes left undone)"
                 if self.stopped
@@ -149,6 +172,11 @@ class _Step:
     def where(self) -> str:
         metadata = self.manifest["metadata"]
         return f"{metadata['namespace']}/{metadata['name']}"
+
+
+def _within(change: Callable[[Deadline], None], budget_s: float) -> None:
+    """One write, with a fresh time budget per attempt."""
+    change(Deadline(budget_s))
 
 
 class _LeadershipLost(Exception):
@@ -180,6 +208,8 @@ class Reconciler:
         self._api = api
         self._unused: frozenset[NetworkPolicyIdentity] = frozenset()
         """Profile NetworkPolicies the last pass found unused (see the module docstring)."""
+        self._reports_missing = False
+        """The report kind's CRD was missing last pass (said once, until it is installed)."""
 
     def run_once(self, may_act: Callable[[], bool] = lambda: True) -> ReconcileReport:
         started, calls_before = self._clock(), self._calls.count
@@ -195,13 +225,13 @@ class Reconciler:
         """What a pass would change now, read and planned without writing (nor remembering
         anything for the next pass). Raises ApiUnreachable or ApiRejected if a read fails."""
         policy = self._policies.current()
-        states, generated = self._read(policy, ReconcileReport())
+        states, generated, _ = self._read(policy, ReconcileReport(), reports=False)
         return plan_reconcile(policy, states, generated, prune=self._prune)
 
     def _pass(self, report: ReconcileReport, may_act: Callable[[], bool]) -> None:
         policy = self._policies.current()
         try:
-            states, generated = self._read(policy, report)
+            states, generated, results = self._read(policy, report)
         except (ApiUnreachable, ApiRejected) as err:
             self._unused = frozenset()  # the next pass is the first of two again
             report.errors.append(f"reading the cluster failed, nothing changed: {err}")
@@ -215,12 +245,16 @@ class Reconciler:
         report.kept = [f"{namespace}/{name}" for namespace, name in plan.kept]
         report.deferred = [f"{namespace}/{name}" for namespace, name in plan.deferred]
         self._carry_out(plan, report, may_act)
+        if results is not None and not report.stopped:
+            self._write_reports(policy, results, report, may_act)
 
     # reading
 
     def _read(
-        self, policy: Policy, report: ReconcileReport
-    ) -> tuple[list[NamespaceState], list[JsonObject]]:
+        self, policy: Policy, report: ReconcileReport, *, reports: bool = True
+    ) -> tuple[list[NamespaceState], list[JsonObject], dict[str, list[WorkloadResult]] | None]:
+        """Namespaces, generated policies, and (with `reports.policyReports`) each reported
+        namespace's workload results."""
         labels_by_name: dict[str, Mapping[str, str]] = {}
         for items, _ in pages(self._core.list_namespace, timeout=LIST_TIMEOUT, counter=self._calls):
             for item in items:
@@ -239,39 +273,54 @@ class Reconciler:
             counter=self._calls,
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
         )
-        profiles = self._profiles_in_use(policy, managed)
+        reported: dict[str, NamespaceContext] = {}
+        if reports and policy.reports.policy_reports:
+            for name, labels in labels_by_name.items():
+                context = namespace_context(name, labels, policy)
+                if context.mode is not None:
+                    reported[name] = context
+        profiles, results = self._workloads(policy, managed, reported)
         states = [
             NamespaceState(name, labels, frozenset(profiles.get(name, ())))
             for name, labels in labels_by_name.items()
         ]
-        return states, generated
+        return states, generated, results if reports and policy.reports.policy_reports else None
 
-    def _profiles_in_use(self, policy: Policy, managed: set[str]) -> dict[str, set[str]]:
-        """The profiles each managed namespace's workloads declare, a page at a time."""
+    def _workloads(
+        self, policy: Policy, managed: set[str], reported: Mapping[str, NamespaceContext]
+    ) -> tuple[dict[str, set[str]], dict[str, list[WorkloadResult]]]:
+        """The profiles each managed namespace's workloads declare, and each reported
+        namespace's workload results, read a page at a time."""
         profiles: dict[str, set[str]] = {name: set() for name in managed}
-        if not managed:
-            return profiles
-        per_namespace = len(managed) <= self._per_namespace_up_to
+        results: dict[str, list[WorkloadResult]] = {name: [] for name in reported}
+        wanted = managed | set(reported)
+        if not wanted:
+            return profiles, results
+        per_namespace = len(wanted) <= self._per_namespace_up_to
         for kind in policy.reviewed_kinds:
             pods = (kind.group, kind.kind) == ("", "Pod")
-            selector = policy.profile_label if pods else None
+            # a bare Pod without the label is reported (it fails), so reports list Pods whole
+            selector = policy.profile_label if pods and not reported else None
             if per_namespace:
                 lister = namespaced_lister(self._api, kind)
                 sources: list[tuple[WorkloadLister, tuple[str, ...]]] = [
-                    (lister, (namespace,)) for namespace in sorted(managed)
+                    (lister, (namespace,)) for namespace in sorted(wanted)
                 ]
             else:
                 sources = [(cluster_lister(self._api, kind), ())]
             for lister, args in sources:
                 for items in self._kind_pages(kind, lister, args, selector):
                     for item in items:
-                        namespace = (item.get("metadata") or {}).get("namespace")
-                        if namespace not in profiles:
-                            continue
-                        profile = workload_profile(kind.kind, item, policy, kind.group)
-                        if profile is not None:
-                            profiles[namespace].add(profile)
-        return profiles
+                        namespace = str((item.get("metadata") or {}).get("namespace"))
+                        if namespace in profiles:
+                            profile = workload_profile(kind.kind, item, policy, kind.group)
+                            if profile is not None:
+                                profiles[namespace].add(profile)
+                        if namespace in reported:
+                            found = workload_result(kind, item, policy, reported[namespace])
+                            if found is not None:
+                                results[namespace].append(found)
+        return profiles, results
 
     def _kind_pages(
         self,
@@ -354,6 +403,64 @@ class Reconciler:
             log.warning(
                 "reconcile: no longer the leader; stopped with %d changes left", report.left
             )
+
+    def _write_reports(
+        self,
+        policy: Policy,
+        results: Mapping[str, list[WorkloadResult]],
+        report: ReconcileReport,
+        may_act: Callable[[], bool],
+    ) -> None:
+        """One report per reported namespace, rewritten only when its results changed; those of
+        namespaces no longer reported deleted. A missing CRD is said once, not every pass."""
+        kind = REPORT_KINDS[policy.reports.format]
+        writer = ReportWriter(self._api, kind, self._calls)
+        try:
+            live = writer.live()
+        except ApiRejected as err:
+            if not err.not_found:
+                report.errors.append(f"listing {kind.kind}s failed: {err}")
+                return
+            report.reports_unavailable = (
+                f"{kind.plural}.{kind.group} is not installed: no {kind.kind} is written "
+                "(install its CRD, e.g. with Kyverno or Policy Reporter)"
+            )
+            if not self._reports_missing:
+                log.error("reconcile: %s", report.reports_unavailable)
+            self._reports_missing = True
+            return
+        except ApiUnreachable as err:
+            report.errors.append(f"listing {kind.kind}s failed: {err}")
+            return
+        if self._reports_missing:
+            log.info("reconcile: %s.%s is installed: writing reports", kind.plural, kind.group)
+            self._reports_missing = False
+        rate = WriteRate(self._pacing.writes_per_second)
+        changes: list[tuple[str, Callable[[Deadline], None]]] = []
+        for namespace, entries in sorted(results.items()):
+            desired = render_report(namespace, entries, kind)
+            current = live.pop(namespace, None)
+            if current is None:
+                changes.append((namespace, functools.partial(writer.create, desired)))
+            elif not same_report(current, desired):
+                changes.append((namespace, functools.partial(writer.replace, current, desired)))
+        deletes: list[tuple[str, Callable[[Deadline], None]]] = [
+            (namespace, functools.partial(writer.delete, current))
+            for namespace, current in live.items()
+        ]
+        for index, (namespace, change) in enumerate([*changes, *deletes]):
+            if not may_act():
+                report.stopped = True
+                report.left += len(changes) + len(deletes) - index
+                return
+            budget = self._write_budget_s
+            try:
+                paced(functools.partial(_within, change, budget), rate, self._pacing)
+            except (ApiRejected, ApiUnreachable) as err:
+                report.errors.append(f"{namespace}/{kind.kind} {REPORT_NAME}: {err}")
+                continue
+            written = report.reports_written if index < len(changes) else report.reports_deleted
+            written.append(namespace)
 
     @staticmethod
     def _record(report: ReconcileReport, step: _Step, outcome: str, detail: str) -> None:
