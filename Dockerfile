@@ -54,7 +54,7 @@ LABEL org.opencontainers.image.title="egress-guard" \
 RUN groupadd --gid 65532 egress-guard \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin egress-guard \
- && rm -rf /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.* \
+ && rm -rf /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.* /usr/local/bin/wheel \
         /usr/local/lib/python3.*/site-packages/* /usr/local/lib/python3.*/ensurepip/_bundled \
         /usr/share/python-wheels
 COPY --from=build /opt/egress-guard /opt/egress-guard

@@ -95,6 +95,7 @@ def test_the_server_venv_never_holds_pip_and_the_base_loses_its_own() -> None:
     for removed in (
         "/usr/local/lib/python3.*/site-packages/*",
         "/usr/local/bin/pip3",
+        "/usr/local/bin/wheel",
         "/usr/local/lib/python3.*/ensurepip/_bundled",
         "/usr/share/python-wheels",
     ):

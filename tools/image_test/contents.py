@@ -23,7 +23,7 @@ for exe in (sys.executable, os.path.realpath(sys.executable)):
 
 package = re.compile(r"^(pip|setuptools|pkg_resources|wheel|_distutils_hack)$")
 dist = re.compile(r"^(pip|setuptools|wheel)-[^/]*\.(dist-info|egg-info)$")
-script = re.compile(r"^(pip|pip3|pip3\.\d+|easy_install(-[\d.]+)?)$")
+script = re.compile(r"^(pip|pip3|pip3\.\d+|wheel|easy_install(-[\d.]+)?)$")
 compiler = re.compile(r"^(gcc|cc|c\+\+|g\+\+|clang|cc1|ld|as|make|([\w-]+-)?gcc(-\d+)?)$")
 for top, dirs, files in os.walk("/"):
     if top in ("/proc", "/sys", "/dev"):
