@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -29,3 +29,28 @@ def progress(items: Sequence[T], label: str, stream: TextIO | None = None) -> It
         return
     with click.progressbar(items, label=label, file=stream, show_pos=True) as bar:
         yield iter(bar)
+
+
+class ListingProgress:
+    """Counts of what a long listing has read so far, on one self-overwriting line of a
+    terminal's standard error; nothing in a pipe or CI log."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._shown = False
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            click.echo(f"\r\033[Klisting: {text}", nl=False, err=True)
+            self._shown = True
+
+    def counted(self, items: Iterator[Any], what: str, every: int = 500) -> Iterator[Any]:
+        for count, item in enumerate(items, start=1):
+            if count % every == 0:
+                self.say(f"{count} {what}")
+            yield item
+
+    def done(self) -> None:
+        if self._shown:
+            click.echo("\r\033[K", nl=False, err=True)
+            self._shown = False

@@ -1,0 +1,1 @@
+"""`egress-guard report`: every workload, what its profile lets it reach, and whether it holds."""
