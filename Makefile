@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 PORT ?= 8443
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+IMAGE_TEST_ARGS ?=
 
 MUTATION_SCOPE ?= webhook.core webhook.reconcile.plan
 MUTATION_GATE ?= $(if $(filter webhook.core,$(MUTATION_SCOPE)),--min-score 92 --strict,)
 
-.PHONY: run test lint typecheck unit lock clean bench bench-smoke bench-reconcile image mutation
+.PHONY: run test lint typecheck unit lock clean bench bench-smoke bench-reconcile image image-test browser mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,5 +60,11 @@ lock: $(STAMP)  ## refresh constraints.txt from the current environment
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants
 
-image:  ## build the container image (needs Docker or a compatible builder)
-	docker build -t egress-guard:$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' webhook/__init__.py) .
+image:  ## build the container image (Docker with BuildKit; behind a private index see README, "The image")
+	DOCKER_BUILDKIT=1 docker build -t egress-guard:$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' webhook/__init__.py) .
+
+image-test: $(STAMP)  ## build the image and run it as deploy/ does (installs Docker as root if missing; ~2 min)
+	$(BIN)/python -m tools.image_test $(IMAGE_TEST_ARGS)
+
+browser:  ## Debian's Chromium for the report page's browser tests (as root; present: nothing to do)
+	command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
