@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
@@ -169,7 +170,7 @@ def call_json(
     finally:
         response.release_conn()
     try:
-        document = json.loads(data)
+        document = orjson.loads(data)  # pages of 500 objects: several times faster than json
     except ValueError:
         raise ApiUnreachable("the Kubernetes API answered something that is not JSON") from None
     if not isinstance(document, dict):
