@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,7 @@ def test_all_allowed_exits_0_with_a_table_and_a_summary(tmp_path: Path) -> None:
     assert "egress-guard-profile-stripe" in lines[1]
     assert lines[-1] == (
         "1 workload in 1 file: 1 allowed, 0 denied, 0 warned, 0 audited; "
-        "1 other objects skipped (1 Service)"
+        "1 other object skipped (1 Service)"
     )
     assert result.stderr == ""
 
@@ -176,7 +175,7 @@ def test_helm_output_names_the_template_of_each_workload() -> None:
     assert items(result)[0]["source"]["helmSource"] == "shop/templates/web.yaml"
     assert items(result)[0]["source"]["line"] == 3
     table = run("-f", "-", "-n", "payments", stdin=stream)
-    assert table.stdout.splitlines()[-1].endswith("1 other objects skipped (1 Service)")
+    assert table.stdout.splitlines()[-1].endswith("1 other object skipped (1 Service)")
 
 
 def test_generate_name_is_shown_as_the_api_server_would_name_it() -> None:
@@ -332,6 +331,9 @@ def test_json_is_parseable_sorted_and_stable(tmp_path: Path) -> None:
         "files": 1,
         "inputErrors": 0,
         "namespaces": 0,
+        "notManaged": 0,
+        "notManagedNamespaces": [],
+        "exempt": 0,
         "notSent": {},
         "objects": 4,
         "skipped": 1,
@@ -510,18 +512,133 @@ def test_no_progress_output_when_piped(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["summary"]["workloads"] == 25
 
 
-def test_table_rows_are_cut_to_a_terminal_width_only_when_asked(tmp_path: Path) -> None:
+def test_on_a_narrow_terminal_the_reason_goes_under_its_row_whole(tmp_path: Path) -> None:
     from webhook.cli.commands.check import read_all, review_inputs
     from webhook.cli.output_table import render_table
     from webhook.config.policy_file import load_policy
 
-    path = write(tmp_path / "w.yaml", workload("Deployment", {}))
+    path = write(
+        tmp_path / "w.yaml", workload("Deployment", {}), workload("Deployment", LABELLED, name="ok")
+    )
     report = review_inputs(read_all((str(path),)), load_policy(None), "payments", None, None)
-    cut: Sequence[str] = render_table(report, width=60).splitlines()
-    assert all(len(line) <= 60 for line in cut[:-1])
-    assert cut[1].endswith("...")
     whole = render_table(report).splitlines()
-    assert len(whole[1]) > 60 and whole[1].endswith("web-via-proxy")
+    assert len(whole[1]) > 120 and whole[1].endswith("web-via-proxy")
+    for width in (80, 120):
+        lines = render_table(report, width=width).splitlines()
+        assert all(len(line) <= width for line in lines[:-1]), lines
+        assert lines[0].split() == ["NAMESPACE", "KIND/NAME", "VERDICT"]
+        assert lines[1].split() == ["payments", "Deployment/web", "denied"]
+        under = " ".join(line.strip() for line in lines[2:] if line.startswith("    "))
+        # every word of the reason and of what is injected is there, in order
+        reason = whole[1].split("   ")[-1].strip()
+        assert reason in under
+        assert "injected: netpol: egress-guard-default-deny, egress-guard-profile-stripe" in under
+    wide = render_table(report, width=400).splitlines()
+    assert wide == whole
+
+
+def test_colour_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from webhook.cli.commands import check as check_module
+
+    path = write(tmp_path / "w.yaml", workload("Deployment", {}))
+    piped = run("-f", str(path), "-n", "payments")
+    assert "\x1b[" not in piped.stdout
+    monkeypatch.setattr(check_module, "terminal", lambda: (80, True))
+    coloured = CliRunner().invoke(main, ["check", "-f", str(path), "-n", "payments"], color=True)
+    assert "\x1b[31mdenied" in coloured.stdout
+    assert all(len(click_unstyle(line)) <= 80 for line in coloured.stdout.splitlines()[:-1])
+    staging = CliRunner().invoke(main, ["check", "-f", str(path), "-n", "staging"], color=True)
+    assert "\x1b[33mwarned" in staging.stdout
+
+
+def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from webhook.cli.commands import check as check_module
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(check_module.sys, "stdout", Tty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert check_module.terminal()[1] is False
+    monkeypatch.delenv("NO_COLOR")
+    assert check_module.terminal()[1] is True
+    monkeypatch.setattr(check_module.sys, "stdout", io.StringIO())
+    assert check_module.terminal() == (None, False)
+
+
+def click_unstyle(text: str) -> str:
+    import click
+
+    return click.unstyle(text)
+
+
+# --- namespaces that are not managed ----------------------------------------------------------
+
+
+def test_unmanaged_namespaces_are_counted_apart_and_said(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "w.yaml",
+        workload("Deployment", {}, name="a"),
+        workload("Deployment", {}, name="b"),
+    )
+    result = run("-f", str(path))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[:3] == ["default", "Deployment/a", "unmanaged"]
+    assert lines[-1] == (
+        "2 workloads in 1 file: 0 allowed, 0 denied, 0 warned, 0 audited; "
+        "2 workloads in 1 unmanaged namespace (default): not checked"
+    )
+    assert result.stderr.startswith(
+        "warning: egress-guard: 2 workloads not checked: namespace default is not managed; "
+    )
+    assert "--require-managed" in result.stderr
+    document = json.loads(run("-f", str(path), "-o", "json").stdout)
+    assert document["summary"]["notManaged"] == 2
+    assert document["summary"]["notManagedNamespaces"] == ["default"]
+    assert document["summary"]["allowed"] == 0
+    assert [item["checked"] for item in document["items"]] == [False, False]
+
+
+def test_unmanaged_workloads_are_skipped_in_junit_and_an_error_with_require_managed(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "w.yaml", workload("Deployment", {}, name="a"))
+    plain = run("-f", str(path), "-o", "junit")
+    assert plain.exit_code == 0
+    root = ET.fromstring(plain.stdout.split("\n", 1)[1])
+    assert (root.get("tests"), root.get("skipped"), root.get("failures")) == ("1", "1", "0")
+    skipped = root.find("testsuite/testcase/skipped")
+    assert skipped is not None and "namespace default is not managed" in skipped.get("message", "")
+    strict = run("-f", str(path), "-o", "junit", "--require-managed")
+    assert strict.exit_code == 2
+    root = ET.fromstring(strict.stdout.split("\n", 1)[1])
+    assert (root.get("errors"), root.get("skipped")) == ("1", "0")
+    assert strict.stderr.startswith("error: egress-guard: 1 workload not checked")
+    managed = run("-f", str(path), "-n", "shop", "--mode", "enforce", "--require-managed")
+    assert managed.exit_code == 1, "checked, and denied"
+    table = run("-f", str(path), "--require-managed")
+    assert table.exit_code == 2
+
+
+def test_exempt_namespaces_are_counted_apart_but_never_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "w.yaml", workload("Deployment", {}, name="a"))
+    result = run("-f", str(path), "-n", "kube-system", "--mode", "enforce", "--require-managed")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[1].split()[2] == "exempt"
+    assert "1 workload in exempt namespaces: not checked" in result.stdout
+
+
+def test_helm_template_names_the_junit_file() -> None:
+    stream = "---\n# Source: shop/templates/api.yaml\n" + yaml.safe_dump(
+        workload("Deployment", {}, name="api")
+    )
+    result = run("-f", "-", "-n", "payments", "-o", "junit", stdin=stream)
+    root = ET.fromstring(result.stdout.split("\n", 1)[1])
+    case = root.find("testsuite/testcase")
+    assert case is not None and case.get("file") == "shop/templates/api.yaml"
+    assert root.find("testsuite").get("name") == "<stdin>"  # type: ignore[union-attr]
 
 
 def test_offline_commands_never_load_the_kubernetes_client() -> None:

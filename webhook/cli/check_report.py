@@ -17,7 +17,7 @@ from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
 from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
 from webhook.config import yaml_text
-from webhook.core.decision import Verdict
+from webhook.core.decision import Note, Verdict
 from webhook.core.findings import Finding
 from webhook.core.wording import sentence
 
@@ -31,6 +31,25 @@ VERDICT_ORDER = (
 )
 SAID_WHEN_NONZERO = frozenset({Verdict.UNAVAILABLE, Verdict.ERRORED})
 """Verdicts the summary line names only when some workload got them."""
+NOT_CHECKED = frozenset({Note.NOT_MANAGED, Note.EXEMPT})
+"""Notes of the reviews that checked nothing: the namespace is not managed, or exempt."""
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 workload`, `2 workloads`, `0 NetworkPolicies`."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
+def objects_noun(reviews: list[WorkloadReview]) -> str:
+    """`3 workloads`, or `3 objects` when some are NetworkPolicies."""
+    if any(review.kind == "NetworkPolicy" for review in reviews):
+        return plural(len(reviews), "object")
+    return plural(len(reviews), "workload")
+
+
+def is_checked(review: WorkloadReview) -> bool:
+    """Whether the server would have checked the object at all (a managed namespace)."""
+    return review.decision.note not in NOT_CHECKED
 
 
 @dataclass(slots=True)
@@ -46,10 +65,28 @@ class CheckReport:
     """Namespace objects read (they supply labels; they are not reviewed)."""
     problems: list[InputProblem] = field(default_factory=list)
     files: int = 0
+    require_managed: bool = False
+    """`--require-managed`: a workload in a namespace that is not managed is an error (CI)."""
 
     @property
     def verdicts(self) -> Counter[Verdict]:
-        return Counter(review.decision.verdict for review in self.reviews)
+        """The verdicts of what was checked (not of the objects in unmanaged or exempt
+        namespaces, which the server admits unchecked)."""
+        return Counter(review.decision.verdict for review in self.reviews if is_checked(review))
+
+    @property
+    def unmanaged(self) -> list[WorkloadReview]:
+        """Objects in namespaces that are not managed: admitted without a check."""
+        return [r for r in self.reviews if r.decision.note is Note.NOT_MANAGED]
+
+    @property
+    def exempt(self) -> list[WorkloadReview]:
+        """Objects in exempt namespaces: never touched."""
+        return [r for r in self.reviews if r.decision.note is Note.EXEMPT]
+
+    @property
+    def unmanaged_namespaces(self) -> list[str]:
+        return sorted({review.namespace for review in self.unmanaged})
 
     @property
     def refused(self) -> int:
@@ -59,10 +96,11 @@ class CheckReport:
     @property
     def exit_code(self) -> int:
         """1 when anything is refused, even if some input could not be read (both fail a build,
-        and a denial is the more useful news); otherwise 2 for unreadable input; otherwise 0."""
+        and a denial is the more useful news); otherwise 2 for unreadable input, or (with
+        `require_managed`) for objects in unmanaged namespaces; otherwise 0."""
         if self.refused:
             return EXIT_DENIED
-        if self.problems:
+        if self.problems or (self.require_managed and self.unmanaged):
             return EXIT_USAGE
         return EXIT_OK
 
@@ -85,6 +123,9 @@ class CheckReport:
             "networkPolicies": self.network_policies,
             **{verdict.value: verdicts.get(verdict, 0) for verdict in VERDICT_ORDER},
             "namespaces": self.namespaces,
+            "notManaged": len(self.unmanaged),
+            "notManagedNamespaces": self.unmanaged_namespaces,
+            "exempt": len(self.exempt),
             "skipped": skipped,
             "skippedKinds": dict(sorted(self.skipped.items())),
             "notSent": dict(sorted(self.not_sent_kinds.items())),
@@ -101,29 +142,50 @@ class CheckReport:
             if verdict not in SAID_WHEN_NONZERO or verdicts.get(verdict)
         )
         workloads = len(self.reviews) - self.network_policies
-        reviewed = f"{workloads} workload{'' if workloads == 1 else 's'}"
+        reviewed = plural(workloads, "workload")
         if self.network_policies:
-            count = self.network_policies
-            reviewed += f" and {count} NetworkPolic{'y' if count == 1 else 'ies'}"
-        line = f"{reviewed} in {self.files} file{'' if self.files == 1 else 's'}: {counts}"
+            reviewed += " and " + plural(self.network_policies, "NetworkPolicy", "NetworkPolicies")
+        line = f"{reviewed} in {plural(self.files, 'file')}: {counts}"
+        if self.unmanaged:
+            names = self.unmanaged_namespaces
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            line += (
+                f"; {objects_noun(self.unmanaged)} in "
+                f"{plural(len(names), 'unmanaged namespace')} ({shown}): not checked"
+            )
+        if self.exempt:
+            line += f"; {objects_noun(self.exempt)} in exempt namespaces: not checked"
         skipped = sum(self.skipped.values())
         if skipped:
             top = ", ".join(f"{count} {kind}" for kind, count in self.skipped.most_common(4))
             more = ", ..." if len(self.skipped) > 4 else ""
-            line += f"; {skipped} other objects skipped ({top}{more})"
+            other = plural(skipped, "other object")
+            line += f"; {other} skipped ({top}{more})"
         if self.not_sent:
             kinds = ", ".join(f"{n} {kind}" for kind, n in self.not_sent_kinds.most_common())
-            count = len(self.not_sent)
             line += (
-                f"; {count} workload{'' if count == 1 else 's'} skipped, not sent by the API "
+                f"; {plural(len(self.not_sent), 'workload')} skipped, not sent by the API "
                 f"server ({kinds}: not in workloadKinds)"
             )
         if self.namespaces:
-            line += f"; {self.namespaces} Namespace{'' if self.namespaces == 1 else 's'} read"
+            line += f"; {plural(self.namespaces, 'Namespace')} read"
         if self.problems:
-            count = len(self.problems)
-            line += f"; {count} input error{'' if count == 1 else 's'}"
+            line += f"; {plural(len(self.problems), 'input error')}"
         return line
+
+    def unmanaged_advice(self) -> str | None:
+        """What to do about objects that were not checked, for standard error (None: nothing)."""
+        if not self.unmanaged:
+            return None
+        names = self.unmanaged_namespaces
+        head = (
+            f"egress-guard: {objects_noun(self.unmanaged)} not checked: namespace "
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not managed"
+        )
+        fix = "pass -n NAMESPACE and --mode enforce, or a labelled Namespace object"
+        if self.require_managed:
+            return f"error: {head} (--require-managed); {fix}"
+        return f"warning: {head}; {fix} (--require-managed makes this an error)"
 
     def document(self, *, show_generated: bool = False) -> dict[str, Any]:
         return {
@@ -144,6 +206,7 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
         "kind": review.kind,
         "name": review.name,
         "verdict": decision.verdict.value,
+        "checked": is_checked(review),
         "allowed": decision.allowed,
         "code": decision.code,
         "message": decision.message,

@@ -1,7 +1,9 @@
 """`check -o junit`: JUnit XML, the test report format CI systems read (GitLab, Jenkins, GitHub
 actions): one testsuite per input file, one testcase per workload, a `failure` for each workload
-the server would refuse, a `skipped` one for each workload the API server would not send, and an
-`error` for each input that could not be read."""
+the server would refuse, a `skipped` one for each workload the API server would not send or
+egress-guard would not check (its namespace is not managed, or exempt: an `error` instead with
+`--require-managed`), and an `error` for each input that could not be read. A testcase's `file` is
+the Helm template the object came from when the input says (`# Source:`), else the input file."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from webhook.cli.check_report import CheckReport
-from webhook.cli.input_files import InputProblem
+from webhook.cli.check_report import CheckReport, is_checked
+from webhook.cli.input_files import InputProblem, SourceRef
 from webhook.cli.offline_review import NotSent, WorkloadReview
+from webhook.core.decision import Note
 from webhook.core.wording import sentence
 
 SUITES_NAME = "egress-guard check"
@@ -23,7 +26,23 @@ def _text(value: str) -> str:
     return _NOT_XML.sub("\ufffd", value)
 
 
-def _testcase(review: WorkloadReview) -> ET.Element:
+def _file(source: SourceRef) -> str:
+    """The Helm template an object came from, when known; else the file it was read from."""
+    return source.helm_source or source.path
+
+
+def _unchecked(case: ET.Element, review: WorkloadReview, *, require_managed: bool) -> ET.Element:
+    where = "exempt" if review.decision.note is Note.EXEMPT else "not managed"
+    message = f"not checked: namespace {review.namespace} is {where}"
+    if require_managed and review.decision.note is Note.NOT_MANAGED:
+        message += " (--require-managed): pass -n NAMESPACE and --mode, or a Namespace object"
+        ET.SubElement(case, "error", {"type": "NotManaged", "message": _text(message)})
+    else:
+        ET.SubElement(case, "skipped", {"message": _text(message)})
+    return case
+
+
+def _testcase(review: WorkloadReview, *, require_managed: bool = False) -> ET.Element:
     decision = review.decision
     source = review.manifest.source
     case = ET.Element(
@@ -31,10 +50,12 @@ def _testcase(review: WorkloadReview) -> ET.Element:
         {
             "classname": _text(f"egress-guard.{review.namespace}"),
             "name": _text(f"{review.kind}/{review.name}"),
-            "file": _text(source.path),
+            "file": _text(_file(source)),
             "line": str(source.line),
         },
     )
+    if not is_checked(review):
+        return _unchecked(case, review, require_managed=require_managed)
     details = [f"{review.kind}/{review.name} in namespace {review.namespace} ({source})"]
     details += [f"reason: {sentence(violation)}" for violation in decision.violations]
     details += [f"warning: {warning}" for warning in decision.warnings]
@@ -62,7 +83,7 @@ def _skipped_case(item: NotSent) -> ET.Element:
         {
             "classname": _text(f"egress-guard.{item.namespace}"),
             "name": _text(f"{item.kind}/{item.name}"),
-            "file": _text(source.path),
+            "file": _text(_file(source)),
             "line": str(source.line),
         },
     )
@@ -92,7 +113,9 @@ def render_junit(report: CheckReport) -> str:
     for problem in report.problems:
         cases[problem.path].append(_error_case(problem))
     for review in report.reviews:
-        cases[review.manifest.source.path].append(_testcase(review))
+        cases[review.manifest.source.path].append(
+            _testcase(review, require_managed=report.require_managed)
+        )
     for item in report.not_sent:
         cases[item.manifest.source.path].append(_skipped_case(item))
     root = ET.Element("testsuites", {"name": SUITES_NAME})

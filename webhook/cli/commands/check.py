@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -75,6 +76,19 @@ def stdin_stream() -> IO[bytes]:
     return sys.stdin.buffer
 
 
+def paths_or_stdin(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The paths given, else standard input when something is piped into it (as `explain` and
+    `check` both read it); a terminal on standard input is a usage error."""
+    if paths:
+        return paths
+    if sys.stdin.isatty():
+        raise click.UsageError(
+            "give manifests with -f PATH (a file, a directory, or - for standard input), or pipe "
+            "them on standard input"
+        )
+    return (STDIN,)
+
+
 def read_all(paths: tuple[str, ...]) -> Inputs:
     """Every object in the paths given, with a progress bar on a terminal for many files."""
     files, problems = find_files(paths)
@@ -83,13 +97,24 @@ def read_all(paths: tuple[str, ...]) -> Inputs:
         read_inputs(items, stdin_stream(), inputs)
     if not inputs.manifests and not inputs.problems:
         inputs.problems.append(
-            InputProblem(", ".join(paths), None, "no Kubernetes objects found in the input")
+            InputProblem(
+                ", ".join(STDIN_NAME if path == STDIN else path for path in paths),
+                None,
+                "no Kubernetes objects found in the input (give manifests with -f PATH, or pipe "
+                "them on standard input)",
+            )
         )
     return inputs
 
 
 def review_inputs(
-    inputs: Inputs, policy: Policy, namespace: str | None, mode: str | None, inject: str | None
+    inputs: Inputs,
+    policy: Policy,
+    namespace: str | None,
+    mode: str | None,
+    inject: str | None,
+    *,
+    require_managed: bool = False,
 ) -> CheckReport:
     """Review every workload and NetworkPolicy as a CREATE; count Namespaces; skip what runs no
     pods, and the workloads the API server would not send (their kind is outside the webhook
@@ -101,7 +126,9 @@ def review_inputs(
         Inject(inject) if inject else None,
     )
     reviewer = OfflineReviewer(assumptions)
-    report = CheckReport(problems=inputs.problems, files=inputs.files)
+    report = CheckReport(
+        problems=inputs.problems, files=inputs.files, require_managed=require_managed
+    )
     for manifest in inputs.manifests:
         if is_namespace(manifest):
             report.namespaces += 1
@@ -140,8 +167,12 @@ def _generated_stream(report: CheckReport) -> str:
     return "".join(f"---\n{document}" for document in documents)
 
 
-def _terminal_width() -> int | None:
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+def terminal() -> tuple[int | None, bool]:
+    """Standard output's width when it is a terminal (None in a pipe), and whether to colour:
+    on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    if not sys.stdout.isatty():
+        return None, False
+    return shutil.get_terminal_size().columns, not os.environ.get("NO_COLOR")
 
 
 def check_files(
@@ -153,9 +184,14 @@ def check_files(
     inject: str | None,
     output: str,
     show_generated: bool,
+    require_managed: bool = False,
 ) -> int:
-    report = review_inputs(read_all(paths), policy, namespace, mode, inject)
+    report = review_inputs(
+        read_all(paths), policy, namespace, mode, inject, require_managed=require_managed
+    )
     report_problems(report.problems)
+    if (advice := report.unmanaged_advice()) is not None:
+        click.echo(advice, err=True)
     if output == "json":
         click.echo(to_json(report.document(show_generated=show_generated)))
     elif output == "yaml":
@@ -163,7 +199,8 @@ def check_files(
     elif output == "junit":
         click.echo(render_junit(report), nl=False)
     else:
-        table = render_table(report, _terminal_width())
+        width, colour = terminal()
+        table = render_table(report, width, colour=colour)
         rows, _, summary = table.rstrip("\n").rpartition("\n")
         if rows:
             click.echo(rows)
@@ -237,7 +274,7 @@ def replay_review(
     multiple=True,
     metavar="PATH",
     help="A manifest file, a directory (read recursively: *.yaml, *.yml, *.json), or - for "
-    "standard input. Repeatable.",
+    "standard input. Repeatable [default: standard input].",
 )
 @click.option(
     "--review",
@@ -267,6 +304,12 @@ def replay_review(
     is_flag=True,
     help="Also print the NetworkPolicies that would be created and the patched Pods.",
 )
+@click.option(
+    "--require-managed",
+    is_flag=True,
+    help="Make a workload in a namespace that is not managed (so not checked) an error, exit "
+    "2: for CI, where a missing -n/--mode would otherwise check nothing.",
+)
 def check(
     *,
     paths: tuple[str, ...],
@@ -278,6 +321,7 @@ def check(
     inject: str | None,
     output: str | None,
     show_generated: bool,
+    require_managed: bool,
 ) -> None:
     """Check manifests as the webhook would check them on creation, without a cluster.
 
@@ -291,24 +335,28 @@ def check(
       1. a Namespace object in the input (its labels, as applying it would set them);
       2. --mode / --inject, over the policy file's `namespaces` entry for that namespace;
       3. the policy file's `namespaces` entry;
-      4. none: the namespace is not managed and everything in it is allowed.
+      4. none: the namespace is not managed: nothing in it is checked (the server admits it
+         unchecked); counted apart, `skipped` in JUnit, an error with --require-managed.
 
     \b
     Exit codes:
       0  every workload allowed (warned and audited count as allowed)
       1  at least one workload denied, even if some input could not be read
-      2  usage error, or input that could not be read and nothing denied
+      2  usage error, or input that could not be read (or, with --require-managed, a workload
+         in an unmanaged namespace) and nothing denied
 
     \b
     Examples:
       egress-guard check -f k8s/ --namespace shop --mode enforce
-      helm template chart/ | egress-guard check -f - -o junit > egress-report.xml
+      helm template chart/ | egress-guard check -f - -n shop --mode enforce \\
+        --require-managed -o junit > egress-report.xml
       egress-guard check --review captured-review.json --action mutate
     """
     if review_path is not None:
-        if paths or show_generated or namespace:
+        if paths or show_generated or namespace or require_managed:
             raise click.UsageError(
-                "--review replays one review: it takes no -f, --namespace or --show-generated"
+                "--review replays one review: it takes no -f, --namespace, --show-generated or "
+                "--require-managed"
             )
         if output == "junit":
             raise click.UsageError("--review prints a response: use -o json, yaml or table")
@@ -325,8 +373,7 @@ def check(
         )
     if action is not None:
         raise click.UsageError("--action goes with --review")
-    if not paths:
-        raise click.UsageError("give manifests with -f PATH (or - for standard input), or --review")
+    paths = paths_or_stdin(paths)
     policy = load_policy_or_exit(config, advise=True)
     sys.exit(
         check_files(
@@ -337,6 +384,7 @@ def check(
             inject=inject,
             output=output or "table",
             show_generated=show_generated,
+            require_managed=require_managed,
         )
     )
 

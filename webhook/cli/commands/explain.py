@@ -12,12 +12,12 @@ from webhook.cli.commands.check import (
     inject_option,
     mode_option,
     namespace_option,
+    paths_or_stdin,
     read_all,
     report_problems,
     review_inputs,
 )
 from webhook.cli.explanation import explain as explain_review
-from webhook.cli.input_files import STDIN
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 
 
@@ -54,10 +54,7 @@ def explain(
 
     Exit codes are those of `check`: 1 if anything would be denied, 2 for unreadable input.
     """
-    if not paths:
-        if sys.stdin.isatty():
-            raise click.UsageError("give manifests with -f PATH, or pipe an object on stdin")
-        paths = (STDIN,)
+    paths = paths_or_stdin(paths)
     policy = load_policy_or_exit(config)
     inputs = read_all(paths)
     report = review_inputs(inputs, policy, namespace, mode, inject)
