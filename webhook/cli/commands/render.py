@@ -12,11 +12,18 @@ from webhook.cli.check_report import to_json, to_yaml
 from webhook.cli.commands.check import namespace_flag
 from webhook.cli.errors import fail
 from webhook.cli.policy_option import config_option, load_policy_or_exit
+from webhook.core import cilium_policies, istio_objects
 from webhook.core.namespace import namespace_context
 from webhook.core.network_policies import network_policy_intents, unexpressible
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.suggestions import closest
 from webhook.core.wording import sentence
+
+BACKENDS = ("networkpolicy", "cilium", "istio")
+BACKEND_TITLES = {
+    "cilium": "CiliumNetworkPolicies",
+    "istio": "Istio ServiceEntries and Sidecars",
+}
 
 
 def _unknown_profiles(policy: Policy, asked: tuple[str, ...]) -> list[str]:
@@ -84,6 +91,14 @@ def rendered_policies(
     help="The namespace's inject label: `all` also lets every profile reach the proxy "
     "[default: the policy file's namespaces entry, else networkpolicy].",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="networkpolicy",
+    show_default=True,
+    help="What to render: Kubernetes NetworkPolicies (what admission creates), or Cilium or "
+    "Istio objects, which also enforce host names (for applying with your own tooling).",
+)
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
 def render(
     *,
@@ -91,6 +106,7 @@ def render(
     namespace: str,
     profiles: tuple[str, ...],
     inject: str | None,
+    backend: str,
     output: str,
 ) -> None:
     """Print the NetworkPolicies egress-guard ensures in a namespace: its default-deny (DNS
@@ -110,17 +126,43 @@ def render(
         defined = ", ".join(policy.profile_names) or "(none)"
         fail(f"{'; '.join(unknown)}; defined profiles: {defined}")
     chosen = tuple(dict.fromkeys(profiles)) or policy.profile_names
-    manifests, notes = rendered_policies(
-        policy, namespace, chosen, Inject(inject) if inject else None
-    )
+    if backend == "networkpolicy":
+        manifests, notes = rendered_policies(
+            policy, namespace, chosen, Inject(inject) if inject else None
+        )
+        title = f"NetworkPolicies egress-guard ensures in namespace {namespace}"
+    else:
+        manifests, notes = backend_objects(backend, policy, namespace, chosen, inject)
+        title = f"{BACKEND_TITLES[backend]} for namespace {namespace}, rendered from the profiles"
     for note in notes:
         click.echo(f"warning: {note}", err=True)
     if output == "json":
         click.echo(to_json({"apiVersion": "v1", "kind": "List", "items": manifests}))
     else:
         source = config or "the embedded example policy"
-        click.echo(f"# NetworkPolicies egress-guard ensures in namespace {namespace} ({source})")
+        click.echo(f"# {title} ({source})")
         click.echo("".join(f"---\n{to_yaml(m)}" for m in manifests), nl=False)
+
+
+def backend_objects(
+    backend: str, policy: Policy, namespace: str, profiles: tuple[str, ...], inject: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Cilium or Istio objects for the profiles, and what they could not say."""
+    if namespace in policy.exempt:
+        fail(f"namespace {namespace} is exempt in the policy file: egress-guard manages nothing")
+    if backend == "cilium":
+        injects_all = inject == Inject.ALL.value
+        rendered = cilium_policies.render_namespace(
+            namespace, profiles, policy, namespace_injects_all=injects_all
+        )
+        return list(rendered.manifests), list(rendered.unrendered)
+    rendered = istio_objects.render_namespace(namespace, profiles, policy)
+    notes = [
+        "a sidecar alone does not enforce egress (a pod can bypass it): pair Istio with "
+        "NetworkPolicies or Cilium",
+        *rendered.unrendered,
+    ]
+    return list(rendered.manifests), notes
 
 
 COMMAND = render

@@ -1,0 +1,183 @@
+"""Profiles as Cilium and Istio objects: host names, ranges and peers, valid against the real
+CRDs (../shared/corpus/crds, when present), and what a backend cannot say, said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from builders import policy_with
+from click.testing import CliRunner
+
+from webhook.cli.main import main
+from webhook.core import cilium_policies, istio_objects
+from webhook.core.policy import Policy
+
+CRDS = Path(__file__).resolve().parents[2] / "shared/corpus/crds"
+PROFILE: dict[str, Any] = {
+    "allow": [
+        {"host": "api.stripe.com", "ports": [443]},
+        {"host": "*.s3.amazonaws.com", "ports": [443]},
+        {"cidr": "34.210.129.0/24", "ports": [443]},
+        {"cidr": "10.0.0.0/8", "except": ["10.96.0.0/12"], "ports": [5432]},
+        {"podSelector": {"app": "ledger"}, "ports": [8080]},
+        {
+            "namespaceSelector": {"kubernetes.io/metadata.name": "billing"},
+            "podSelector": {"app": "invoices"},
+            "ports": [9000],
+        },
+        {"namespaceSelector": {"team": "payments"}, "ports": [8443]},
+    ]
+}
+
+
+@pytest.fixture
+def mixed(policy: Policy) -> Policy:
+    profiles = {**policy.model_dump(by_alias=True)["profiles"], "mixed": PROFILE}
+    return policy_with(policy, profiles=profiles)
+
+
+def validate(manifest: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Against the CRD's openAPIV3Schema. The schema itself is not checked: Cilium's holds Go
+    regular expressions (`\\PC`) that Python's `re` cannot compile, in fields never rendered."""
+    jsonschema.Draft7Validator(schema).validate(manifest)
+
+
+def crd_schema(file: str, name: str, version: str) -> dict[str, Any]:
+    if not CRDS.exists():
+        pytest.skip("../shared/corpus is not here")
+    for document in yaml.safe_load_all((CRDS / file).read_text()):
+        if document and document["metadata"]["name"] == name:
+            (served,) = [v for v in document["spec"]["versions"] if v["name"] == version]
+            schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+            return schema
+    raise AssertionError(f"{name} not in {file}")
+
+
+class TestCilium:
+    def test_hosts_ranges_and_peers(self, mixed: Policy) -> None:
+        rendered = cilium_policies.render_profile("payments", "mixed", mixed)
+        (manifest,) = rendered.manifests
+        spec = manifest["spec"]
+        assert spec["endpointSelector"] == {"matchLabels": {"k8s:egress-guard.io/profile": "mixed"}}
+        egress = spec["egress"]
+        dns = egress[0]
+        assert dns["toPorts"][0]["rules"] == {"dns": [{"matchPattern": "*"}]}
+        assert dns["toEndpoints"] == [
+            {
+                "matchLabels": {
+                    "k8s:io.kubernetes.pod.namespace": "kube-system",
+                    "k8s:k8s-app": "kube-dns",
+                }
+            }
+        ]
+        fqdns = [rule["toFQDNs"] for rule in egress if "toFQDNs" in rule]
+        assert fqdns == [
+            [{"matchName": "api.stripe.com"}],
+            [{"matchPattern": "*.s3.amazonaws.com"}],
+        ]
+        cidrs = [rule["toCIDRSet"] for rule in egress if "toCIDRSet" in rule]
+        assert cidrs == [
+            [{"cidr": "34.210.129.0/24"}],
+            [{"cidr": "10.0.0.0/8", "except": ["10.96.0.0/12"]}],
+        ]
+        peers = [
+            rule["toEndpoints"][0]["matchLabels"] for rule in egress[1:] if "toEndpoints" in rule
+        ]
+        assert peers == [
+            {"k8s:app": "ledger"},
+            {"k8s:app": "invoices", "k8s:io.kubernetes.pod.namespace": "billing"},
+        ]
+        (why,) = rendered.unrendered
+        assert "namespaces team=payments" in why and "ignores namespace-label selectors" in why
+
+    def test_the_dns_rule_only_where_names_are_learned(self, policy: Policy) -> None:
+        (proxied,) = cilium_policies.render_profile("payments", "web-via-proxy", policy).manifests
+        assert [list(rule) for rule in proxied["spec"]["egress"]] == [["toEndpoints", "toPorts"]]
+        assert "rules" not in proxied["spec"]["egress"][0]["toPorts"][0]
+        (none,) = cilium_policies.render_profile("payments", "none", policy).manifests
+        assert none["spec"]["egress"] == [cilium_policies.dns_rule(policy)]  # DNS only
+
+    def test_valid_against_the_crd(self, mixed: Policy) -> None:
+        schema = crd_schema(
+            "cilium-ciliumnetworkpolicies.yaml", "ciliumnetworkpolicies.cilium.io", "v2"
+        )
+        rendered = cilium_policies.render_namespace(
+            "payments", tuple(mixed.profiles), mixed, namespace_injects_all=True
+        )
+        assert len(rendered.manifests) == 1 + len(mixed.profiles)
+        for manifest in rendered.manifests:
+            validate(manifest, schema)
+
+
+class TestIstio:
+    def test_entries_and_the_sidecar(self, mixed: Policy) -> None:
+        rendered = istio_objects.render_profile("payments", "mixed", mixed)
+        kinds = [(m["kind"], m["metadata"]["name"]) for m in rendered.manifests]
+        assert kinds == [
+            ("ServiceEntry", "egress-guard-profile-mixed"),
+            ("ServiceEntry", "egress-guard-profile-mixed-wildcard"),
+            ("ServiceEntry", "egress-guard-profile-mixed-cidr-34-210-129-0-24"),
+            ("Sidecar", "egress-guard-profile-mixed"),
+        ]
+        exact, wildcard, block, sidecar = rendered.manifests
+        assert exact["spec"]["hosts"] == ["api.stripe.com"]
+        assert (exact["spec"]["resolution"], wildcard["spec"]["resolution"]) == ("DNS", "NONE")
+        assert exact["spec"]["ports"] == [{"number": 443, "name": "tls-443", "protocol": "TLS"}]
+        assert exact["spec"]["exportTo"] == ["."] and exact["spec"]["location"] == "MESH_EXTERNAL"
+        assert block["spec"]["addresses"] == ["34.210.129.0/24"]
+        assert sidecar["spec"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
+        assert sidecar["spec"]["workloadSelector"] == {
+            "labels": {"egress-guard.io/profile": "mixed"}
+        }
+        hosts = sidecar["spec"]["egress"][0]["hosts"]
+        assert hosts[:2] == ["./*", "istio-system/*"]
+        assert {"./api.stripe.com", "./*.s3.amazonaws.com"} <= set(hosts)
+        assert any("10.0.0.0/8 except 10.96.0.0/12" in why for why in rendered.unrendered)
+        assert not any(
+            "10.0.0.0/8" in str(m["spec"].get("addresses")) for m in rendered.manifests
+        )  # never more than declared
+
+    def test_a_profile_without_hosts_gets_only_a_sidecar(self, policy: Policy) -> None:
+        (sidecar,) = istio_objects.render_profile("payments", "none", policy).manifests
+        assert sidecar["kind"] == "Sidecar"
+        assert sidecar["spec"]["egress"] == [{"hosts": ["./*", "istio-system/*"]}]
+
+    @pytest.mark.parametrize("kind", ["ServiceEntry", "Sidecar"])
+    def test_valid_against_the_crds(self, mixed: Policy, kind: str) -> None:
+        plural = {"ServiceEntry": "serviceentries", "Sidecar": "sidecars"}[kind]
+        schema = crd_schema(
+            "istio-serviceentry-sidecar.yaml", f"{plural}.networking.istio.io", "v1"
+        )
+        rendered = istio_objects.render_namespace("payments", tuple(mixed.profiles), mixed)
+        found = [m for m in rendered.manifests if m["kind"] == kind]
+        assert found
+        for manifest in found:
+            validate(manifest, schema)
+            if kind == "ServiceEntry":  # the CRD's CEL rule: CIDR addresses need NONE or STATIC
+                spec = manifest["spec"]
+                if any("/" in a for a in spec.get("addresses", ())):
+                    assert spec["resolution"] in ("NONE", "STATIC")
+
+
+class TestRenderCommand:
+    def test_cilium(self) -> None:
+        outcome = CliRunner().invoke(
+            main, ["render", "-n", "payments", "--profile", "stripe", "--backend", "cilium"]
+        )
+        assert outcome.exit_code == 0, outcome.output
+        documents = [d for d in yaml.safe_load_all(outcome.stdout) if d]
+        assert [d["kind"] for d in documents] == ["CiliumNetworkPolicy"] * 2
+        assert "matchName: api.stripe.com" in outcome.stdout
+
+    def test_istio_says_it_cannot_enforce_alone(self) -> None:
+        outcome = CliRunner().invoke(
+            main, ["render", "-n", "payments", "--profile", "stripe", "--backend", "istio"]
+        )
+        assert outcome.exit_code == 0, outcome.output
+        assert "a sidecar alone does not enforce egress" in outcome.stderr
+        kinds = [d["kind"] for d in yaml.safe_load_all(outcome.stdout) if d]
+        assert kinds == ["ServiceEntry", "ServiceEntry", "Sidecar"]

@@ -1,0 +1,135 @@
+"""A profile as Istio objects (`networking.istio.io/v1`): host names enforced by the sidecar.
+
+Per namespace and profile: a `ServiceEntry` listing the profile's hosts and ports (location
+MESH_EXTERNAL, exportTo the namespace only), and a `Sidecar` selecting the profile's pods with
+`outboundTrafficPolicy: REGISTRY_ONLY` whose egress hosts name those entries, the namespace's
+own services and the mesh's (`istio-system/*`). A profile without hosts gets a Sidecar that
+allows only the namespace's own services and the mesh.
+
+Wildcard hosts (`*.example.com`) need resolution NONE (Istio cannot resolve a wildcard), so
+they get an entry of their own; address ranges become an entry with `addresses` and resolution
+NONE. In-cluster peers in other namespaces cannot be chosen by label in a Sidecar, and are said.
+Istio itself says a sidecar alone cannot enforce egress (a pod that bypasses its sidecar is not
+held): pair it with a network-level backend.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from webhook.core.cilium_policies import Rendered
+from webhook.core.network_policies import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    GeneratedKeys,
+    content_hash,
+    profile_policy_name,
+)
+from webhook.core.policy import Destination, Policy
+
+API_VERSION = "networking.istio.io/v1"
+MESH_HOSTS = ("./*", "istio-system/*")
+"""The namespace's own services, and the mesh's control plane."""
+
+
+def _port_entries(destination: Destination) -> list[dict[str, Any]]:
+    ports: list[dict[str, Any]] = []
+    for spec in destination.ports or ():
+        if not isinstance(spec.port, int):
+            continue
+        protocol = "TLS" if spec.port == 443 else "TCP"
+        ports.append(
+            {"number": spec.port, "name": f"{protocol.lower()}-{spec.port}", "protocol": protocol}
+        )
+    return ports or [{"number": 443, "name": "tls-443", "protocol": "TLS"}]
+
+
+def _manifest(
+    kind: str, name: str, namespace: str, spec: dict[str, Any], policy: Policy
+) -> dict[str, Any]:
+    keys = GeneratedKeys.of(policy)
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, keys.component_label: "profile"}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {keys.hash_annotation: content_hash({"labels": labels, "spec": spec})},
+        },
+        "spec": spec,
+    }
+
+
+def _cidr_host(cidr: str) -> str:
+    """A host name for an address range's entry (Istio wants one; it is never looked up)."""
+    return "cidr-" + re.sub(r"[^0-9a-f]+", "-", cidr.lower()).strip("-") + ".egress-guard.internal"
+
+
+def render_profile(namespace: str, profile_name: str, policy: Policy) -> Rendered:
+    profile = policy.profiles[profile_name]
+    base = profile_policy_name(profile_name)
+    entries: list[dict[str, Any]] = []
+    unrendered: list[str] = []
+    exact = [d for d in profile.allow if d.host is not None and not d.host.startswith("*.")]
+    wildcard = [d for d in profile.allow if d.host is not None and d.host.startswith("*.")]
+    ranges = [d for d in profile.allow if d.cidr is not None]
+    groups = (
+        ("", exact, "DNS"),
+        ("-wildcard", wildcard, "NONE"),
+    )
+    for suffix, destinations, resolution in groups:
+        if not destinations:
+            continue
+        ports = {p["number"]: p for d in destinations for p in _port_entries(d)}
+        spec = {
+            "hosts": sorted({str(d.host) for d in destinations}),
+            "ports": [ports[number] for number in sorted(ports)],
+            "location": "MESH_EXTERNAL",
+            "resolution": resolution,
+            "exportTo": ["."],
+        }
+        entries.append(_manifest("ServiceEntry", base + suffix, namespace, spec, policy))
+    for destination in ranges:
+        cidr = str(destination.cidr)
+        if destination.except_:  # allowing the whole range would allow more than declared
+            excepted = ", ".join(destination.except_)
+            unrendered.append(f"{cidr} except {excepted}: a ServiceEntry has no except")
+            continue
+        spec = {
+            "hosts": [_cidr_host(cidr)],
+            "addresses": [cidr],
+            "ports": _port_entries(destination),
+            "location": "MESH_EXTERNAL",
+            "resolution": "NONE",
+            "exportTo": ["."],
+        }
+        name = f"{base}-{_cidr_host(cidr).split('.', 1)[0]}"[:253]
+        entries.append(_manifest("ServiceEntry", name, namespace, spec, policy))
+    for destination in profile.allow:
+        if destination.namespace_selector is not None:
+            unrendered.append(
+                "in-cluster peers chosen by namespace labels: a Sidecar names namespaces, not "
+                "labels (the namespace's own services are allowed)"
+            )
+    hosts = [*MESH_HOSTS, *(f"./{h}" for entry in entries for h in entry["spec"]["hosts"])]
+    sidecar_spec = {
+        "workloadSelector": {"labels": {policy.profile_label: profile_name}},
+        "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+        "egress": [{"hosts": list(dict.fromkeys(hosts))}],
+    }
+    sidecar = _manifest("Sidecar", base, namespace, sidecar_spec, policy)
+    return Rendered((*entries, sidecar), tuple(unrendered))
+
+
+def render_namespace(namespace: str, profiles: tuple[str, ...], policy: Policy) -> Rendered:
+    """Each profile's entries and Sidecar, for `render --backend istio`."""
+    manifests: list[dict[str, Any]] = []
+    unrendered: list[str] = []
+    for profile in profiles:
+        rendered = render_profile(namespace, profile, policy)
+        manifests += rendered.manifests
+        unrendered += [f"profile {profile}: {why}" for why in rendered.unrendered]
+    return Rendered(tuple(manifests), tuple(unrendered))
