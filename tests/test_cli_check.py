@@ -88,7 +88,7 @@ def test_unreadable_input_alone_exits_2_and_names_file_and_line(tmp_path: Path) 
     bad.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n")
     result = run("-f", str(good), "-f", str(bad), "-n", "payments")
     assert result.exit_code == 2
-    assert f"error: {bad}:5: is not valid YAML" in result.stderr
+    assert f"error: {bad}:4: is not valid YAML: the '[' opened here" in result.stderr
     assert "Deployment/web" in result.stdout, "the readable file is still checked"
     assert result.stdout.splitlines()[-1].endswith("; 1 input error")
 

@@ -51,7 +51,7 @@ def render(*args: str) -> str:
 
 
 def render_tree(out: Path, *args: str) -> Path:
-    render("-o", str(out), *args)
+    render("--output-dir", str(out), *args)
     return out
 
 

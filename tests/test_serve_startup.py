@@ -60,7 +60,7 @@ def test_a_cert_dir_that_cannot_be_created_is_one_line(tmp_path: Path, started: 
     (tmp_path / "file").write_text("not a directory")
     error = one_line_error(serve("--cert-dir", str(tmp_path / "file" / "tls")))
     assert f"no certificate in {tmp_path}/file/tls/ and none can be generated there" in error
-    assert "Not a directory" in error and "EGRESS_GUARD_CERT_DIR" in error
+    assert "is a file, not a directory" in error and "EGRESS_GUARD_CERT_DIR" in error
     assert not started
 
 

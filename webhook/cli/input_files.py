@@ -304,11 +304,29 @@ def _line_text(text: str, line: int) -> str:
 
 
 def _yaml_problem(err: yaml.YAMLError, name: str, text: str, offset_line: int) -> InputProblem:
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    line = offset_line + mark.line + 1 if mark is not None else None
+    """The error at the line of its cause: an unclosed bracket where it was opened (PyYAML marks
+    where it gave up, often lines later), with a hint for tabs in indentation."""
+    problem_mark = getattr(err, "problem_mark", None)
+    context_mark = getattr(err, "context_mark", None)
+    mark = problem_mark or context_mark
     problem = getattr(err, "problem", None) or str(err)
     context = getattr(err, "context", None)
     message = f"{context}: {problem}" if context else problem
+    if context_mark is not None and context and context.startswith("while parsing a flow"):
+        opened = _line_text(text, offset_line + context_mark.line + 1)[context_mark.column :][:1]
+        closer = {"{": "}", "[": "]"}.get(opened)
+        if closer is not None and problem_mark is not None:
+            mark = context_mark
+            message = (
+                f"the {opened!r} opened here is not closed with {closer!r} (PyYAML gave up at line "
+                f"{offset_line + problem_mark.line + 1}: {problem})"
+            )
+    line = offset_line + mark.line + 1 if mark is not None else None
+    if (
+        line is not None
+        and "\t" in _line_text(text, line)[: max(mark.column + 1, 1) if mark else 1]
+    ):
+        message += " (a tab in the indentation? YAML indents with spaces only)"
     if line is not None and "{{" in _line_text(text, line):
         message += " (an unrendered template? render it first, e.g. with helm template)"
     return InputProblem(name, line, f"is not valid YAML: {message}")

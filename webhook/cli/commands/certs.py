@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from webhook.cli.errors import fail
+from webhook.cli.errors import describe_os_error, fail
 from webhook.core.kube_names import service_dns_names
 from webhook.serving.certs import (
     CertError,
@@ -40,11 +40,19 @@ def certs() -> None:
     help="Service name the API server calls.",
 )
 @click.option(
-    "--namespace", default="egress-guard", show_default=True, help="Namespace of that Service."
+    "-n",
+    "--namespace",
+    default="egress-guard",
+    show_default=True,
+    help="Namespace of that Service.",
 )
 @OUT_OPTION
-@click.option("--dns", multiple=True, help="Extra DNS name for the certificate (repeatable).")
-@click.option("--ip", multiple=True, help="Extra IP address for the certificate (repeatable).")
+@click.option(
+    "--dns", multiple=True, help="Extra DNS name for the certificate (repeatable) [default: none]."
+)
+@click.option(
+    "--ip", multiple=True, help="Extra IP address for the certificate (repeatable) [default: none]."
+)
 @click.option("--renew", is_flag=True, help="Issue a new serving certificate even if current.")
 def certs_generate(
     *,
@@ -65,8 +73,12 @@ def certs_generate(
         result = ensure_certs(
             out, [*service_dns_names(service, namespace), *dns], list(ip), renew=renew
         )
-    except (CertError, OSError) as err:
+    except CertError as err:
         fail(str(err))
+    except OSError as err:
+        fail(
+            f"cannot write certificates: {describe_os_error(err)}: give --out a writable directory"
+        )
     click.echo(
         f"CA:                  {result.files.ca_cert} ({result.ca.value}, "
         f"valid until {result.ca_not_after:%Y-%m-%d})"
@@ -106,7 +118,12 @@ def certs_client(out: Path, common_name: str) -> None:
     """
     from webhook.serving.certs import write_client_certs
 
-    ca, cert, key = write_client_certs(out, common_name)
+    try:
+        ca, cert, key = write_client_certs(out, common_name)
+    except OSError as err:
+        fail(
+            f"cannot write certificates: {describe_os_error(err)}: give --out a writable directory"
+        )
     click.echo(f"client CA {ca}; client certificate {cert}, key {key}")
 
 
@@ -123,8 +140,10 @@ def certs_roll_ca(step: str, out: Path) -> None:
     """
     try:
         click.echo(roll_ca(out, RollStep(step)))
-    except (CertError, OSError) as err:
+    except CertError as err:
         fail(str(err))
+    except OSError as err:
+        fail(f"cannot roll the CA: {describe_os_error(err)}: give --out the certificate directory")
 
 
 @certs.command("inject-ca")
@@ -142,8 +161,12 @@ def certs_roll_ca(step: str, out: Path) -> None:
     show_default=True,
     help="Mutating/ValidatingWebhookConfiguration name (repeatable).",
 )
-@click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--context", "kube_context", help="kubeconfig context [default: current].")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Kubeconfig file to use [default: $KUBECONFIG, else ~/.kube/config].",
+)
+@click.option("--context", "kube_context", help="Kubeconfig context [default: current].")
 @click.option("--dry-run", is_flag=True, help="Ask the API server to check, change nothing.")
 def certs_inject_ca(
     *,

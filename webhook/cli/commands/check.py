@@ -63,12 +63,14 @@ namespace_option = click.option(
 mode_option = click.option(
     "--mode",
     type=click.Choice([m.value for m in Mode]),
-    help="Assume this mode label on namespaces not defined in the input.",
+    help="Assume this mode label on namespaces not defined in the input [default: the policy "
+    "file's namespaces entry, else none: not managed].",
 )
 inject_option = click.option(
     "--inject",
     type=click.Choice([i.value for i in Inject]),
-    help="Assume this inject label on namespaces not defined in the input.",
+    help="Assume this inject label on namespaces not defined in the input [default: the policy "
+    "file's namespaces entry, else what the mode implies].",
 )
 
 
@@ -281,7 +283,7 @@ def replay_review(
     "review_path",
     metavar="FILE",
     help="Replay a recorded AdmissionReview (JSON or YAML; - for standard input) and print the "
-    "response the server would send.",
+    "response the server would send [default: none, check -f's manifests].",
 )
 @click.option(
     "--action",
@@ -297,7 +299,7 @@ def replay_review(
     "--output",
     type=click.Choice(OUTPUTS),
     help="table (default), json or yaml (sorted keys: `items` and `summary`), or junit XML. "
-    "With --review: json (default, the server's exact body), yaml or table.",
+    "With --review: json (default, the server's exact body), yaml or table [default: table].",
 )
 @click.option(
     "--show-generated",

@@ -7,14 +7,28 @@ from pathlib import Path
 
 import click
 
-from webhook.cli.errors import fail
+from webhook.cli.check_report import to_json
+from webhook.cli.errors import check_directory, describe_os_error, fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, parse_policy, read_policy_text
 from webhook.config.yaml_text import dump_documents
-from webhook.deploy.objects import DeployOptions, with_cert_manager
+from webhook.deploy.objects import DeployFile, DeployOptions, with_cert_manager
 from webhook.deploy.tree import GENERATED, base_stream, deploy_tree
 
 DEFAULTS = DeployOptions()
+FORMATS = ("yaml", "json")
+
+
+def _format(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """`-o` is a format, as in kubectl; `-o DIR` (as before) is told where the tree goes now."""
+    if value == "-":
+        return "yaml"
+    if value not in FORMATS:
+        raise click.BadParameter(
+            f"{value!r} is not a format ({', '.join(FORMATS)}): write the Kustomize tree with "
+            f"--output-dir {value}"
+        )
+    return value
 
 
 def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -31,6 +45,7 @@ def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.command()
 @config_option
 @click.option(
+    "-n",
     "--namespace",
     default=DEFAULTS.namespace,
     show_default=True,
@@ -40,14 +55,22 @@ def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "-o",
     "--output",
-    default="-",
+    default="yaml",
     show_default=True,
-    help="Directory to write the Kustomize tree to, or - for one YAML stream on stdout.",
+    callback=_format,
+    metavar="yaml|json",
+    help="Format of the objects on standard output: one YAML stream, or a JSON List.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    help="Write the Kustomize tree here instead (kubectl apply -k DIR) [default: none, print].",
 )
 @click.option(
     "--cert-manager",
     is_flag=True,
-    help="With -o -: certificates from cert-manager, caBundle from its CA injector.",
+    help="Certificates from cert-manager, caBundle from its CA injector (the tree always has "
+    "components/cert-manager) [default: off, self-managed certificates].",
 )
 @click.option(
     "--api-server-cidr",
@@ -64,6 +87,7 @@ def manifests(
     namespace: str,
     image: str,
     output: str,
+    output_dir: Path | None,
     cert_manager: bool,
     api_server_cidrs: tuple[str, ...],
 ) -> None:
@@ -73,7 +97,7 @@ def manifests(
 
     \b
     egress-guard manifests --config policy.yaml | kubectl apply -f -
-    egress-guard manifests --config policy.yaml -o deploy/ && kubectl apply -k deploy/
+    egress-guard manifests --config policy.yaml --output-dir deploy/ && kubectl apply -k deploy/
     """
     try:
         text, source = read_policy_text(config)
@@ -82,21 +106,18 @@ def manifests(
         fail(str(err))
     options = DeployOptions(namespace=namespace, image=image, api_server_cidrs=api_server_cidrs)
     try:
-        if output == "-":
+        if output_dir is None:
             objects = base_stream(policy, text, options)
             if cert_manager:
                 objects = with_cert_manager(objects, options)
-            click.echo(dump_documents(objects, GENERATED), nl=False)
+            if output == "json":
+                click.echo(to_json({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+            else:
+                click.echo(dump_documents(objects, GENERATED), nl=False)
         else:
             if cert_manager:
-                fail("the tree always holds components/cert-manager; --cert-manager is for -o -")
-            files = deploy_tree(policy, text, options)
-            root = Path(output)
-            for item in files:
-                path = root / item.path
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(dump_documents(item.documents, f"{item.comment}\n{GENERATED}"))
-            click.echo(f"wrote {len(files)} files to {root}/: kubectl apply -k {root}", err=True)
+                fail("the tree always holds components/cert-manager; --cert-manager prints")
+            write_tree(deploy_tree(policy, text, options), output_dir)
     except ValueError as err:
         fail(str(err))
     if namespace not in policy.exempt:
@@ -105,6 +126,22 @@ def manifests(
             "configurations exclude it anyway",
             err=True,
         )
+
+
+def write_tree(files: list[DeployFile], root: Path) -> None:
+    """The tree's files under `root`; one line and exit 2 on a path that cannot be written."""
+    check_directory(root, "--output-dir")
+    try:
+        for item in files:
+            path = root / item.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(dump_documents(item.documents, f"{item.comment}\n{GENERATED}"))
+    except OSError as err:
+        fail(
+            f"cannot write the tree: {describe_os_error(err)}: "
+            "give --output-dir a writable directory"
+        )
+    click.echo(f"wrote {len(files)} files to {root}/: kubectl apply -k {root}", err=True)
 
 
 COMMAND = manifests

@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from webhook import __version__
-from webhook.cli.errors import fail
+from webhook.cli.errors import describe_os_error, fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, load_policy
 from webhook.config.settings import CLUSTER_MODES, ServeSettings
@@ -58,9 +58,14 @@ from webhook.serving.healthcheck import write_url_file
     "--client-ca-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Accept reviews only from clients with a certificate from this CA (the API server's, "
-    "set in its AdmissionConfiguration); probes and /metrics need none.",
+    "set in its AdmissionConfiguration); probes and /metrics need none [default: none, any "
+    "client].",
 )
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log record written [default: info].",
+)
 def serve(**flags: Any) -> None:
     """Run the webhook: HTTPS on gunicorn, /validate and /mutate, /healthz and /readyz.
 
@@ -114,13 +119,6 @@ def serve(**flags: Any) -> None:
         from webhook.serving.server import run  # gunicorn loads only for this command
 
         run(settings.model_copy(update={"policy_snapshot": snapshot}), certs)
-
-
-def describe_os_error(err: Exception) -> str:
-    """`Permission denied: /etc/egress-guard` rather than `[Errno 13] Permission denied: ...`."""
-    if isinstance(err, OSError) and err.strerror:
-        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
-    return str(err)
 
 
 @contextlib.contextmanager
