@@ -13,7 +13,16 @@ MUTATION_GATE ?= $(if $(filter webhook.core,$(MUTATION_SCOPE)),--min-score 92 --
 
 .PHONY: run test lint typecheck unit lock clean bench bench-smoke bench-reconcile bench-flows image image-test browser mutation
 
+# Python 3.11 or newer, checked before anything is installed; a .venv made by another
+# interpreter (or a broken one) is made again rather than reused.
 $(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
+	  echo "egress-guard needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing)." \
+	  "Install one and run: make PYTHON=python3.11 ..." >&2; exit 2; }
+	@if [ -d $(VENV) ] && ! $(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) and sys.version_info[:2] == tuple(map(int, sys.argv[1].split("."))) else 1)' \
+	    "$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" 2>/dev/null; then \
+	  echo "$(VENV) was made by another Python (or is broken): making it again" >&2; rm -rf $(VENV); fi
+	@echo "installing the pinned dependencies into $(VENV) (first run only, about a minute)" >&2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
