@@ -280,6 +280,36 @@ class TestNetworkPolicyEnforcement:
         assert result["status"] == "warning"
         assert "not every node" in result["summary"]
 
+    def test_a_tenants_namesake_daemonset_proves_nothing(
+        self, cluster: Cluster, kubeconfig: Path
+    ) -> None:
+        """Anyone with the edit role can make a DaemonSet called calico-node in their namespace;
+        it must not turn flannel alone into ok."""
+        fake = cni_installs.daemon_set(
+            "tenant-a",
+            "calico-node",
+            cni_installs.container("calico-node", "busybox:1.36"),
+        )
+        cluster.seed(namespace("tenant-a", {}), namespace("payments", ns_labels("enforce")))
+        cluster.seed(*cni_installs.FLANNEL, fake)
+        result = one(kubeconfig, self.CHECK)
+        assert result["status"] == "problem"
+        assert "flannel" in result["summary"] and "Calico" not in result["summary"]
+
+    def test_a_cni_daemonset_on_no_node_enforces_nothing(
+        self, cluster: Cluster, kubeconfig: Path
+    ) -> None:
+        idle = cni_installs.daemon_set(
+            "kube-system",
+            "calico-node",
+            cni_installs.container("calico-node", "docker.io/calico/node:v3.28.1"),
+            ready=0,
+            desired=0,
+        )
+        cluster.seed(namespace("kube-system", {}), namespace("payments", ns_labels("enforce")))
+        cluster.seed(*cni_installs.FLANNEL, idle)
+        assert one(kubeconfig, self.CHECK)["status"] == "problem"
+
     def test_unreadable_daemonsets_are_unknown_never_ok(
         self, local_api: LocalApiServer, cluster: Cluster, kubeconfig: Path
     ) -> None:
@@ -293,6 +323,11 @@ class TestNetworkPolicyEnforcement:
     def test_flannels_own_manifest_is_told_apart(self, cluster: Cluster, kubeconfig: Path) -> None:
         documents = [d for d in yaml.safe_load_all(CORPUS_FLANNEL.read_text()) if d]
         cluster.seed(namespace("payments", ns_labels("enforce")))
+        running = {"desiredNumberScheduled": 3, "numberReady": 3, "currentNumberScheduled": 3}
+        running["numberMisscheduled"] = 0
+        for document in documents:
+            if document["kind"] == "DaemonSet":
+                document["status"] = running  # as its controller reports it on three nodes
         cluster.seed(*(d for d in documents if d["kind"] in ("Namespace", "DaemonSet")))
         result = one(kubeconfig, self.CHECK)
         assert result["status"] == "problem"
@@ -492,6 +527,26 @@ class TestNamespaces:
         (detail,) = result["details"]
         assert detail.startswith("payments/Deployment/legacy-api: ")
 
+    def test_an_owner_of_a_kind_not_reviewed_hides_nothing(
+        self, cluster: Cluster, kubeconfig: Path
+    ) -> None:
+        """An ownerReference is the object's own word: one pointing at a ConfigMap must not take
+        a workload out of the list."""
+        hidden = placed(workload("Deployment", {}, name="sneaky"), "payments")
+        hidden["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": "cover",
+                "uid": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+                "controller": True,
+            }
+        ]
+        cluster.seed(namespace("payments", ns_labels("enforce")), hidden)
+        result = one(kubeconfig, "namespaces")
+        assert result["status"] == "warning"
+        assert result["details"][0].startswith("payments/Deployment/sneaky: ")
+
     def test_pods_owned_by_a_controller_are_left_to_their_owner(
         self, cluster: Cluster, kubeconfig: Path
     ) -> None:
@@ -664,6 +719,19 @@ class TestProbe:
         assert "did not get there within 0.5 s" in outcome.detail
         assert outcome.cleaned_up
         assert cluster.api.get("namespaces", outcome.namespace) is None
+
+    def test_an_interrupted_probe_still_cleans_up(self, cluster: Cluster, kube: Any) -> None:
+        def interrupt(message: str) -> None:
+            if "probe pod" in message:
+                raise KeyboardInterrupt
+
+        probe = EnforcementProbe(kube, poll_s=0.05, on_progress=interrupt)
+        with FakeKubelet(cluster.api, enforcing=True), pytest.raises(KeyboardInterrupt):
+            probe.run()
+        leftover = [
+            n for n in cluster.api.objects("namespaces") if "probe" in n["metadata"]["name"]
+        ]
+        assert leftover == []
 
     def test_a_control_pod_that_cannot_reach_the_target_tells_nothing(
         self, cluster: Cluster, kube: Any

@@ -147,6 +147,26 @@ class TestPolicyReports:
         assert reconciler.run_once().reports_deleted == ["staging"]
         assert sorted(reports(reporting_api)) == ["payments"]
 
+    def test_a_report_stripped_of_its_label_is_taken_back(
+        self, reporting_api: LocalApiServer, tmp_path: Path, policy: Policy
+    ) -> None:
+        seed_namespaces(reporting_api)
+        reconciler = Reconciler(connect(reporting_api, tmp_path), reporting(policy))
+        reconciler.run_once()
+        forged = reporting_api.get("policyreports", "egress-guard", "payments")
+        assert forged is not None
+        forged["metadata"]["labels"] = {}
+        forged["summary"] = {"pass": 99, "fail": 0, "warn": 0, "error": 0, "skip": 0}
+        rt = reporting_api.resource("policyreports")
+        reporting_api.store.update(
+            rt, "payments", "egress-guard", forged, dry_run=False, strict=False
+        )
+        again = reconciler.run_once()
+        assert again.complete and "payments" in again.reports_written
+        restored = reports(reporting_api)["payments"]
+        assert restored["summary"]["fail"] == 1
+        assert restored["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "egress-guard"}
+
     def test_a_report_made_by_someone_else_is_left_alone(
         self, reporting_api: LocalApiServer, tmp_path: Path, policy: Policy
     ) -> None:

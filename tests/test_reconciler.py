@@ -136,7 +136,7 @@ class TestPass:
     def test_a_failed_read_changes_nothing(
         self, cluster: LocalApiServer, kube: client.ApiClient
     ) -> None:
-        cluster.add_fault(Fault(verb="list", resource="cronjobs", status=500))
+        cluster.add_fault(Fault(verb="list", resource="cronjobs", status=500, times=None))
         report = Reconciler(kube, PolicyStore(None)).run_once()
         assert report.errors and "nothing changed" in report.errors[0]
         assert cluster.count(writes=True) == 0

@@ -69,9 +69,15 @@ def steal_lease(api: LocalApiServer, kube: client.ApiClient, thief: str, after_s
         time.sleep(0.02)
     time.sleep(after_s)
     leases = client.CoordinationV1Api(kube)
-    lease = leases.read_namespaced_lease(LEASE, "egress-guard")
-    lease.spec.holder_identity = thief
-    leases.replace_namespaced_lease(LEASE, "egress-guard", lease)
+    for _ in range(20):  # the holder renews every 0.2 s: a write between two renewals wins
+        lease = leases.read_namespaced_lease(LEASE, "egress-guard")
+        lease.spec.holder_identity = thief
+        try:
+            leases.replace_namespaced_lease(LEASE, "egress-guard", lease)
+            return
+        except client.ApiException as err:
+            if err.status != 409:
+                raise
 
 
 def thief(api: LocalApiServer, kube: client.ApiClient, after_s: float) -> threading.Thread:
@@ -192,6 +198,16 @@ class TestReads:
         lists = [call for call in local_api.calls if call.verb == "list"]
         assert all(call.namespace == "" for call in lists)
         assert sum(call.resource == "deployments" for call in lists) == 3
+
+    def test_a_throttled_page_is_asked_for_again(
+        self, local_api: LocalApiServer, kube: client.ApiClient
+    ) -> None:
+        seed_namespaces(local_api, 12)
+        local_api.add_fault(Fault(verb="list", resource="deployments", status=429, retry_after_s=1))
+        report = Reconciler(kube, PolicyStore(None)).run_once()
+        assert report.complete and len(report.created) == 24
+        statuses = [c.status for c in local_api.calls if c.resource == "deployments"]
+        assert statuses == [429, 200]
 
     def test_few_managed_namespaces_are_listed_one_by_one(
         self, local_api: LocalApiServer, kube: client.ApiClient

@@ -11,6 +11,7 @@ reset, TLS) or `ApiRejected` (the API server answered with an error `Status`).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -191,14 +192,17 @@ def pages(
     that a caller can reduce a large collection without holding all of it."""
     token: str | None = None
     for _ in range(max_pages):
-        page = call_json(
-            method,
-            *args,
-            timeout=timeout,
-            counter=counter,
-            limit=page_size,
-            _continue=token,
-            **kwargs,
+        page = _page_with_retries(
+            functools.partial(
+                call_json,
+                method,
+                *args,
+                timeout=timeout,
+                counter=counter,
+                limit=page_size,
+                _continue=token,
+                **kwargs,
+            )
         )
         items = [item for item in page.get("items") or () if isinstance(item, dict)]
         metadata = page.get("metadata") or {}
@@ -207,6 +211,29 @@ def pages(
         if not token:
             return
     raise ApiUnreachable(f"a list did not end after {max_pages} pages")
+
+
+PAGE_RETRIES = 2
+"""A page answered 429 or 5xx, or not at all, is asked for again this many times: one throttled
+page must not fail a pass over a large cluster's hundred pages."""
+
+
+def _page_with_retries(
+    read: Callable[[], JsonObject], sleep: Callable[[float], None] = time.sleep
+) -> JsonObject:
+    for attempt in range(PAGE_RETRIES + 1):
+        try:
+            return read()
+        except ApiRejected as err:
+            if not err.transient or attempt == PAGE_RETRIES:
+                raise
+            wait = err.retry_after_s if err.retry_after_s is not None else 0.5 * 2**attempt
+        except ApiUnreachable:
+            if attempt == PAGE_RETRIES:
+                raise
+            wait = 0.5 * 2**attempt
+        sleep(min(wait, 10.0))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def list_all(

@@ -58,6 +58,7 @@ def _restricted_security() -> dict[str, Any]:
 
 
 def _pod(name: str, role: str, image: str, command: list[str], restart: str) -> JsonObject:
+    """A probe pod; /www is a scratch volume (the target serves a page from it)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -66,26 +67,37 @@ def _pod(name: str, role: str, image: str, command: list[str], restart: str) -> 
             "restartPolicy": restart,
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": False,
+            "volumes": [{"name": "www", "emptyDir": {}}],
             "containers": [
                 {
                     "name": role,
                     "image": image,
                     "command": command,
                     "securityContext": _restricted_security(),
+                    "volumeMounts": [{"name": "www", "mountPath": "/www"}],
                 }
             ],
         },
     }
 
 
-def _reach(address: str) -> list[str]:
+TARGET_COMMAND = [
+    "sh",
+    "-c",
+    f"echo ok > /www/index.html && exec httpd -f -p {TARGET_PORT} -h /www",
+]
+"""busybox httpd answers 404 (and wget fails) without a page to serve."""
+SETTLE_S = 5
+"""How long the probe pod waits before its first try: some CNIs program a new pod's policy a
+moment after it starts, and a try in that moment would wrongly say nothing is enforced."""
+
+
+def _reach(address: str, *, settle_s: int = 0) -> list[str]:
     """Exit 0 as soon as the target answers, non-zero after five tries (the target may still be
     starting to listen)."""
     url = f"http://{address}:{TARGET_PORT}/"
-    script = (
-        f"for i in 1 2 3 4 5; do wget -q -T 3 -O /dev/null {url} && exit 0; sleep 1; done; exit 1"
-    )
-    return ["sh", "-c", script]
+    tries = f"for i in 1 2 3 4 5; do wget -q -T 3 -O /dev/null {url} && exit 0; sleep 1; done"
+    return ["sh", "-c", f"sleep {settle_s}; {tries}; exit 1"]
 
 
 class EnforcementProbe:
@@ -125,17 +137,20 @@ class EnforcementProbe:
             )
         except (ApiRejected, ApiUnreachable) as err:
             return ProbeOutcome(None, f"could not create a scratch namespace: {err}", "", True)
+        outcome = ProbeOutcome(None, "the probe was interrupted", namespace, False)
         try:
-            return self._probe(namespace, deadline)
+            outcome = self._probe(namespace, deadline)
         except _Timeout as err:
-            return ProbeOutcome(None, str(err), namespace, self._clean_up(namespace))
+            outcome = ProbeOutcome(None, str(err), namespace, False)
         except (ApiRejected, ApiUnreachable) as err:
-            failed = f"the probe failed: {err}"
-            return ProbeOutcome(None, failed, namespace, self._clean_up(namespace))
+            outcome = ProbeOutcome(None, f"the probe failed: {err}", namespace, False)
+        finally:  # whatever happened, Ctrl-C included: nothing of the probe is left behind
+            cleaned = self._clean_up(namespace)
+        return _cleaned(outcome, cleaned)
 
     def _probe(self, namespace: str, deadline: float) -> ProbeOutcome:
-        target_command = ["httpd", "-f", "-p", str(TARGET_PORT)]
-        self._create_pod(namespace, _pod("target", "target", self._image, target_command, "Always"))
+        target = _pod("target", "target", self._image, TARGET_COMMAND, "Always")
+        self._create_pod(namespace, target)
         self._progress("probe: waiting for the target pod")
         address = self._wait(namespace, "target", deadline, _running_address)
         control = _pod("control", "control", self._image, _reach(address), "Never")
@@ -143,14 +158,13 @@ class EnforcementProbe:
         self._progress("probe: the control pod (no policy) reaches the target?")
         control_phase = self._wait(namespace, "control", deadline, _finished)
         if control_phase != "Succeeded":
-            outcome = ProbeOutcome(
+            return ProbeOutcome(
                 None,
                 f"the control pod, under no policy, could not reach the target at {address}: "
                 "the network or the image is in the way, so enforcement cannot be told",
                 namespace,
                 False,
             )
-            return _cleaned(outcome, self._clean_up(namespace))
         call_json(
             self._net.create_namespaced_network_policy,
             namespace,
@@ -165,7 +179,8 @@ class EnforcementProbe:
             },
             timeout=CALL_TIMEOUT,
         )
-        self._create_pod(namespace, _pod("probe", "probe", self._image, _reach(address), "Never"))
+        probe = _pod("probe", "probe", self._image, _reach(address, settle_s=SETTLE_S), "Never")
+        self._create_pod(namespace, probe)
         self._progress("probe: the probe pod (default-deny egress) is blocked?")
         probe_phase = self._wait(namespace, "probe", deadline, _finished)
         blocked = probe_phase == "Failed"
@@ -176,7 +191,7 @@ class EnforcementProbe:
             else "the probe pod reached the target despite a default-deny egress policy: "
             "NetworkPolicies are not enforced on this cluster"
         )
-        return _cleaned(ProbeOutcome(blocked, detail, namespace, False), self._clean_up(namespace))
+        return ProbeOutcome(blocked, detail, namespace, False)
 
     def _create_pod(self, namespace: str, pod: JsonObject) -> None:
         call_json(self._core.create_namespaced_pod, namespace, pod, timeout=CALL_TIMEOUT)

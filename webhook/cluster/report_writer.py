@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.cluster.api_calls import CallCounter, Deadline, call_json, pages
+from webhook.cluster.api_calls import ApiRejected, CallCounter, Deadline, call_json, pages
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.raw_object import JsonObject, section
@@ -48,17 +48,34 @@ class ReportWriter:
         return found
 
     def create(self, desired: Mapping[str, Any], deadline: Deadline) -> None:
+        """Create the report; one already there under egress-guard's name (its managed-by label
+        removed, so the list did not show it) is taken back and replaced."""
         kind, namespace = self._kind, str(desired["metadata"]["namespace"])
-        call_json(
-            self._objects.create_namespaced_custom_object,
-            kind.group,
-            kind.version,
-            namespace,
-            kind.plural,
-            copy.deepcopy(dict(desired)),
-            timeout=deadline.timeout(),
-            counter=self._counter,
-        )
+        try:
+            call_json(
+                self._objects.create_namespaced_custom_object,
+                kind.group,
+                kind.version,
+                namespace,
+                kind.plural,
+                copy.deepcopy(dict(desired)),
+                timeout=deadline.timeout(),
+                counter=self._counter,
+            )
+        except ApiRejected as err:
+            if not err.already_exists:
+                raise
+            current = call_json(
+                self._objects.get_namespaced_custom_object,
+                kind.group,
+                kind.version,
+                namespace,
+                kind.plural,
+                REPORT_NAME,
+                timeout=deadline.timeout(),
+                counter=self._counter,
+            )
+            self.replace(current, desired, deadline)
 
     def replace(
         self, live: Mapping[str, Any], desired: Mapping[str, Any], deadline: Deadline
@@ -87,7 +104,12 @@ class ReportWriter:
             str(metadata.get("namespace")),
             kind.plural,
             REPORT_NAME,
-            body={"preconditions": {"uid": metadata.get("uid")}},
+            body={
+                "preconditions": {
+                    "uid": metadata.get("uid"),
+                    "resourceVersion": metadata.get("resourceVersion"),
+                }
+            },
             timeout=deadline.timeout(),
             counter=self._counter,
         )

@@ -17,10 +17,11 @@ from webhook.core.checks import CHECKS
 from webhook.core.decision import Decision, Note, allowed
 from webhook.core.findings import NAMESPACE_PREVIEW, Finding, Severity, detail
 from webhook.core.namespace import NamespaceContext, namespace_context, namespace_labels
+from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Mode, Policy
 from webhook.core.raw_object import section
 from webhook.core.request import AdmissionRequest
-from webhook.core.workloads import find_workload, group_of
+from webhook.core.workloads import find_workload
 
 NAMED = 3
 """Workloads named one by one; the rest are counted."""
@@ -65,22 +66,6 @@ def namespace_change(request: AdmissionRequest, policy: Policy) -> NamespaceChan
     )
 
 
-def _owned_by_a_listed_kind(obj: Mapping[str, Any], policy: Policy) -> bool:
-    """The object's controller is of a kind the preview lists (`Policy.reviewed_kinds`), so it is
-    reported through that owner only, as Pod Security Admission does (a Deployment's ReplicaSet,
-    a ReplicaSet's Pods)."""
-    owners = section(obj, "metadata").get("ownerReferences")
-    if not isinstance(owners, list):
-        return False
-    for owner in owners:
-        if not isinstance(owner, Mapping) or owner.get("controller") is not True:
-            continue
-        group, kind = group_of(owner.get("apiVersion")), owner.get("kind")
-        if group is not None and isinstance(kind, str) and policy.reviewed_kind(group, kind):
-            return True
-    return False
-
-
 def violators(
     workloads: Sequence[Mapping[str, Any]], context: NamespaceContext, policy: Policy
 ) -> list[Finding]:
@@ -93,7 +78,7 @@ def violators(
         if (
             not isinstance(kind, str)
             or not isinstance(name, str)
-            or _owned_by_a_listed_kind(obj, policy)
+            or controlled_by_a_reviewed_kind(obj, policy)
         ):
             continue
         workload = find_workload(obj, kind, name)

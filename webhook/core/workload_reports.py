@@ -21,6 +21,7 @@ from webhook.core.checks.profile_label import declared_profile
 from webhook.core.findings import Severity
 from webhook.core.namespace import NamespaceContext
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
+from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject, section
 from webhook.core.wording import sentence
@@ -29,6 +30,10 @@ from webhook.core.workloads import WorkloadKind, find_workload
 REPORT_NAME = "egress-guard"
 SOURCE = "egress-guard"
 RESULTS = ("pass", "fail", "warn", "error", "skip")
+MAX_RESULTS = 1000
+"""Results kept in one report (fail first, then warn, then pass): a namespace of thousands of
+workloads would otherwise outgrow what etcd stores in one object. The summary counts them all."""
+_ORDER = {"fail": 0, "warn": 1, "pass": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +86,12 @@ class WorkloadResult:
         }
 
 
-def _controlled(obj: Mapping[str, Any]) -> bool:
-    """Made by a controller (a Deployment's ReplicaSet, a Job's Pod): its owner is reported."""
-    return any(
-        isinstance(owner, Mapping) and owner.get("controller") is True
-        for owner in section(obj, "metadata").get("ownerReferences") or ()
-    )
-
-
 def workload_result(
     kind: WorkloadKind, obj: Mapping[str, Any], policy: Policy, namespace: NamespaceContext
 ) -> WorkloadResult | None:
     """The workload's result, or None for one a controller owns or one being deleted."""
     metadata = section(obj, "metadata")
-    if _controlled(obj) or metadata.get("deletionTimestamp"):
+    if controlled_by_a_reviewed_kind(obj, policy) or metadata.get("deletionTimestamp"):
         return None
     workload = find_workload(obj, kind.kind, str(metadata.get("name") or ""), kind.group)
     if workload is None:
@@ -123,9 +120,10 @@ def workload_result(
 def render_report(
     namespace: str, results: Iterable[WorkloadResult], report_kind: ReportKind
 ) -> JsonObject:
-    """The namespace's report, results in a stable order (kind, name)."""
-    ordered = sorted(results, key=lambda r: (r.kind, r.name))
+    """The namespace's report: results by severity, then kind and name, at most MAX_RESULTS."""
+    ordered = sorted(results, key=lambda r: (_ORDER.get(r.result, 3), r.kind, r.name))
     counts = Counter(r.result for r in ordered)
+    ordered = ordered[:MAX_RESULTS]
     return {
         "apiVersion": report_kind.api_version,
         "kind": report_kind.kind,

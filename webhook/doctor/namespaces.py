@@ -16,6 +16,7 @@ from webhook.core.decision import Verdict
 from webhook.core.evaluate import validate
 from webhook.core.findings import NAMESPACE_LABELS
 from webhook.core.namespace import namespace_context
+from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Mode, Policy
 from webhook.core.raw_object import JsonObject, section
 from webhook.core.request import AdmissionRequest
@@ -56,14 +57,6 @@ def uses_network_policies(namespaces: Mapping[str, Mapping[str, str]], policy: P
     return False
 
 
-def _owned(obj: Mapping[str, object]) -> bool:
-    """Made by a controller (a Deployment's ReplicaSet, a Job's Pod): its owner is reviewed."""
-    return any(
-        isinstance(owner, Mapping) and owner.get("controller") is True
-        for owner in section(obj, "metadata").get("ownerReferences") or ()
-    )
-
-
 def refusals(
     workloads: Iterable[tuple[WorkloadKind, JsonObject]],
     namespaces: Mapping[str, Mapping[str, str]],
@@ -72,7 +65,7 @@ def refusals(
     """The workloads the validating webhook would refuse if they were applied again now."""
     found: list[Refusal] = []
     for kind, obj in workloads:
-        if _owned(obj):
+        if controlled_by_a_reviewed_kind(obj, policy):
             continue
         metadata = section(obj, "metadata")
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")

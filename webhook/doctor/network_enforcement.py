@@ -19,6 +19,13 @@ CHECK = "network-policy-enforcement"
 PROBE = "network-policy-probe"
 PROBE_FIX = "`egress-guard doctor --probe` tests for real that a default-deny policy blocks egress."
 
+CNI_NAMESPACES = frozenset(
+    {"kube-system", "kube-flannel", "calico-system", "cilium", "tigera-operator"}
+)
+"""Where CNI installers put their DaemonSets. A DaemonSet of the same name elsewhere is a
+tenant's, and says nothing about the cluster's network: anyone with the `edit` role could make
+a `calico-node` of their own to turn a problem into `ok`."""
+
 EVIDENCE_CRDS = {
     "ciliumnetworkpolicies.cilium.io": "Cilium",
     "networkpolicies.crd.projectcalico.org": "Calico",
@@ -68,8 +75,10 @@ def identify(daemon_sets: Iterable[DaemonSetSummary], config_maps: ConfigMaps) -
     """The CNIs among the DaemonSets, each with whether its settings enforce NetworkPolicies."""
     found: list[Cni] = []
     for ds in daemon_sets:
+        if ds.namespace not in CNI_NAMESPACES or ds.desired == 0:
+            continue  # a tenant's namesake, or one that runs on no node, enforces nothing
         where = f"DaemonSet {ds.namespace}/{ds.name}"
-        ready = ds.desired == 0 or ds.ready >= ds.desired
+        ready = ds.ready >= ds.desired
         containers = _container_names(ds)
         name = ds.name
         if name in ("cilium", "anetd"):

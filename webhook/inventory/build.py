@@ -16,6 +16,7 @@ from webhook.core.decision import Verdict
 from webhook.core.evaluate import validate
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import matches_rendered, network_policy_intents
+from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Destination, Mode, Policy, Profile
 from webhook.core.raw_object import section
 from webhook.core.request import AdmissionRequest
@@ -168,13 +169,6 @@ def _if_enforced(
     return ""
 
 
-def _controlled(obj: Mapping[str, Any]) -> bool:
-    return any(
-        isinstance(owner, Mapping) and owner.get("controller") is True
-        for owner in section(obj, "metadata").get("ownerReferences") or ()
-    )
-
-
 def add_workloads(
     inventory: Inventory,
     workloads: Iterable[tuple[WorkloadKind, Mapping[str, Any]]],
@@ -184,7 +178,7 @@ def add_workloads(
 ) -> None:
     """Add an entry per top-level workload (what a controller owns is its owner's)."""
     for kind, obj in workloads:
-        if _controlled(obj):
+        if controlled_by_a_reviewed_kind(obj, policy):
             continue
         metadata = section(obj, "metadata")
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")

@@ -64,9 +64,17 @@ def run_loop(
     while the thread that renews it still runs.
     """
     beat = progress.beat if progress is not None else (lambda: None)
+
+    def may_act() -> bool:
+        """Before each write: a pass that writes is making progress (a first pass over a large
+        cluster outlasts the stall limit), and SIGTERM stops it within one write, not after
+        it, so the lease is released inside the pod's grace period."""
+        beat()
+        return not stop.is_set() and (elector is None or elector.is_leader())
+
     if elector is None:
         while not stop.is_set():
-            on_report(reconciler.run_once())
+            on_report(reconciler.run_once(may_act=may_act))
             beat()
             stop.wait(interval_s)
         return
@@ -82,7 +90,7 @@ def run_loop(
                 next_pass = clock()  # just became leader: catch up now
             was_leader = leader
             if leader and clock() >= next_pass:
-                on_report(reconciler.run_once(may_act=elector.is_leader))
+                on_report(reconciler.run_once(may_act=may_act))
                 next_pass = clock() + interval_s
             if elector_thread.is_alive():
                 beat()

@@ -96,7 +96,7 @@ class ReconcileReport:
     """Same-named NetworkPolicies egress-guard did not generate: left alone, and said."""
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
-    """The pass stopped early because this replica is no longer the leader."""
+    """The pass stopped early: this replica is no longer the leader, or it is shutting down."""
     left: int = 0
     """Writes the plan wanted that were not tried because the pass stopped early."""
     retries: int = 0
@@ -131,6 +131,7 @@ class ReconcileReport:
             "retries": self.retries,
             "reportsWritten": self.reports_written,
             "reportsDeleted": self.reports_deleted,
+            "reportsUnavailable": self.reports_unavailable,
             "apiCalls": self.api_calls,
             "durationSeconds": round(self.duration_s, 3),
         }
@@ -149,7 +150,8 @@ class ReconcileReport:
             )
             + f"{self.api_calls} API calls in {self.duration_s:.1f} s"
             + (
-                f" (stopped: no longer the leader; {self.left} changes left undone)"
+                f" (stopped early: leadership lost or shutting down; {self.left} changes left "
+                "undone)"
                 if self.stopped
                 else ""
             )

@@ -126,7 +126,11 @@ def reconcile(**flags: Any) -> None:
     from webhook.cluster.write_pacing import PacingSettings
     from webhook.reconcile.leader_election import LeaderElector, LeaseSettings
     from webhook.reconcile.loop import reconcile_once
-    from webhook.reconcile.reconciler import Reconciler, ReconcileReport
+    from webhook.reconcile.reconciler import (
+        RECONCILE_WRITE_BUDGET_S,
+        Reconciler,
+        ReconcileReport,
+    )
 
     try:
         policies = PolicyStore(flags["config"])
@@ -136,7 +140,16 @@ def reconcile(**flags: Any) -> None:
     pacing = PacingSettings(
         writes_per_second=flags["writes_per_second"], in_flight=flags["writes_in_flight"]
     )
-    reconciler = Reconciler(api, policies, prune=flags["prune"], pacing=pacing)
+    # A write must end before another replica may take the lease over: within the margin
+    # between this replica's renew deadline and the lease's duration.
+    margin = flags["lease_duration"] / 3 if flags["leader_elect"] else RECONCILE_WRITE_BUDGET_S
+    reconciler = Reconciler(
+        api,
+        policies,
+        prune=flags["prune"],
+        pacing=pacing,
+        write_budget_s=min(RECONCILE_WRITE_BUDGET_S, margin),
+    )
     elector = None
     if flags["leader_elect"]:
         duration = flags["lease_duration"]
