@@ -63,9 +63,10 @@ class Inventory:
     """Namespace -> (mode, inject) of every namespace shown."""
 
     def as_dict(self, policy: Policy) -> dict[str, Any]:
+        counts = self.by_namespace()
         return {
             "namespaces": [
-                {"name": name, "mode": mode, "inject": inject, "workloads": self.count(name)}
+                {"name": name, "mode": mode, "inject": inject, "workloads": len(counts[name])}
                 for name, (mode, inject) in sorted(self.namespaces.items())
             ],
             "profiles": {
@@ -79,8 +80,12 @@ class Inventory:
         """Entries by namespace, then kind and name, as every output shows them."""
         self.entries.sort(key=lambda e: (e.namespace, e.kind, e.name))
 
-    def count(self, namespace: str) -> int:
-        return sum(entry.namespace == namespace for entry in self.entries)
+    def by_namespace(self) -> dict[str, list[Entry]]:
+        """Entries grouped once (not a scan per namespace: 2,000 namespaces of 25 workloads)."""
+        grouped: dict[str, list[Entry]] = {name: [] for name in self.namespaces}
+        for entry in self.entries:
+            grouped.setdefault(entry.namespace, []).append(entry)
+        return grouped
 
 
 def _ports(destination: Destination) -> str:

@@ -65,8 +65,9 @@ def page(
     inventory: Inventory, policy: Policy, title: str = "egress-guard: egress inventory"
 ) -> str:
     summary = []
+    grouped = inventory.by_namespace()
     for name, (mode, inject) in sorted(inventory.namespaces.items()):
-        entries = [e for e in inventory.entries if e.namespace == name]
+        entries = grouped[name]
         refused = sum(bool(e.if_enforced) for e in entries)
         declared = sum(bool(e.profile) for e in entries)
         css = "refused" if refused else "ok"

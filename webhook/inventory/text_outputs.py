@@ -53,10 +53,11 @@ def markdown(inventory: Inventory, policy: Policy) -> str:
     lines = ["# Egress inventory", ""]
     lines += ["| namespace | mode | inject | workloads | would be refused if enforced |"]
     lines += ["|---|---|---|---:|---:|"]
+    grouped = inventory.by_namespace()
     for name, (mode, inject) in sorted(inventory.namespaces.items()):
-        entries = [e for e in inventory.entries if e.namespace == name]
+        entries = grouped[name]
         refused = sum(bool(e.if_enforced) for e in entries)
-        lines.append(f"| {name} | {mode} | {inject} | {len(entries)} | {refused} |")
+        lines.append(f"| {_cell(name)} | {mode} | {inject} | {len(entries)} | {refused} |")
     lines += ["", "## Profiles", ""]
     for name, profile in sorted(policy.profiles.items()):
         lines.append(f"- **{name}**: {_cell('; '.join(reaches(profile, policy)))}")

@@ -47,7 +47,7 @@ def report(**flags: Any) -> None:
     from webhook.cluster.list_watch import LIST_TIMEOUT
     from webhook.core.namespace import namespace_context
     from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
-    from webhook.inventory.build import Inventory, add_workloads
+    from webhook.inventory.build import EXEMPT, NOT_MANAGED, Inventory, add_workloads
     from webhook.inventory.html_page import page
     from webhook.inventory.text_outputs import markdown, table
 
@@ -61,7 +61,8 @@ def report(**flags: Any) -> None:
         for items, _ in pages(client.CoreV1Api(api).list_namespace, timeout=LIST_TIMEOUT):
             for item in items:
                 metadata = item.get("metadata") or {}
-                labels[str(metadata.get("name"))] = metadata.get("labels") or {}
+                if isinstance(metadata.get("name"), str):
+                    labels[metadata["name"]] = metadata.get("labels") or {}
             progress.say(f"{len(labels)} namespaces")
         chosen = {
             name
@@ -88,9 +89,9 @@ def report(**flags: Any) -> None:
         add_workloads(inventory, workloads, labels, live, policy)
         for name in chosen:
             context = namespace_context(name, labels[name], policy)
-            mode = context.mode.value if context.mode is not None else "not managed"
+            mode = context.mode.value if context.mode is not None else NOT_MANAGED
             inventory.namespaces.setdefault(
-                name, ("exempt" if context.exempt else mode, context.inject.value)
+                name, (EXEMPT if context.exempt else mode, context.inject.value)
             )
     except (ApiRejected, ApiUnreachable) as err:
         progress.done()
