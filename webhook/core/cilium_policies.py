@@ -20,11 +20,8 @@ from typing import Any
 
 from webhook.core.network_policies import (
     DEFAULT_DENY_NAME,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     NAMESPACE_NAME_LABEL,
-    GeneratedKeys,
-    content_hash,
+    generated_manifest,
     profile_policy_name,
     reaches_proxy,
 )
@@ -85,19 +82,9 @@ def dns_rule(policy: Policy) -> dict[str, Any]:
 def _manifest(
     name: str, namespace: str, spec: dict[str, Any], component: str, policy: Policy
 ) -> dict[str, Any]:
-    keys = GeneratedKeys.of(policy)
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, keys.component_label: component}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {keys.hash_annotation: content_hash({"labels": labels, "spec": spec})},
-        },
-        "spec": spec,
-    }
+    return generated_manifest(
+        (API_VERSION, KIND), name, namespace, spec, component=component, policy=policy
+    )
 
 
 def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:

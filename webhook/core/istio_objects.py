@@ -19,13 +19,7 @@ import re
 from typing import Any
 
 from webhook.core.cilium_policies import Rendered
-from webhook.core.network_policies import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    GeneratedKeys,
-    content_hash,
-    profile_policy_name,
-)
+from webhook.core.network_policies import generated_manifest, profile_policy_name
 from webhook.core.policy import Destination, Policy
 
 API_VERSION = "networking.istio.io/v1"
@@ -48,19 +42,9 @@ def _port_entries(destination: Destination) -> list[dict[str, Any]]:
 def _manifest(
     kind: str, name: str, namespace: str, spec: dict[str, Any], policy: Policy
 ) -> dict[str, Any]:
-    keys = GeneratedKeys.of(policy)
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, keys.component_label: "profile"}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {keys.hash_annotation: content_hash({"labels": labels, "spec": spec})},
-        },
-        "spec": spec,
-    }
+    return generated_manifest(
+        (API_VERSION, kind), name, namespace, spec, component="profile", policy=policy
+    )
 
 
 def _cidr_host(cidr: str) -> str:

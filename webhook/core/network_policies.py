@@ -133,11 +133,35 @@ def _manifest(
     policy: Policy,
     extra_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    return generated_manifest(
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        name,
+        namespace,
+        spec,
+        component=component,
+        policy=policy,
+        extra_labels=extra_labels,
+    )
+
+
+def generated_manifest(
+    type_: tuple[str, str],
+    name: str,
+    namespace: str,
+    spec: dict[str, Any],
+    *,
+    component: str,
+    policy: Policy,
+    extra_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An object egress-guard generates, of any (apiVersion, kind): managed-by and component
+    labels, and the hash of its labels and spec, which is how drift is told."""
     keys = GeneratedKeys.of(policy)
     labels = {MANAGED_BY_LABEL: MANAGED_BY, keys.component_label: component, **(extra_labels or {})}
+    api_version, kind = type_
     return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
+        "apiVersion": api_version,
+        "kind": kind,
         "metadata": {
             "name": name,
             "namespace": namespace,
