@@ -55,6 +55,20 @@ def test_the_score_counts_only_the_scope(mutants: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("code", [36, -24, 24, 152])
+def test_a_run_stopped_by_its_cpu_limit_is_a_timeout_and_caught(
+    mutants: Path, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = mutants / "mutants" / "webhook" / "core" / "pick.py.meta"
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    codes["webhook.core.pick.x_pick__mutmut_1"] = code
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    counts, _ = mutation_report.results("webhook.core")
+    assert counts == {"timeout": 1, "survived": 2}
+    mutation_report.main(["--scope", "webhook.core"])
+    assert "33.3% of 3 mutants caught" in capsys.readouterr().out
+
+
 def test_undocumented_survivors_fail_and_documented_ones_pass(
     mutants: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

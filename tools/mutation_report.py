@@ -28,8 +28,19 @@ from pathlib import Path
 MUTANTS = Path("mutants")
 DOC = Path("docs/mutation-testing.md")
 
-STATUS = {0: "survived", 1: "killed", 3: "killed", 33: "no tests", 34: "skipped", 36: "timeout"}
-"""mutmut's exit codes per mutant (a test run's result, or its own markers)."""
+STATUS = {
+    0: "survived",
+    1: "killed",
+    3: "killed",
+    33: "no tests",
+    34: "skipped",
+    36: "timeout",
+    -24: "timeout",
+    24: "timeout",
+    152: "timeout",
+}
+"""mutmut's exit codes per mutant (a test run's result, or its own markers), read as mutmut
+reads them: a run stopped by its CPU limit (SIGXCPU, however the shell reports it) timed out."""
 CAUGHT = frozenset({"killed", "timeout"})
 _NAME_SUFFIX = re.compile(r"__mutmut_(?:orig|\d+)")
 _DEF_NAME = re.compile(r"def x[_ǁ](?:\w+ǁ)?(\w+)")
@@ -52,10 +63,13 @@ def _readable(module: str, symbol: str) -> str:
 
 
 def _functions(path: Path) -> dict[str, str]:
-    """Source of every function in a mutated file, by name."""
+    """Source of every function in a mutated file, by name: its lines, cut from the file's lines
+    split once (`ast.get_source_segment` splits the whole file again for each of the thousands
+    of functions in a mutated file, minutes for the core)."""
     text = path.read_text()
+    lines = text.split("\n")
     return {
-        node.name: ast.get_source_segment(text, node) or ""
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
         for node in ast.walk(ast.parse(text))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
     }
