@@ -11,6 +11,7 @@ from builders import PROFILE, ns_labels, pod, pod_spec, request, workload
 
 from webhook.core import kube_names
 from webhook.core.decision import allowed
+from webhook.core.egress_coverage import allowed_rules
 from webhook.core.evaluate import mutate, validate
 from webhook.core.findings import Finding, Severity, Subject, registered
 from webhook.core.namespace import namespace_context
@@ -62,6 +63,12 @@ class TestKubeNames:
             "hook.ops.svc.cluster.local",
         ]
 
+    def test_egress_guards_own_users_are_its_two_service_accounts(self) -> None:
+        assert kube_names.own_users("ops", "hook") == {
+            "system:serviceaccount:ops:hook",
+            "system:serviceaccount:ops:hook-reconciler",
+        }
+
     @pytest.mark.parametrize(
         ("check", "value", "valid"),
         [
@@ -112,6 +119,12 @@ class TestMemo:
         assert network_policy_intents("shop", context, policy, "none") is not first
         hosts = unexpressible("stripe", policy, namespace_injects_all=False)
         assert unexpressible("stripe", policy, namespace_injects_all=False) is hosts
+
+    def test_what_a_profile_allows_is_read_once_per_policy(self, policy: Policy) -> None:
+        """Each rule of every NetworkPolicy reviewed is held against these."""
+        rules = allowed_rules("shop", "stripe", policy, namespace_injects_all=False)
+        assert allowed_rules("shop", "stripe", policy, namespace_injects_all=False) is rules
+        assert allowed_rules("shop", "stripe", policy, namespace_injects_all=True) is not rules
 
 
 def test_a_pod_without_a_spec_gets_nothing_and_says_nothing(policy: Policy) -> None:

@@ -32,6 +32,7 @@ from webhook.config.policy_file import FixedPolicy
 from webhook.core.decision import Decision, Note, Verdict
 from webhook.core.egress_coverage import selected_profiles
 from webhook.core.evaluate import Action, mutate, validate
+from webhook.core.findings import Severity, Subject
 from webhook.core.kube_names import own_users
 from webhook.core.namespace_governance import review_namespace_change
 from webhook.core.network_policies import render_default_deny, render_profile
@@ -651,6 +652,15 @@ class TestLabelsOnly:
         assert [f.check for f in decision.findings] == ["not-network-enforced"]
         assert any("enforces labels only" in w for w in decision.warnings)
 
+    def test_each_namespace_is_told_its_own_inject(self, policy: Policy) -> None:
+        """The note is memoised per namespace and inject, never shared between them."""
+        for namespace, inject in (("payments", "none"), ("shop", "proxy"), ("shop", "none")):
+            req = replace(
+                make_request(workload("Deployment", {PROFILE: "none"})), namespace=namespace
+            )
+            (note,) = validate(req, ns_labels("enforce", inject), policy).findings
+            assert note.details() == {"namespace": namespace, "inject": inject}
+
     def test_nothing_is_said_where_network_policies_enforce(self, policy: Policy) -> None:
         decision = validate(
             make_request(workload("Deployment", {PROFILE: "none"})), ns_labels(), policy
@@ -868,6 +878,12 @@ class TestEgressCoverage:
                 {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
                 False,
                 id="every-namespace",
+            ),
+            pytest.param(
+                {"to": [{"podSelector": {"matchLabels": {"app": "cache"}}}]},
+                {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
+                False,
+                id="other-pods",
             ),
             pytest.param(
                 {"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
@@ -1255,3 +1271,318 @@ class TestReviewEdges:
         governed = policy_with(policy, governance=GOVERNED)
         req = replace(namespace_update(ns_labels("enforce"), {}), **change)
         assert review_namespace_change(req, governed) is None
+
+
+class TestRuleEdges:
+    """More edges of the enforcement rules that mutation testing showed unpinned: what each
+    verdict, finding and warning says, and the requests only a crafted client sends."""
+
+    # --- Multus ---------------------------------------------------------------------------
+
+    def test_multus_is_not_refused_where_no_network_policy_holds_pods(self, policy: Policy) -> None:
+        decision = validate(
+            make_request(multus({PROFILE: "none"})), ns_labels("enforce", "none"), policy
+        )
+        assert decision.verdict is Verdict.ALLOWED
+        assert [f.check for f in decision.findings] == ["not-network-enforced"]
+
+    def test_both_multus_annotations_are_named_and_the_warning_is_short(
+        self, policy: Policy
+    ) -> None:
+        obj = multus({PROFILE: "none"})
+        obj["spec"]["template"]["metadata"]["annotations"]["v1.multus-cni.io/default-network"] = (
+            "macvlan"
+        )
+        refused = validate(make_request(obj), ns_labels(), policy)
+        assert refused.message == (
+            'Deployment "router" uses Multus networks: no NetworkPolicy restricts them: remove the '
+            "pod annotation k8s.v1.cni.cncf.io/networks, v1.multus-cni.io/default-network, or "
+            "give it a profile with secondaryNetworks: true"
+        )
+        warned = validate(make_request(obj), ns_labels("warn", "networkpolicy"), policy)
+        assert warned.warnings[0] == (
+            'egress-guard (warn): Deployment "router" uses Multus networks: no NetworkPolicy '
+            "restricts them: drop the annotation"
+        )
+
+    # --- what a tenant's NetworkPolicy opens ----------------------------------------------
+
+    def test_a_block_is_read_as_its_network_whatever_its_host_bits(self, policy: Policy) -> None:
+        """As the network plugins read it: 34.210.129.7/24 is 34.210.129.0/24."""
+        for block in (
+            {"cidr": "34.210.129.7/24"},
+            {"cidr": "34.210.129.0/24", "except": ["34.210.129.7/25"]},
+        ):
+            rule = {"to": [{"ipBlock": block}], "ports": [{"port": 443}]}
+            req = np_request(network_policy(egress(rule, selector=STRIPE_ONLY)))
+            assert np_verdict(policy, req) is Verdict.ALLOWED, block
+
+    def test_a_port_range_of_one_port_is_that_port(self, policy: Policy) -> None:
+        rule = {
+            "to": [{"ipBlock": {"cidr": "34.210.129.0/24"}}],
+            "ports": [{"port": 443, "endPort": 443}],
+        }
+        req = np_request(network_policy(egress(rule, selector=STRIPE_ONLY)))
+        assert np_verdict(policy, req) is Verdict.ALLOWED
+        rule["ports"] = [{"port": 443, "endPort": 444}]
+        req = np_request(network_policy(egress(rule, selector=STRIPE_ONLY)))
+        assert np_verdict(policy, req) is Verdict.DENIED
+
+    def test_a_selector_pinning_the_profile_twice_selects_what_both_allow(
+        self, policy: Policy
+    ) -> None:
+        twice = {
+            "matchExpressions": [
+                {"key": PROFILE, "operator": "In", "values": ["stripe", "internal"]},
+                {"key": PROFILE, "operator": "In", "values": ["stripe", "none"]},
+            ]
+        }
+        assert selected_profiles(twice, policy) == ("stripe",)
+        req = np_request(network_policy(egress(STRIPE_RANGE, selector=twice)))
+        assert np_verdict(policy, req) is Verdict.ALLOWED
+        nobody = {
+            "matchLabels": {PROFILE: "stripe"},
+            "matchExpressions": [{"key": PROFILE, "operator": "In", "values": ["none"]}],
+        }
+        assert selected_profiles(nobody, policy) == ()
+        req = np_request(network_policy(egress({}, selector=nobody)))
+        assert np_verdict(policy, req) is Verdict.ALLOWED, "it selects no pod"
+
+    def test_pods_of_a_profile_the_file_does_not_define_get_dns_alone(self, policy: Policy) -> None:
+        ghost = {"matchLabels": {PROFILE: "ghost"}}
+        dns = {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                    },
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"port": 53, "protocol": "UDP"}],
+        }
+        assert np_verdict(policy, np_request(network_policy(egress(dns, selector=ghost)))) is (
+            Verdict.ALLOWED
+        )
+        req = np_request(network_policy(egress(STRIPE_RANGE, selector=ghost)))
+        (finding,) = review_network_policy(req, ns_labels(), policy, OWN).violations
+        assert finding.get("profiles") == ("ghost",)
+
+    def test_other_pods_in_a_profiles_namespaces_are_more(self, policy: Policy) -> None:
+        """internal reaches ledger pods in the payments team's namespaces, not all their pods."""
+        internal = {"matchLabels": {PROFILE: "internal"}}
+        for pods, verdict in (
+            ({"app": "ledger"}, Verdict.ALLOWED),
+            ({"app": "vault"}, Verdict.DENIED),
+        ):
+            rule = {
+                "to": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"team": "payments"}},
+                        "podSelector": {"matchLabels": pods},
+                    }
+                ],
+                "ports": [{"port": 8080}],
+            }
+            req = np_request(network_policy(egress(rule, selector=internal)))
+            assert np_verdict(policy, req) is verdict, pods
+
+    def test_a_peer_naming_the_policys_own_namespace_is_in_it(self, policy: Policy) -> None:
+        profiles = policy.model_dump(by_alias=True)["profiles"]
+        local = policy_with(
+            policy,
+            profiles={**profiles, "db-client": {"allow": [{"podSelector": {"app": "db"}}]}},
+        )
+        named = {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "payments"}
+                    },
+                    "podSelector": {"matchLabels": {"app": "db"}},
+                }
+            ]
+        }
+        selector = {"matchLabels": {PROFILE: "db-client"}}
+        req = np_request(network_policy(egress(named, selector=selector)))
+        assert np_verdict(local, req) is Verdict.ALLOWED
+        assert np_verdict(local, replace(req, namespace="shop")) is Verdict.DENIED
+
+    # --- the NetworkPolicy review's answers -----------------------------------------------
+
+    def test_a_delete_never_widens_whatever_object_it_carries(self, policy: Policy) -> None:
+        wide = network_policy(egress({}))
+        req = replace(np_request(wide), operation="DELETE", old_object=wide)
+        decision = review_network_policy(req, ns_labels(), policy, OWN)
+        assert decision.verdict is Verdict.ALLOWED
+        assert decision.mode is Mode.ENFORCE, "counted under the namespace's mode"
+
+    def test_a_crafted_create_is_judged_without_its_old_object(self, policy: Policy) -> None:
+        wide = network_policy(egress({}))
+        req = np_request(wide, old=copy.deepcopy(wide))
+        assert np_verdict(policy, req) is Verdict.DENIED
+
+    def test_an_update_whose_egress_is_no_list_is_judged_whole(self, policy: Policy) -> None:
+        old = network_policy(egress(STRIPE_RANGE, selector=STRIPE_ONLY))
+        new = copy.deepcopy(old)
+        new["spec"]["egress"] = {"ports": [{"port": 22}]}
+        decision = review_network_policy(
+            np_request(new, operation="UPDATE", old=old), ns_labels(), policy, OWN
+        )
+        assert decision.verdict is Verdict.DENIED
+        assert decision.violations[0].get("profiles") == ("stripe",)
+
+    def test_a_generated_name_is_shown_for_a_create(self, policy: Policy) -> None:
+        obj = network_policy(egress({}))
+        req = np_request(obj)
+        obj["metadata"] = {"generateName": "open-", "namespace": "payments"}
+        req = replace(req, name="")
+        (finding, *_) = review_network_policy(req, ns_labels(), policy, OWN).violations
+        assert str(finding.subject) == 'NetworkPolicy "open-<generated>"'
+
+    def test_an_editor_may_be_named_as_a_user(self, policy: Policy) -> None:
+        editors = policy_with(policy, governance={"networkPolicyEditors": {"users": ["root"]}})
+        old = render_default_deny("payments", policy)
+        req = np_request(None, operation="DELETE", old=old, user="root", groups=())
+        assert np_verdict(editors, req) is Verdict.ALLOWED
+        assert np_verdict(policy, req) is Verdict.DENIED
+        wide = np_request(network_policy(egress({})), user="root", groups=())
+        assert np_verdict(editors, wide) is Verdict.ALLOWED
+
+    def test_warn_for_foreign_policies_says_them_under_the_namespaces_mode(
+        self, policy: Policy
+    ) -> None:
+        warn = policy_with(policy, governance={"foreignNetworkPolicies": "warn"})
+        req = np_request(network_policy(egress({"ports": [{"port": 22}]}, selector=STRIPE_ONLY)))
+        decision = review_network_policy(req, ns_labels("warn", "networkpolicy"), warn, OWN)
+        assert decision.verdict is Verdict.WARNED and decision.mode is Mode.WARN
+        (said,) = decision.warnings
+        assert said.startswith('egress-guard (warn): NetworkPolicy "mine" egress rule 1 opens')
+        assert review_network_policy(req, ns_labels(), warn, OWN).mode is Mode.ENFORCE
+
+    # --- relabelled Pods ------------------------------------------------------------------
+
+    def test_the_owner_is_named_from_either_side_of_the_update(self, policy: Policy) -> None:
+        orphaned = owned_pod("stripe")
+        del orphaned["metadata"]["ownerReferences"]
+        adopted = copy.deepcopy(orphaned)
+        adopted["metadata"]["labels"][PROFILE] = "none"
+        for new, old in ((orphaned, owned_pod("none")), (owned_pod("stripe"), adopted)):
+            req = make_request(new, operation="UPDATE", old=old)
+            (finding,) = validate(req, ns_labels(), policy).violations
+            assert finding.reason.startswith("belongs to ReplicaSet 'web-5d4f'")
+
+    def test_a_pod_without_an_owner_is_told_to_be_recreated(self, policy: Policy) -> None:
+        req = make_request(pod({PROFILE: "stripe"}), operation="UPDATE", old=pod({PROFILE: "none"}))
+        decision = validate(req, ns_labels(), policy)
+        assert decision.message == (
+            'Pod "web" is running: its profile label may not change from none to stripe: '
+            "create a new Pod with the new profile"
+        )
+        (finding,) = decision.violations
+        assert finding.details() == {"label": PROFILE, "before": "none", "after": "stripe"}
+
+    def test_a_pod_being_deleted_and_relabelled_is_warned_under_warn(self, policy: Policy) -> None:
+        new, old = pod({PROFILE: "stripe"}), pod({PROFILE: "none"})
+        new["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        decision = validate(
+            make_request(new, operation="UPDATE", old=old), ns_labels("warn"), policy
+        )
+        assert decision.verdict is Verdict.WARNED
+        assert decision.warnings[1] == (
+            "egress-guard: defined profiles: internal, none, stripe, web-via-proxy"
+        )
+
+    def test_a_create_is_judged_on_its_object_whatever_old_object_it_carries(
+        self, policy: Policy
+    ) -> None:
+        req = make_request(pod({PROFILE: "stripe"}), old=pod({PROFILE: "none"}))
+        assert validate(req, ns_labels(), policy).verdict is Verdict.ALLOWED
+
+    # --- crafted workload reviews ---------------------------------------------------------
+
+    def test_a_workload_review_without_its_group_or_object_is_still_refused(
+        self, policy: Policy
+    ) -> None:
+        bare = AdmissionRequest(
+            uid="u", kind="Deployment", operation="CREATE", namespace="payments", object=None
+        )
+        assert checks(validate(bare, ns_labels(), policy)) == ["malformed-object"]
+        other = replace(bare, group="example.com")
+        decision = validate(other, ns_labels(), policy)
+        assert decision.allowed and decision.note is Note.NOT_A_WORKLOAD
+        pod_without_object = replace(bare, kind="Pod")
+        assert mutate(pod_without_object, ns_labels(), policy).note is Note.MALFORMED
+
+    def test_under_networkpolicy_only_a_proxy_profile_gets_the_variables(
+        self, policy: Policy
+    ) -> None:
+        """stripe names hosts but not `proxy: true`: its NetworkPolicy has no route to the
+        proxy under inject networkpolicy, so its pods are given none."""
+        labels = ns_labels("enforce", "networkpolicy")
+        decision = mutate(make_request(pod({PROFILE: "stripe"})), labels, policy)
+        assert decision.patch == () and decision.note is Note.NO_INJECTION
+        assert mutate(make_request(pod({PROFILE: "web-via-proxy"})), labels, policy).patch
+
+    # --- namespaces -----------------------------------------------------------------------
+
+    def test_the_refusal_names_everyone_who_may_loosen(self, policy: Policy) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        refused = review_namespace_change(
+            namespace_update(ns_labels("enforce"), ns_labels("warn")), governed
+        )
+        assert refused is not None
+        assert refused.violations[0].hint == (
+            "ask one of: user root, group platform (governance.loosenNamespaces in the policy file)"
+        )
+
+    def test_a_nameless_namespace_is_refused_by_no_name(self, policy: Policy) -> None:
+        governed = policy_with(policy, governance=GOVERNED)
+        req = replace(namespace_update(ns_labels("enforce"), {}), name="")
+        del req.object["metadata"]["name"]  # type: ignore[attr-defined]
+        refused = review_namespace_change(req, governed)
+        assert refused is not None
+        assert refused.violations[0].subject == Subject("Namespace", "")
+
+    # --- advice about the policy file and the proxy ---------------------------------------
+
+    def test_an_except_elsewhere_leaves_the_metadata_address_open(self, policy: Policy) -> None:
+        profiles = policy.model_dump(by_alias=True)["profiles"]
+        world = {"allow": [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}]}
+        (finding,) = policy_advice(policy_with(policy, profiles={**profiles, "world": world}))
+        assert finding.get("unexcepted") == (
+            "169.254.169.254/32",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        )
+        assert finding.severity is Severity.ADVICE
+        assert finding.hint == (
+            "add them to the destination's except list (the metadata service hands out the "
+            "node's credentials; the cluster's ranges are its pods)"
+        )
+
+    def test_every_env_from_source_is_looked_at(self, policy: Policy) -> None:
+        env_from = [
+            "not a source",
+            {"configMapRef": {"name": "app"}, "prefix": "APP_"},
+            {"configMapRef": {"name": "settings"}},
+        ]
+        obj = pod({PROFILE: "web-via-proxy"}, spec=pod_spec(container(envFrom=env_from)))
+        (finding,) = mutate(make_request(obj), ns_labels(), policy).findings
+        assert finding.get("sources") == ("configMap/settings",)
+
+    def test_too_many_containers_are_said_whole(self, policy: Policy) -> None:
+        from webhook.core.proxy_env import MAX_CONTAINERS
+
+        obj = pod(
+            {PROFILE: "web-via-proxy"},
+            spec=pod_spec(*(container(f"c{i}") for i in range(MAX_CONTAINERS + 1))),
+        )
+        decision = mutate(make_request(obj), ns_labels(), policy)
+        (finding,) = decision.findings
+        assert (finding.check, finding.severity) == ("proxy-env", Severity.ADVICE)
+        assert decision.warnings == (
+            "egress-guard: proxy variables not injected: the pod has "
+            f"{MAX_CONTAINERS + 1} containers, more than {MAX_CONTAINERS}: set them in the "
+            "containers' env",
+        )

@@ -17,7 +17,6 @@ from typing import Any
 
 from webhook.core.network_policies import NAMESPACE_NAME_LABEL, render_default_deny, render_profile
 from webhook.core.policy import Policy
-from webhook.core.raw_object import mapping_at
 
 Requirement = tuple[str, str, tuple[str, ...]]
 """One term of a label selector: (key, operator, sorted values)."""
@@ -55,12 +54,13 @@ def _requirements(selector: Any) -> frozenset[Requirement] | None:
 @dataclass(frozen=True, slots=True)
 class Peer:
     """An egress destination: an address block, or pods picked by namespace and pod selector
-    (a namespace selector is always present: a bare podSelector means the policy's namespace)."""
+    (a namespace selector is always present: a bare podSelector means the policy's namespace).
+    The selectors of a block are empty and never read."""
 
     block: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     excepts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    namespaces: frozenset[Requirement] | None = None
-    pods: frozenset[Requirement] | None = None
+    namespaces: frozenset[Requirement] = frozenset()
+    pods: frozenset[Requirement] = frozenset()
 
     def within(self, other: Peer) -> bool:
         """Everything this peer reaches, `other` reaches too."""
@@ -74,10 +74,9 @@ class Peer:
                 not cut.overlaps(self.block) or any(cut.subnet_of(mine) for mine in self.excepts)  # type: ignore[arg-type]
                 for cut in other.excepts
             )
-        if other.block is not None or self.namespaces is None or self.pods is None:
+        if other.block is not None:
             return False
         # A selector with every term of another selects a subset of what that one selects.
-        assert other.namespaces is not None and other.pods is not None
         return other.namespaces <= self.namespaces and other.pods <= self.pods
 
 
@@ -201,8 +200,8 @@ def _allows(allowed: Rule, peer: Peer | None, port: PortRange | None) -> bool:
 
 
 def _rules_of(manifest: Mapping[str, Any], namespace: str) -> list[Rule]:
-    rules = mapping_at(manifest, "spec")
-    egress = rules.get("egress", []) if rules else []
+    """The egress rules of a NetworkPolicy egress-guard rendered (which always has a spec)."""
+    egress = manifest["spec"].get("egress", [])
     return [r for r in (read_rule(raw, namespace) for raw in egress) if r is not None]
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from webhook.core.decision import Decision, Verdict
 from webhook.core.findings import Finding, Severity, Subject, detail, register
 from webhook.core.namespace import NamespaceContext, namespace_context, namespace_labels
-from webhook.core.policy import Mode, Policy
+from webhook.core.policy import Mode, Policy, Principals
 from webhook.core.raw_object import section
 from webhook.core.request import AdmissionRequest
 
@@ -46,7 +46,7 @@ def loosening(before: NamespaceContext, after: NamespaceContext) -> Loosening | 
     if _STRENGTH[after.mode] < _STRENGTH[before.mode]:
         return Loosening(
             "mode",
-            before.mode.value if before.mode else "-",
+            str(before.mode),  # never None here: nothing is weaker than no mode
             after.mode.value if after.mode else "(removed)",
         )
     if before.inject.network_policies and not after.inject.network_policies:
@@ -76,13 +76,10 @@ def review_namespace_change(request: AdmissionRequest, policy: Policy) -> Decisi
     change = loosening(before, after)
     if change is None or allowed_to.include(request.user, request.groups):
         return None
-    return Decision(Verdict.DENIED, (_refusal(name, change, request, allowed_to_text(policy)),))
+    return Decision(Verdict.DENIED, (_refusal(name, change, request, allowed_to_text(allowed_to)),))
 
 
-def allowed_to_text(policy: Policy) -> str:
-    allowed_to = policy.governance.loosen_namespaces
-    if allowed_to is None:
-        return ""
+def allowed_to_text(allowed_to: Principals) -> str:
     names = [*(f"user {u}" for u in allowed_to.users), *(f"group {g}" for g in allowed_to.groups)]
     return ", ".join(names) or "no one"
 
@@ -97,5 +94,4 @@ def _refusal(name: str, change: Loosening, request: AdmissionRequest, who: str) 
         f"by {request.user or 'an unknown user'}",
         f"ask one of: {who} (governance.loosenNamespaces in the policy file)",
         detail(label=label, before=change.before, after=change.after, user=request.user),
-        "ask whom governance.loosenNamespaces names",
     )

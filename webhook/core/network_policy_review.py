@@ -167,7 +167,6 @@ def _generated_changed(request: AdmissionRequest, subject: Subject, policy: Poli
         f"{request.user or 'an unknown user'}",
         hint,
         detail(operation=request.operation, user=request.user),
-        "change the profile in the policy file instead",
     )
 
 

@@ -77,7 +77,7 @@ def policy_advice(policy: Policy) -> tuple[Finding, ...]:
                         f"allows {destination.cidr} without excepting {', '.join(ranges)}",
                         "add them to the destination's except list (the metadata service hands "
                         "out the node's credentials; the cluster's ranges are its pods)",
-                        detail(cidr=destination.cidr or "", unexcepted=ranges),
+                        detail(cidr=destination.cidr, unexcepted=ranges),
                         "add them to its except list",
                     )
                 )
