@@ -186,6 +186,7 @@ def pages(
     page_size: int = 500,
     max_pages: int = 10_000,
     counter: CallCounter | None = None,
+    retries: int = 0,
     **kwargs: Any,
 ) -> Iterator[tuple[list[JsonObject], str]]:
     """A list call a page at a time (`limit`/`continue`), with each page's resourceVersion, so
@@ -202,7 +203,8 @@ def pages(
                 limit=page_size,
                 _continue=token,
                 **kwargs,
-            )
+            ),
+            retries,
         )
         items = [item for item in page.get("items") or () if isinstance(item, dict)]
         metadata = page.get("metadata") or {}
@@ -214,22 +216,23 @@ def pages(
 
 
 PAGE_RETRIES = 2
-"""A page answered 429 or 5xx, or not at all, is asked for again this many times: one throttled
-page must not fail a pass over a large cluster's hundred pages."""
+"""For a long read (a reconcile pass, a report): a page answered 429 or 5xx, or not at all, is
+asked for again this many times, so that one throttled page does not fail a hundred. A watch's
+own re-list has its own backoff and asks for none (`retries=0`, the default)."""
 
 
 def _page_with_retries(
-    read: Callable[[], JsonObject], sleep: Callable[[float], None] = time.sleep
+    read: Callable[[], JsonObject], retries: int, sleep: Callable[[float], None] = time.sleep
 ) -> JsonObject:
-    for attempt in range(PAGE_RETRIES + 1):
+    for attempt in range(retries + 1):
         try:
             return read()
         except ApiRejected as err:
-            if not err.transient or attempt == PAGE_RETRIES:
+            if not err.transient or attempt == retries:
                 raise
             wait = err.retry_after_s if err.retry_after_s is not None else 0.5 * 2**attempt
         except ApiUnreachable:
-            if attempt == PAGE_RETRIES:
+            if attempt == retries:
                 raise
             wait = 0.5 * 2**attempt
         sleep(min(wait, 10.0))
@@ -243,6 +246,7 @@ def list_all(
     page_size: int = 500,
     max_pages: int = 10_000,
     counter: CallCounter | None = None,
+    retries: int = 0,
     **kwargs: Any,
 ) -> tuple[list[JsonObject], str]:
     """Every item of a list call, read a page at a time, and the list's resourceVersion."""
@@ -255,6 +259,7 @@ def list_all(
         page_size=page_size,
         max_pages=max_pages,
         counter=counter,
+        retries=retries,
         **kwargs,
     ):
         items.extend(page)

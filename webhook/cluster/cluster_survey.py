@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
-from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, call_json, pages
+from webhook.cluster.api_calls import (
+    PAGE_RETRIES,
+    ApiRejected,
+    ApiUnreachable,
+    call_json,
+    pages,
+)
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.cluster.workload_lists import cluster_lister
 from webhook.core.policy import Policy
@@ -175,7 +181,8 @@ def workloads_in(
         return
     for kind in policy.reviewed_kinds:
         try:
-            for items, _ in pages(cluster_lister(api, kind), timeout=LIST_TIMEOUT):
+            lister = cluster_lister(api, kind)
+            for items, _ in pages(lister, timeout=LIST_TIMEOUT, retries=PAGE_RETRIES):
                 for item in items:
                     if (item.get("metadata") or {}).get("namespace") in namespaces:
                         item.setdefault("kind", kind.kind)

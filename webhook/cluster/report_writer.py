@@ -13,7 +13,14 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.cluster.api_calls import ApiRejected, CallCounter, Deadline, call_json, pages
+from webhook.cluster.api_calls import (
+    PAGE_RETRIES,
+    ApiRejected,
+    CallCounter,
+    Deadline,
+    call_json,
+    pages,
+)
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.raw_object import JsonObject, section
@@ -39,6 +46,7 @@ class ReportWriter:
             kind.plural,
             timeout=LIST_TIMEOUT,
             counter=self._counter,
+            retries=PAGE_RETRIES,
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
         ):
             for item in items:

@@ -39,6 +39,7 @@ from kubernetes import client
 
 from webhook.admission.ports import PolicySource
 from webhook.cluster.api_calls import (
+    PAGE_RETRIES,
     ApiRejected,
     ApiUnreachable,
     CallCounter,
@@ -258,7 +259,12 @@ class Reconciler:
         """Namespaces, generated policies, and (with `reports.policyReports`) each reported
         namespace's workload results."""
         labels_by_name: dict[str, Mapping[str, str]] = {}
-        for items, _ in pages(self._core.list_namespace, timeout=LIST_TIMEOUT, counter=self._calls):
+        for items, _ in pages(
+            self._core.list_namespace,
+            timeout=LIST_TIMEOUT,
+            counter=self._calls,
+            retries=PAGE_RETRIES,
+        ):
             for item in items:
                 metadata = item.get("metadata") or {}
                 if isinstance(metadata.get("name"), str):
@@ -273,6 +279,7 @@ class Reconciler:
             self._net.list_network_policy_for_all_namespaces,
             timeout=LIST_TIMEOUT,
             counter=self._calls,
+            retries=PAGE_RETRIES,
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
         )
         reported: dict[str, NamespaceContext] = {}
@@ -339,6 +346,7 @@ class Reconciler:
                 *args,
                 timeout=LIST_TIMEOUT,
                 counter=self._calls,
+                retries=PAGE_RETRIES,
                 label_selector=label_selector,
             ):
                 yield items

@@ -42,7 +42,7 @@ def report(**flags: Any) -> None:
     """Inventory the workloads of the managed namespaces: mode and inject, profile, what the
     profile lets them reach, whether their generated NetworkPolicies are in place and current,
     and what the webhook would refuse if their namespace enforced."""
-    from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, pages
+    from webhook.cluster.api_calls import PAGE_RETRIES, ApiRejected, ApiUnreachable, pages
     from webhook.cluster.cluster_survey import workloads_in
     from webhook.cluster.list_watch import LIST_TIMEOUT
     from webhook.core.namespace import namespace_context
@@ -58,7 +58,8 @@ def report(**flags: Any) -> None:
     progress = ListingProgress(enabled=sys.stderr.isatty())
     try:
         labels: dict[str, Mapping[str, str]] = {}
-        for items, _ in pages(client.CoreV1Api(api).list_namespace, timeout=LIST_TIMEOUT):
+        core = client.CoreV1Api(api)
+        for items, _ in pages(core.list_namespace, timeout=LIST_TIMEOUT, retries=PAGE_RETRIES):
             for item in items:
                 metadata = item.get("metadata") or {}
                 if isinstance(metadata.get("name"), str):
@@ -78,6 +79,7 @@ def report(**flags: Any) -> None:
         for items, _ in pages(
             net.list_network_policy_for_all_namespaces,
             timeout=LIST_TIMEOUT,
+            retries=PAGE_RETRIES,
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
         ):
             for item in items:
