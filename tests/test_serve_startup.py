@@ -25,7 +25,8 @@ from webhook.serving.certs import CertFiles, ensure_certs
 def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What `serve` handed gunicorn, instead of starting it."""
     calls: list[Any] = []
-    monkeypatch.setattr("webhook.serving.server.run", lambda *args: calls.append(args))
+    monkeypatch.setattr("webhook.serving.server.run", lambda *args, **_: calls.append(args))
+    monkeypatch.setattr("webhook.cli.commands.serve._check_port_free", lambda _host, _port: None)
 
     @contextlib.contextmanager
     def no_metrics_dir() -> Iterator[Path]:
@@ -164,3 +165,76 @@ def test_the_health_check_passes_against_a_running_server_and_fails_without_one(
         assert healthcheck.main() == 0
     assert healthcheck.main() == 1
     assert f"unhealthy: https://127.0.0.1:{server.port}/healthz" in capsys.readouterr().err
+
+
+def test_credentials_that_cannot_be_used_fail_once_before_any_worker(
+    tmp_path: Path, started: list[Any], cert_dir: Path
+) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--cluster",
+            "kubeconfig",
+            "--kubeconfig",
+            str(tmp_path / "missing"),
+            "--cert-dir",
+            str(cert_dir),
+        ],
+    )
+    line = one_line_error(result)
+    assert "kubeconfig" in line and "--cluster none" in line
+    assert started == []
+
+
+def test_serve_takes_a_kubeconfig_and_a_context(local_api: Any, kubeconfig: Path) -> None:
+    from webhook.config.settings import ServeSettings
+    from webhook.serving.compose import build_components
+
+    components = build_components(ServeSettings(kubeconfig=kubeconfig))
+    try:
+        assert components.cluster == "kubeconfig"
+        assert components.namespaces.labels("egress-guard") is not None  # read from local_api
+    finally:
+        components.close()
+
+
+def test_a_port_in_use_fails_at_once(tmp_path: Path, cert_dir: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started_at = time.monotonic()
+        result = serve("--port", str(port), "--cert-dir", str(cert_dir))
+        assert time.monotonic() - started_at < 3  # not gunicorn's five retries
+    line = one_line_error(result)
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_serving_is_announced_only_once_listening(cert_dir: Path, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [sys.executable, "-m", "webhook", "serve", "--cluster", "none"]
+    command += ["--port", str(port), "--cert-dir", str(cert_dir), "--workers", "1"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "serving https://" in line:
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    pass  # already bound when it said so
+                break
+        else:
+            raise AssertionError("serve never said it was serving")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

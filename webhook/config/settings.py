@@ -82,6 +82,10 @@ class ServeSettings(BaseSettings):
         "/healthz, /readyz and /metrics stay open to probes",
     )
     cluster: ClusterMode = "auto"
+    kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig to reach the cluster (else $KUBECONFIG, ~/.kube)"
+    )
+    context: str | None = Field(default=None, description="kubeconfig context to use")
     service: str = "egress-guard"
     namespace: str = "egress-guard"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -52,7 +52,9 @@ def build_components(settings: ServeSettings) -> Components:
     """Without a cluster everything is static and ready at once; with one, readiness waits for
     the namespace cache and follows its watch (see ClusterConnection.not_ready)."""
     policies = PolicyStore(settings.config, snapshot=settings.policy_snapshot)
-    mode = resolve_cluster_mode(settings.cluster)
+    mode = resolve_cluster_mode(
+        settings.cluster, kubeconfig=settings.kubeconfig, context=settings.context
+    )
     metrics = WebhookMetrics()
     if mode == "none":
         return Components(
@@ -66,7 +68,12 @@ def build_components(settings: ServeSettings) -> Components:
     from webhook.cluster.kube import ClusterConfigError, connect  # loads the Kubernetes client
 
     try:
-        connection = connect(mode, policies)
+        connection = connect(
+            mode,
+            policies,
+            kubeconfig=str(settings.kubeconfig) if settings.kubeconfig else None,
+            context=settings.context,
+        )
     except ClusterConfigError as err:
         raise SystemExit(f"{err}; or run with --cluster none") from None
     from webhook.cluster.events import DenialEvents

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,11 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             sys.exit(1)
 
 
-def run(settings: ServeSettings, certs: CertFiles) -> None:
+def run(
+    settings: ServeSettings, certs: CertFiles, when_listening: Callable[[], None] | None = None
+) -> None:
+    """Serve until stopped; `when_listening` is called once the port is bound, before workers
+    start (gunicorn's when_ready), so that "serving" is said only when it is true."""
     # The JSON log lines use none of these record fields; not gathering them is cheaper
     # (the logging HOWTO's "Optimization" section).
     logging._srcfile = None
@@ -151,4 +156,7 @@ def run(settings: ServeSettings, certs: CertFiles) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging.getLogger(__name__).debug("starting gunicorn")
-    WebhookServer(settings, gunicorn_options(settings, certs)).run()
+    options = gunicorn_options(settings, certs)
+    if when_listening is not None:
+        options["when_ready"] = lambda _arbiter: when_listening()
+    WebhookServer(settings, options).run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from webhook import __version__
 from webhook.cli.errors import describe_os_error, fail
 from webhook.cli.policy_option import config_option
 from webhook.config.policy_file import PolicyFileError, load_policy
-from webhook.config.settings import CLUSTER_MODES, ServeSettings
+from webhook.config.settings import CLUSTER_MODES, ServeSettings, resolve_cluster_mode
 from webhook.core.kube_names import service_dns_names
 from webhook.serving.certs import (
     LOCAL_DNS,
@@ -49,6 +50,12 @@ from webhook.serving.healthcheck import write_url_file
     type=click.Choice(CLUSTER_MODES),
     help="Where namespace labels come from and policies go [default: auto].",
 )
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Kubeconfig file to use [default: $KUBECONFIG, else ~/.kube/config].",
+)
+@click.option("--context", help="Kubeconfig context to use [default: the current one].")
 @click.option(
     "--worker-tmp-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -109,16 +116,52 @@ def serve(**flags: Any) -> None:
             write_url_file(settings.healthcheck_file, settings.host, settings.port)
         except OSError as err:
             fail(f"cannot write the health check file: {describe_os_error(err)}")
+    _check_cluster(settings)
+    _check_port_free(settings.host, settings.port)
     scheme_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    click.echo(
+    announcement = (
         f"egress-guard {__version__} serving https://{scheme_host}:{settings.port} "
-        f"(policy: {settings.config or 'embedded example'}; CA: {certs.ca_cert})",
-        err=True,
+        f"(policy: {settings.config or 'embedded example'}; CA: {certs.ca_cert})"
     )
     with multiprocess_dir(), policy_snapshot() as snapshot:  # before prometheus_client loads
         from webhook.serving.server import run  # gunicorn loads only for this command
 
-        run(settings.model_copy(update={"policy_snapshot": snapshot}), certs)
+        run(
+            settings.model_copy(update={"policy_snapshot": snapshot}),
+            certs,
+            when_listening=lambda: click.echo(announcement, err=True),
+        )
+
+
+def _check_cluster(settings: ServeSettings) -> None:
+    """Credentials that cannot be used fail here, once, before any worker starts (each worker
+    would otherwise print the same error and exit)."""
+    mode = resolve_cluster_mode(
+        settings.cluster, kubeconfig=settings.kubeconfig, context=settings.context
+    )
+    if mode == "none":
+        return
+    from webhook.cluster.client import ClusterConfigError, api_client
+
+    try:
+        api_client(
+            mode,
+            kubeconfig=str(settings.kubeconfig) if settings.kubeconfig else None,
+            context=settings.context,
+        ).close()  # type: ignore[no-untyped-call]
+    except ClusterConfigError as err:
+        fail(f"{err}; or run with --cluster none")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port in use fails here, at once, rather than after gunicorn's five retries."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            fail(f"cannot listen on {host}:{port}: {describe_os_error(err)} (another server?)")
 
 
 @contextlib.contextmanager
