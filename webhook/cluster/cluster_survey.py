@@ -25,6 +25,7 @@ from webhook.cluster.api_calls import (
     pages,
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
+from webhook.cluster.namespace_list import namespace_labels
 from webhook.cluster.workload_lists import cluster_lister
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
@@ -154,7 +155,7 @@ def survey_cluster(
                 reader, api, (service[1], service[0]), "proxy"
             )
     if "namespaces" in wanted:
-        survey.namespaces = reader.read("namespaces", lambda: _namespaces(core))
+        survey.namespaces = reader.read("namespaces", lambda: namespace_labels(api))
     return survey
 
 
@@ -319,13 +320,3 @@ def _service_and_slices(
         ],
     )
     return service, slices
-
-
-def _namespaces(core: client.CoreV1Api) -> dict[str, Mapping[str, str]]:
-    found: dict[str, Mapping[str, str]] = {}
-    for items, _ in pages(core.list_namespace, timeout=LIST_TIMEOUT):
-        for item in items:
-            metadata = item.get("metadata") or {}
-            if isinstance(metadata.get("name"), str):
-                found[metadata["name"]] = metadata.get("labels") or {}
-    return found

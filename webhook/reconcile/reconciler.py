@@ -48,6 +48,7 @@ from webhook.cluster.api_calls import (
     pages,
 )
 from webhook.cluster.list_watch import LIST_TIMEOUT
+from webhook.cluster.namespace_list import namespace_labels
 from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
 from webhook.cluster.report_writer import ReportWriter
 from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
@@ -258,17 +259,7 @@ class Reconciler:
     ) -> tuple[list[NamespaceState], list[JsonObject], dict[str, list[WorkloadResult]] | None]:
         """Namespaces, generated policies, and (with `reports.policyReports`) each reported
         namespace's workload results."""
-        labels_by_name: dict[str, Mapping[str, str]] = {}
-        for items, _ in pages(
-            self._core.list_namespace,
-            timeout=LIST_TIMEOUT,
-            counter=self._calls,
-            retries=PAGE_RETRIES,
-        ):
-            for item in items:
-                metadata = item.get("metadata") or {}
-                if isinstance(metadata.get("name"), str):
-                    labels_by_name[metadata["name"]] = metadata.get("labels") or {}
+        labels_by_name = namespace_labels(self._api, counter=self._calls)
         managed = {
             name
             for name, labels in labels_by_name.items()

@@ -45,6 +45,7 @@ def report(**flags: Any) -> None:
     from webhook.cluster.api_calls import PAGE_RETRIES, ApiRejected, ApiUnreachable, pages
     from webhook.cluster.cluster_survey import workloads_in
     from webhook.cluster.list_watch import LIST_TIMEOUT
+    from webhook.cluster.namespace_list import namespace_labels
     from webhook.core.namespace import namespace_context
     from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
     from webhook.inventory.build import EXEMPT, NOT_MANAGED, Inventory, add_workloads
@@ -57,14 +58,7 @@ def report(**flags: Any) -> None:
 
     progress = ListingProgress(enabled=sys.stderr.isatty())
     try:
-        labels: dict[str, Mapping[str, str]] = {}
-        core = client.CoreV1Api(api)
-        for items, _ in pages(core.list_namespace, timeout=LIST_TIMEOUT, retries=PAGE_RETRIES):
-            for item in items:
-                metadata = item.get("metadata") or {}
-                if isinstance(metadata.get("name"), str):
-                    labels[metadata["name"]] = metadata.get("labels") or {}
-            progress.say(f"{len(labels)} namespaces")
+        labels = namespace_labels(api, on_page=lambda count: progress.say(f"{count} namespaces"))
         chosen = {
             name
             for name, namespace_labels in labels.items()
