@@ -35,6 +35,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from webhook.cli.input_files import InputProblem
 from webhook.core.flow_matching import ObservedFlow, Peer, sorted_labels, workload_name
 
 Format = Literal["auto", "hubble", "csv"]
@@ -85,26 +86,6 @@ class LineError(ValueError):
     """One line that cannot be read: reported with its file and line, then skipped."""
 
 
-@dataclass(frozen=True, slots=True)
-class FlowProblem:
-    path: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        return (
-            f"{self.path}:{self.line}: {self.message}"
-            if self.line
-            else f"{self.path}: {self.message}"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"file": self.path, "message": self.message}
-        if self.line:
-            data["line"] = self.line
-        return data
-
-
 @dataclass(slots=True)
 class ReadStats:
     """What reading found besides flows: records, skips by reason, problems (the first kept)."""
@@ -112,13 +93,13 @@ class ReadStats:
     files: int = 0
     records: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    problems: list[FlowProblem] = field(default_factory=list)
+    problems: list[InputProblem] = field(default_factory=list)
     problem_count: int = 0
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-    def problem(self, problem: FlowProblem) -> None:
+    def problem(self, problem: InputProblem) -> None:
         self.problem_count += 1
         if len(self.problems) < PROBLEMS_KEPT:
             self.problems.append(problem)
@@ -481,7 +462,7 @@ def _read_one(
         if first.strip():
             break
     else:
-        stats.problem(FlowProblem(source.name, None, "holds no flow records"))
+        stats.problem(InputProblem(source.name, None, "holds no flow records"))
         return
     kind = fmt
     if kind == "auto":
@@ -510,9 +491,9 @@ def _hubble_lines(
             try:
                 found = reader.flow(loads(line))
             except orjson.JSONDecodeError as err:
-                stats.problem(FlowProblem(name, number, f"is not JSON: {err.msg}"))
+                stats.problem(InputProblem(name, number, f"is not JSON: {err.msg}"))
             except LineError as err:
-                stats.problem(FlowProblem(name, number, str(err)))
+                stats.problem(InputProblem(name, number, str(err)))
             else:
                 if isinstance(found, str):
                     stats.skip(found)
@@ -532,7 +513,7 @@ def _decoded(
         try:
             yield number, line.decode("utf-8-sig")
         except UnicodeDecodeError:
-            stats.problem(FlowProblem(name, number, "is not UTF-8 text"))
+            stats.problem(InputProblem(name, number, "is not UTF-8 text"))
         line = next(lines, b"")
         if not line:
             return
@@ -555,7 +536,7 @@ def _csv_lines(
         try:
             row = next(csv.reader([text]))
         except csv.Error as err:
-            stats.problem(FlowProblem(name, line_number, f"is not CSV: {err}"))
+            stats.problem(InputProblem(name, line_number, f"is not CSV: {err}"))
             continue
         try:
             if reader.columns is None and reader.header(row):
@@ -563,7 +544,7 @@ def _csv_lines(
             stats.records += 1
             found = reader.flow(row)
         except LineError as err:
-            stats.problem(FlowProblem(name, line_number, str(err)))
+            stats.problem(InputProblem(name, line_number, str(err)))
             continue
         if isinstance(found, str):
             stats.skip(found)

@@ -12,14 +12,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from webhook.core.decision import Verdict
-from webhook.core.evaluate import validate
 from webhook.core.findings import NAMESPACE_LABELS
+from webhook.core.live_workloads import refusal_if_applied
 from webhook.core.namespace import namespace_context
 from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Mode, Policy
 from webhook.core.raw_object import JsonObject, section
-from webhook.core.request import AdmissionRequest
 from webhook.core.wording import sentence
 from webhook.core.workloads import WorkloadKind
 from webhook.doctor.results import CheckResult, Status
@@ -69,19 +67,8 @@ def refusals(
             continue
         metadata = section(obj, "metadata")
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
-        request = AdmissionRequest(
-            uid="egress-guard-doctor",
-            kind=kind.kind,
-            operation="CREATE",
-            namespace=namespace,
-            name=name,
-            group=kind.group,
-            version=kind.version,
-            object=obj,
-        )
-        decision = validate(request, namespaces.get(namespace), policy)
-        if decision.verdict is Verdict.DENIED:
-            reason = "; ".join(sentence(finding) for finding in decision.violations)
+        reason = refusal_if_applied(kind, obj, namespaces.get(namespace), policy)
+        if reason:
             found.append(Refusal(namespace, f"{kind.kind}/{name}", reason))
     return found
 

@@ -12,15 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.core.decision import Verdict
-from webhook.core.evaluate import validate
+from webhook.core.live_workloads import refusal_if_applied
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import matches_rendered, network_policy_intents
 from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Destination, Mode, Policy, Profile
 from webhook.core.raw_object import section
-from webhook.core.request import AdmissionRequest
-from webhook.core.wording import sentence
 from webhook.core.workloads import WorkloadKind, find_workload
 
 NOT_MANAGED = "not managed"
@@ -153,27 +150,6 @@ def _policies_state(
     return "in place"
 
 
-def _if_enforced(
-    kind: WorkloadKind, obj: Mapping[str, Any], labels: Mapping[str, str], policy: Policy
-) -> str:
-    enforcing = {**labels, policy.mode_label: Mode.ENFORCE.value}
-    metadata = section(obj, "metadata")
-    request = AdmissionRequest(
-        uid="egress-guard-report",
-        kind=kind.kind,
-        operation="CREATE",
-        namespace=str(metadata.get("namespace") or ""),
-        name=str(metadata.get("name") or ""),
-        group=kind.group,
-        version=kind.version,
-        object=obj,
-    )
-    decision = validate(request, enforcing, policy)
-    if decision.verdict is Verdict.DENIED:
-        return "; ".join(sentence(finding) for finding in decision.violations)
-    return ""
-
-
 def add_workloads(
     inventory: Inventory,
     workloads: Iterable[tuple[WorkloadKind, Mapping[str, Any]]],
@@ -217,6 +193,8 @@ def add_workloads(
                 )
                 if context.mode is not None
                 else "-",
-                if_enforced=_if_enforced(kind, obj, namespace_labels, policy),
+                if_enforced=refusal_if_applied(
+                    kind, obj, {**namespace_labels, policy.mode_label: Mode.ENFORCE.value}, policy
+                ),
             )
         )

@@ -54,6 +54,15 @@ def namespace_flag(_ctx: click.Context, _param: click.Parameter, value: str | No
     return value
 
 
+def namespaces_flag(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A repeatable -n: each a namespace name."""
+    for value in values:
+        namespace_flag(ctx, param, value)
+    return values
+
+
 namespace_option = click.option(
     "-n",
     "--namespace",

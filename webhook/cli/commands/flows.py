@@ -10,6 +10,7 @@ from typing import IO
 import click
 
 from webhook.cli.check_report import to_json, to_yaml
+from webhook.cli.commands.check import namespaces_flag
 from webhook.cli.errors import fail
 from webhook.cli.flow_input import (
     FORMATS,
@@ -27,22 +28,12 @@ from webhook.cli.flows_report import (
 )
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 from webhook.core.flow_matching import FlowAudit
-from webhook.core.kube_names import is_dns1123_label
 
 OUTPUTS = ("table", "json", "yaml")
 
 
 def stdin_stream() -> IO[bytes]:
     return sys.stdin.buffer
-
-
-def _namespaces(
-    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
-) -> tuple[str, ...]:
-    for value in values:
-        if not is_dns1123_label(value):
-            raise click.BadParameter(f"{value!r} is not a valid namespace name (a DNS-1123 label)")
-    return values
 
 
 @click.command()
@@ -69,7 +60,7 @@ def _namespaces(
     "--namespace",
     "namespaces",
     multiple=True,
-    callback=_namespaces,
+    callback=namespaces_flag,
     help="Only flows from pods in this namespace. Repeatable.",
 )
 @click.option(

@@ -11,6 +11,7 @@ import click
 
 from webhook.cli.check_report import to_json, to_yaml
 from webhook.cli.cluster_options import api_client_or_exit, cluster_options
+from webhook.cli.commands.check import namespaces_flag
 from webhook.cli.errors import fail
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 from webhook.cli.progress import ListingProgress
@@ -28,7 +29,12 @@ OUTPUTS = ("table", "json", "yaml", "markdown", "html")
     help="Also the namespaces egress-guard does not manage (shown as not managed or exempt).",
 )
 @click.option(
-    "-n", "--namespace", "namespaces", multiple=True, help="Only this namespace (repeatable)."
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    callback=namespaces_flag,
+    help="Only this namespace (repeatable).",
 )
 @click.option(
     "-o",
