@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +61,8 @@ __all__ = ["RESOURCES", "ApiError", "Call", "Fault", "LocalApiServer", "Resource
 
 MAX_WATCH_S = 60.0
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
+CrdSource = Path | str | Mapping[str, Any] | Iterable[Mapping[str, Any]]
+"""A YAML file of CRDs (the corpus's, for one), one CRD, or several."""
 
 
 # --- calls, faults, errors -------------------------------------------------------------------
@@ -120,6 +122,41 @@ class Fault:
             and (self.name is None or self.name == call.name)
             and (self.times is None or self.hits < self.times)
         )
+
+
+def unknown_resource() -> ApiError:
+    """A path the server does not serve (a resource whose CRD is not installed, for one), as the
+    API server answers it: Go's NewGenericServerResponse for 404, details empty."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+def crd_documents(source: CrdSource) -> list[JsonObject]:
+    """The CustomResourceDefinitions in `source` (other documents of a YAML file are left out)."""
+    if isinstance(source, Path | str):
+        documents: list[Any] = list(yaml.safe_load_all(Path(source).read_text()))
+    elif isinstance(source, Mapping):
+        documents = [source]
+    else:
+        documents = list(source)
+    return [
+        copy.deepcopy(dict(d))
+        for d in documents
+        if isinstance(d, Mapping) and d.get("kind") == "CustomResourceDefinition"
+    ]
+
+
+_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Kubernetes' order of versions (CompareKubeAwareVersionStrings): GA before beta before
+    alpha, higher numbers first, then anything else alphabetically. Sorts ascending."""
+    match = _VERSION.fullmatch(version)
+    if not match:
+        return (3, 0, 0, version)
+    major, stage, minor = match.groups()
+    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
+    return (rank, -int(major), -int(minor or 0), version)
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -199,7 +236,10 @@ class LocalApiServer:
         users: Mapping[str, str] | None = None,
         authorizer: Callable[[Call], bool] | None = None,
         max_lifetime_s: float = 300.0,
+        crds: Iterable[CrdSource] = (),
     ) -> None:
+        """`resources` are served from the start, without a schema beyond kubernetes-validate's;
+        `crds` (YAML files, or CRD objects) are installed as `install_crds` does."""
         self.store = Store(resources, validate_schemas)
         self.users = dict(users or {})
         """Bearer token -> user name. When set, any other token is 401 Unauthorized; when not,
@@ -222,6 +262,7 @@ class LocalApiServer:
         """The most write calls being answered at once (reset by `reset_calls`)."""
         self._stopping = threading.Event()
         self._lifetime: threading.Timer | None = None
+        self.install_crds(*crds)
 
     # lifecycle
 
@@ -326,6 +367,20 @@ class LocalApiServer:
     def seed(self, *objects: JsonObject) -> list[JsonObject]:
         return [self.store.seed(obj) for obj in objects]
 
+    def install_crds(self, *sources: CrdSource) -> list[JsonObject]:
+        """Create the CustomResourceDefinitions in `sources` (YAML files such as
+        ../shared/corpus/crds/*.yaml, or CRD objects), as a POST to
+        /apis/apiextensions.k8s.io/v1/customresourcedefinitions does: validated (422 Invalid for
+        a CRD the API server refuses), established at once, their versions served. No call is
+        recorded and no fault or authorizer applies. Returns the CRDs as stored."""
+        return [self.store.seed(crd) for source in sources for crd in crd_documents(source)]
+
+    def uninstall_crd(self, name: str) -> None:
+        """Delete a CRD (`ciliumnetworkpolicies.cilium.io`) as a DELETE does: its resources are
+        no longer served and its objects are gone. No call is recorded."""
+        rt = self.resource("customresourcedefinitions")
+        self.store.delete(rt, "", name, None, dry_run=False)
+
     def set_status(
         self, resource: str, name: str, namespace: str, status: JsonObject
     ) -> JsonObject:
@@ -347,8 +402,20 @@ class LocalApiServer:
     def objects(self, resource: str, namespace: str | None = None) -> list[JsonObject]:
         return self.store.all_objects(self.resource(resource), namespace)
 
-    def resource(self, plural: str) -> ResourceType:
-        return next(rt for rt in self.store.resources if rt.plural == plural)
+    def resource(self, plural: str, group: str | None = None) -> ResourceType:
+        """The type served as `plural` (of `group`, when given); a CRD's storage version first."""
+        found = [
+            rt
+            for rt in self.store.resources
+            if rt.plural == plural and (group is None or rt.group == group)
+        ]
+        for rt in found:
+            served = self.store.served(rt)
+            if served is not None and served.version == served.storage_version:
+                return rt
+        if not found:
+            raise KeyError(f"{plural} is not served")
+        return found[0]
 
     def kubeconfig(self, path: Path, token: str = "local-admin") -> Path:
         """Write a kubeconfig whose current context is this server, authenticating with `token`."""
@@ -415,8 +482,7 @@ class LocalApiServer:
             return
         route = self._route(split.path)
         if route is None:
-            error = ApiError(404, "NotFound", "the server could not find the requested resource")
-            self._send_json(handler, 404, error.status())
+            self._send_json(handler, 404, unknown_resource().status())
             return
         verb = self._verb(method, route, query)
         user = self._user(handler)
@@ -529,9 +595,29 @@ class LocalApiServer:
         if dry_run_value not in (None, "All"):
             raise bad_request(f'unsupported dry run directive "{dry_run_value}"')
         strict = query.get("fieldValidation") == "Strict"
+        warnings: list[str] | None = [] if query.get("fieldValidation") != "Ignore" else None
+        try:
+            return self._write_or_read(method, route, call, query, raw, handler, strict, warnings)
+        finally:
+            if warnings:
+                handler.extra_headers["Warning"] = ", ".join(
+                    f"299 - {json.dumps(w)}" for w in warnings
+                )
+
+    def _write_or_read(
+        self,
+        method: str,
+        route: Route,
+        call: Call,
+        query: dict[str, str],
+        raw: bytes,
+        handler: _Handler,
+        strict: bool,
+        warnings: list[str] | None,
+    ) -> tuple[int, JsonObject, None]:
         rt, namespace = route.rt, route.namespace or ""
         if route.subresource and route.subresource != "status":
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise unknown_resource()
         if method in ("POST", "PUT", "PATCH") or (method == "DELETE" and raw):
             try:
                 body = json.loads(raw) if raw else None
@@ -557,7 +643,9 @@ class LocalApiServer:
         if method == "POST":
             if route.name:
                 raise ApiError(405, "MethodNotAllowed", "POST names a collection, not an object")
-            created = store.create(rt, namespace, body, dry_run=call.dry_run, strict=strict)
+            created = store.create(
+                rt, namespace, body, dry_run=call.dry_run, strict=strict, warnings=warnings
+            )
             return 201, created, None
         if not route.name:
             raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name")
@@ -570,6 +658,7 @@ class LocalApiServer:
                 dry_run=call.dry_run,
                 strict=strict,
                 subresource=route.subresource,
+                warnings=warnings,
             )
             return 200, updated, None
         if method == "PATCH":
@@ -583,6 +672,7 @@ class LocalApiServer:
                 dry_run=call.dry_run,
                 strict=strict,
                 subresource=route.subresource,
+                warnings=warnings,
             )
             return 200, patched, None
         deleted = store.delete(rt, namespace, route.name, body, dry_run=call.dry_run)
@@ -635,6 +725,8 @@ class LocalApiServer:
                     since = event.resource_version
                     if visible(event.obj):
                         yield {"type": event.type, "object": copy.deepcopy(event.obj)}
+                if not store.serves(rt):
+                    return  # its CRD was deleted: the API server ends the watch
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -667,27 +759,28 @@ class LocalApiServer:
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":
-            groups: dict[str, set[str]] = {}
+            groups: dict[str, list[str]] = {}
             for rt in resources:
                 if rt.group:
-                    groups.setdefault(rt.group, set()).add(rt.version)
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
+                    groups.setdefault(rt.group, [])
+                    if rt.version not in groups[rt.group]:
+                        groups[rt.group].append(rt.version)
+            listed_groups = []
+            for group, versions in sorted(groups.items()):
+                ordered = sorted(versions, key=version_priority)
+                listed_groups.append(
                     {
                         "name": group,
                         "versions": [
-                            {"groupVersion": f"{group}/{v}", "version": v} for v in sorted(vs)
+                            {"groupVersion": f"{group}/{v}", "version": v} for v in ordered
                         ],
                         "preferredVersion": {
-                            "groupVersion": f"{group}/{sorted(vs)[-1]}",
-                            "version": sorted(vs)[-1],
+                            "groupVersion": f"{group}/{ordered[0]}",
+                            "version": ordered[0],
                         },
                     }
-                    for group, vs in sorted(groups.items())
-                ],
-            }
+                )
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": listed_groups}
         match = re.fullmatch(r"/api/(v1)|/apis/([^/]+)/([^/]+)", path)
         if not match:
             return None
@@ -701,17 +794,25 @@ class LocalApiServer:
             "kind": "APIResourceList",
             "apiVersion": "v1",
             "groupVersion": listed[0].api_version,
-            "resources": [
-                {
-                    "name": rt.plural,
-                    "singularName": rt.singular,
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": verbs,
-                }
-                for rt in listed
-            ],
+            "resources": [self._discovered(rt, verbs) for rt in listed],
         }
+
+    def _discovered(self, rt: ResourceType, verbs: list[str]) -> JsonObject:
+        entry: JsonObject = {
+            "name": rt.plural,
+            "singularName": rt.singular,
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": verbs,
+        }
+        served = self.store.served(rt)
+        if served is not None:
+            entry["singularName"] = served.singular
+            if served.short_names:
+                entry["shortNames"] = list(served.short_names)
+            if served.categories:
+                entry["categories"] = list(served.categories)
+        return entry
 
     def _send_json(self, handler: _Handler, status: int, body: JsonObject) -> None:
         self._send(handler, status, json.dumps(body, separators=(",", ":")).encode())

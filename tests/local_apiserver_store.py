@@ -1,5 +1,9 @@
 """What the local API server does to objects: the resource registry, the store and its write
 semantics, selectors, patches, and errors as `Status` bodies. `local_apiserver.py` serves it.
+
+The registry is `RESOURCES` (and whatever a server is started with) plus the versions the stored
+CustomResourceDefinitions serve: storing, changing or deleting a CRD changes what is served (see
+`local_apiserver_crds.py` for what is done to custom objects).
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from typing import Any
 
 import jsonpatch
 import kubernetes_validate
+from local_apiserver_crds import (
+    CelUnsupported,
+    ServedVersion,
+    Validator,
+    apply_defaults,
+    crd_causes,
+    prune,
+    served_versions,
+)
 
 JsonObject = dict[str, Any]
 
@@ -165,12 +178,31 @@ def conflict(rt: ResourceType, name: str, why: str) -> ApiError:
     )
 
 
+_CAUSE_REASONS = (
+    ("Required value", "FieldValueRequired"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Too many", "FieldValueTooMany"),
+    ("Too long", "FieldValueTooLong"),
+    ("Duplicate value", "FieldValueDuplicate"),
+    ("Forbidden", "FieldValueForbidden"),
+)
+
+
+def _cause_reason(message: str) -> str:
+    """The cause's reason, from the wording of its message (as Go's field.ErrorType writes it)."""
+    return next(
+        (r for prefix, r in _CAUSE_REASONS if message.startswith(prefix)), "FieldValueInvalid"
+    )
+
+
 def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str]]) -> ApiError:
     summary = ", ".join(f"{path}: {message}" for path, message in causes)
+    if len(causes) > 1:
+        summary = f"[{summary}]"
     body = status_details(rt, name)
     body["kind"] = rt.kind
     body["causes"] = [
-        {"reason": "FieldValueInvalid", "message": message, "field": path}
+        {"reason": _cause_reason(message), "message": message, "field": path}
         for path, message in causes
     ]
     return ApiError(
@@ -382,11 +414,19 @@ class Store:
 
     def __init__(self, resources: tuple[ResourceType, ...], validate_schemas: bool) -> None:
         self.resources = resources
+        """What is served: the types given, then the versions the stored CRDs serve."""
         self.validate_schemas = validate_schemas
         self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)
         self._rv = 0
+        self._static = resources
         self._collections = {rt: _Collection() for rt in resources}
+        self._served: dict[ResourceType, ServedVersion] = {}
+        self._shared: dict[tuple[str, str], _Collection] = {}
+        """Custom objects by (group, plural): every served version of a CRD reads one store."""
+        self._crds = next(
+            (rt for rt in resources if rt.plural == "customresourcedefinitions"), None
+        )
 
     @property
     def namespaces(self) -> ResourceType:
@@ -396,6 +436,13 @@ class Store:
         with self._lock:
             return self._rv
 
+    def served(self, rt: ResourceType) -> ServedVersion | None:
+        """The CRD version serving `rt` (None for a type the server was started with)."""
+        return self._served.get(rt)
+
+    def serves(self, rt: ResourceType) -> bool:
+        return rt in self.resources
+
     # reads
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> JsonObject:
@@ -403,7 +450,7 @@ class Store:
             obj = self._collections[rt].objects.get((namespace, name))
             if obj is None:
                 raise not_found(rt, name)
-            return copy.deepcopy(obj)
+            return self._view(rt, obj)
 
     def list(
         self,
@@ -451,8 +498,9 @@ class Store:
                 last = items[-1]["metadata"]
                 token = json.dumps({"after": [last.get("namespace", ""), last["name"]]})
                 metadata["continue"] = base64.urlsafe_b64encode(token.encode()).decode()
+            served = self._served.get(rt)
             return {
-                "kind": f"{rt.kind}List",
+                "kind": served.list_kind if served else f"{rt.kind}List",
                 "apiVersion": rt.api_version,
                 "metadata": metadata,
                 "items": items,
@@ -461,7 +509,14 @@ class Store:
     # writes
 
     def create(
-        self, rt: ResourceType, namespace: str, body: Any, *, dry_run: bool, strict: bool
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        *,
+        dry_run: bool,
+        strict: bool,
+        warnings: list[str] | None = None,
     ) -> JsonObject:
         obj = self._decoded(rt, body)
         metadata = obj["metadata"]
@@ -476,7 +531,7 @@ class Store:
         with self._lock:
             if rt.namespaced and not self._exists_namespace(namespace):
                 raise not_found(self.namespaces, namespace)
-            self._validate(rt, obj, strict)
+            self._validate(rt, obj, strict, warnings=warnings)
             if (namespace, name) in self._collections[rt].objects:
                 raise already_exists(rt, name)
             metadata["uid"] = str(uuid.uuid4())
@@ -486,11 +541,12 @@ class Store:
             if rt.status:
                 obj.pop("status", None)
             self._defaults_on_create(rt, obj)
+            obj["apiVersion"] = self._storage_version(rt)
             if dry_run:
                 metadata.pop("resourceVersion", None)
-                return obj
+                return self._view(rt, obj)
             self._store(rt, (namespace, name), obj, "ADDED")
-            return copy.deepcopy(obj)
+            return self._view(rt, obj)
 
     def update(
         self,
@@ -502,6 +558,7 @@ class Store:
         dry_run: bool,
         strict: bool,
         subresource: str = "",
+        warnings: list[str] | None = None,
     ) -> JsonObject:
         obj = self._decoded(rt, body)
         metadata = obj["metadata"]
@@ -516,7 +573,7 @@ class Store:
             current = self._collections[rt].objects.get((namespace, name))
             if current is None:
                 raise not_found(rt, name)
-            return self._replace(rt, current, obj, dry_run, strict, subresource)
+            return self._replace(rt, current, obj, dry_run, strict, subresource, warnings)
 
     def patch(
         self,
@@ -529,12 +586,13 @@ class Store:
         dry_run: bool,
         strict: bool,
         subresource: str = "",
+        warnings: list[str] | None = None,
     ) -> JsonObject:
         with self._lock:
             current = self._collections[rt].objects.get((namespace, name))
             if current is None:
                 raise not_found(rt, name)
-            base = copy.deepcopy(current)
+            base = self._view(rt, current)
             if content_type == "application/merge-patch+json":
                 if not isinstance(patch, dict):
                     raise bad_request("a merge patch must be a JSON object")
@@ -570,7 +628,7 @@ class Store:
             if patched["metadata"].get("name", name) != name:
                 raise bad_request("a patch may not change metadata.name")
             obj = self._decoded(rt, patched)
-            return self._replace(rt, current, obj, dry_run, strict, subresource)
+            return self._replace(rt, current, obj, dry_run, strict, subresource, warnings)
 
     def delete(
         self, rt: ResourceType, namespace: str, name: str, options: Any, *, dry_run: bool
@@ -618,7 +676,15 @@ class Store:
             collection = self._collections[rt]
             if resource_version < collection.oldest_event:
                 return [], False
-            return [e for e in collection.events if e.resource_version > resource_version], True
+            events = [e for e in collection.events if e.resource_version > resource_version]
+            if rt in self._served:
+                events = [
+                    WatchEvent(e.resource_version, e.type, e.key, self._view(rt, e.obj))
+                    if e.obj.get("apiVersion") != rt.api_version
+                    else e
+                    for e in events
+                ]
+            return events, True
 
     def seed(self, obj: JsonObject) -> JsonObject:
         """Create an object directly (tests' fixtures): full create semantics, no call recorded."""
@@ -635,12 +701,56 @@ class Store:
     def all_objects(self, rt: ResourceType, namespace: str | None = None) -> list[JsonObject]:
         with self._lock:
             return [
-                copy.deepcopy(obj)
+                self._view(rt, obj)
                 for key, obj in sorted(self._collections[rt].objects.items())
                 if namespace is None or key[0] == namespace
             ]
 
     # internals
+
+    def _view(self, rt: ResourceType, obj: JsonObject) -> JsonObject:
+        """A copy of a stored object as `rt`'s version shows it (custom objects are stored in
+        their CRD's storage version; conversion `None` changes only apiVersion)."""
+        view = copy.deepcopy(obj)
+        if "apiVersion" in view:
+            view["apiVersion"] = rt.api_version
+        return view
+
+    def _storage_version(self, rt: ResourceType) -> str:
+        served = self._served.get(rt)
+        return f"{served.group}/{served.storage_version}" if served else rt.api_version
+
+    def _serve_crds(self) -> None:
+        """Serve what the stored CRDs serve (a version the server was started with wins)."""
+        if self._crds is None:
+            return
+        static = {(rt.group, rt.version, rt.plural) for rt in self._static}
+        served: dict[ResourceType, ServedVersion] = {}
+        for crd in self._collections[self._crds].objects.values():
+            for version in served_versions(crd):
+                if (version.group, version.version, version.plural) in static:
+                    continue
+                rt = ResourceType(
+                    version.group,
+                    version.version,
+                    version.plural,
+                    version.kind,
+                    version.namespaced,
+                    generation=True,
+                    status=version.status,
+                )
+                served[rt] = version
+                shared = self._shared.setdefault((version.group, version.plural), _Collection())
+                self._collections[rt] = shared
+        self._served = served
+        self.resources = self._static + tuple(served)
+
+    def _remove_custom_objects(self, crd_name: str) -> None:
+        """What deleting a CRD does to its objects: all deleted (watchers see them go)."""
+        for rt, version in list(self._served.items()):
+            if version.crd == crd_name:
+                for key in list(self._collections[rt].objects):
+                    self._remove(rt, key)
 
     def _exists_namespace(self, name: str) -> bool:
         return ("", name) in self._collections[self.namespaces].objects
@@ -675,7 +785,27 @@ class Store:
         else:
             metadata.pop("namespace", None)
 
-    def _validate(self, rt: ResourceType, obj: JsonObject, strict: bool) -> None:
+    def _validate(
+        self,
+        rt: ResourceType,
+        obj: JsonObject,
+        strict: bool,
+        old: JsonObject | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        served = self._served.get(rt)
+        if served is not None:
+            dropped = prune(obj, served.schema)
+            if dropped and strict:
+                raise bad_request(
+                    "strict decoding error: "
+                    + ", ".join(f'unknown field "{path}"' for path in dropped)
+                )
+            if warnings is not None:
+                warnings.extend(f'unknown field "{path}"' for path in dropped)
+            apply_defaults(obj, served.schema)
+        elif rt is self._crds:
+            _crd_defaults(obj)
         metadata = obj["metadata"]
         name = str(metadata.get("name") or "")
         causes: list[tuple[str, str]] = []
@@ -697,7 +827,12 @@ class Store:
                     causes.append(("metadata.labels", f'Invalid value: "{key}": bad label key'))
                 if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
                     causes.append(("metadata.labels", f'Invalid value: "{value}": bad label value'))
-        if not causes and self.validate_schemas:
+        if not causes and served is not None and self.validate_schemas:
+            try:
+                causes.extend(Validator().validate(obj, served.schema, old))
+            except CelUnsupported as err:
+                raise ApiError(500, "InternalError", str(err)) from None
+        elif not causes and self.validate_schemas:
             try:
                 kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=strict)
             except kubernetes_validate.ValidationError as err:
@@ -705,6 +840,8 @@ class Store:
                 causes.append((path or "<object>", err.message))
             except kubernetes_validate.SchemaNotFoundError:
                 pass
+        if not causes and rt is self._crds:
+            causes.extend(crd_causes(obj))
         if causes:
             raise invalid(rt, name, causes)
 
@@ -717,6 +854,8 @@ class Store:
             obj["status"] = {"phase": "Active"}
         elif rt.plural == "pods" and not rt.group:
             obj["status"] = {"phase": "Pending"}
+        elif rt is self._crds:
+            obj["status"] = _crd_status(obj)
 
     def _replace(
         self,
@@ -726,6 +865,7 @@ class Store:
         dry_run: bool,
         strict: bool,
         subresource: str,
+        warnings: list[str] | None = None,
     ) -> JsonObject:
         metadata = obj["metadata"]
         stored_meta = current["metadata"]
@@ -756,16 +896,17 @@ class Store:
             if rt is self.namespaces:
                 new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         new["metadata"]["resourceVersion"] = stored_meta["resourceVersion"]
-        self._validate(rt, new, strict)
+        self._validate(rt, new, strict, old=current, warnings=warnings)
+        new["apiVersion"] = self._storage_version(rt)
         if new == current:
-            return copy.deepcopy(current)
+            return self._view(rt, current)
         if rt.generation and _content(new) != _content(current):
             new["metadata"]["generation"] = int(stored_meta.get("generation", 0)) + 1
         if dry_run:
-            return copy.deepcopy(new)
+            return self._view(rt, new)
         key = (stored_meta.get("namespace", ""), name)
         self._store(rt, key, new, "MODIFIED")
-        return copy.deepcopy(new)
+        return self._view(rt, new)
 
     def _store(self, rt: ResourceType, key: tuple[str, str], obj: JsonObject, kind: str) -> None:
         self._rv += 1
@@ -775,8 +916,12 @@ class Store:
             collection.ordered = None
         collection.objects[key] = obj
         self._log(collection, WatchEvent(self._rv, kind, key, copy.deepcopy(obj)))
+        if rt is self._crds:
+            self._serve_crds()
 
     def _remove(self, rt: ResourceType, key: tuple[str, str]) -> None:
+        if rt is self._crds:
+            self._remove_custom_objects(key[1])
         collection = self._collections[rt]
         obj = collection.objects.pop(key)
         collection.ordered = None
@@ -784,9 +929,49 @@ class Store:
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = str(self._rv)
         self._log(collection, WatchEvent(self._rv, "DELETED", key, gone))
+        if rt is self._crds:
+            self._serve_crds()
 
     def _log(self, collection: _Collection, event: WatchEvent) -> None:
         if len(collection.events) == collection.events.maxlen:
             collection.oldest_event = collection.events[0].resource_version
         collection.events.append(event)
         self.changed.notify_all()
+
+
+def _crd_defaults(crd: JsonObject) -> None:
+    """What the API server fills in a CRD: names.singular and listKind, conversion None."""
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return
+    names = spec.get("names")
+    if isinstance(names, dict) and isinstance(names.get("kind"), str):
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", f"{names['kind']}List")
+    spec.setdefault("conversion", {"strategy": "None"})
+
+
+def _crd_status(crd: JsonObject) -> JsonObject:
+    """A CRD's status once the API server has accepted its names and established it."""
+    now = _now()
+    versions = crd["spec"]["versions"]
+    return {
+        "acceptedNames": copy.deepcopy(crd["spec"]["names"]),
+        "conditions": [
+            {
+                "type": "NamesAccepted",
+                "status": "True",
+                "reason": "NoConflicts",
+                "message": "no conflicts found",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Established",
+                "status": "True",
+                "reason": "InitialNamesAccepted",
+                "message": "the initial names have been accepted",
+                "lastTransitionTime": now,
+            },
+        ],
+        "storedVersions": [v["name"] for v in versions if v.get("storage")],
+    }
