@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 NOT_MANIFESTS = {"policy.example.yaml"}
 """Files under deploy/ that are not Kubernetes objects."""
+HELM_CHART = "helm"
+"""deploy/helm/: the Helm chart, templates rather than objects (tests/test_helm_chart.py)."""
 EXAMPLE_POLICY_TEXT = (REPO / "webhook" / "data" / "policy.example.yaml").read_text()
 Doc = dict[str, Any]
 
@@ -56,7 +58,11 @@ def render_tree(out: Path, *args: str) -> Path:
 
 
 def yaml_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.yaml") if p.name not in NOT_MANIFESTS)
+    return sorted(
+        p
+        for p in root.rglob("*.yaml")
+        if p.name not in NOT_MANIFESTS and p.relative_to(root).parts[0] != HELM_CHART
+    )
 
 
 def documents(root: Path) -> list[tuple[str, Doc]]:
