@@ -18,10 +18,11 @@ For each write of a custom object, in the API server's order:
    (in characters), `minimum`/`maximum` (and exclusive), `multipleOf`, `minItems`/`maxItems`,
    `minProperties`/`maxProperties`, `x-kubernetes-list-type: set|map` uniqueness, `format` for
    date-time, byte, uuid, ipv4, ipv6 and cidr, `oneOf`/`anyOf`/`allOf`/`not`, and
-   `x-kubernetes-validations` (CEL, evaluated with cel-python: `self`, and `oldSelf` on an update
-   for transition rules, `message`/`messageExpression`/`fieldPath`/`reason`; the Kubernetes string
-   extensions `substring`, `lowerAscii`, `upperAscii`, `trim`, `indexOf`, `lastIndexOf`,
-   `replace`, `split`, `join` are provided).
+   `x-kubernetes-validations` (CEL, evaluated with cel-python once the type and enum checks
+   pass, as the API server does, which otherwise says some rules were not checked: `self`, and
+   `oldSelf` on an update for transition rules, `message`/`messageExpression`/`fieldPath`/
+   `reason`; the Kubernetes string extensions `substring`, `lowerAscii`, `upperAscii`, `trim`,
+   `indexOf`, `lastIndexOf`, `replace`, `split`, `join` are provided).
 
 Not checked: other `format`s (the API server checks a few more: hostname, email, mac...); CEL
 rules with `optionalOldSelf`, and transition rules inside lists (their old value is not
@@ -397,6 +398,9 @@ class Validator:
     `apply_defaults`); `old` is the stored object on an update (for CEL transition rules)."""
 
     causes: list[Cause] = field(default_factory=list)
+    blocking: bool = False
+    """A type or enum failure: the API server then leaves the CEL rules unchecked."""
+    rules: list[tuple[Any, Mapping[str, Any], str, Any]] = field(default_factory=list)
 
     def validate(self, obj: JsonObject, schema: Mapping[str, Any], old: Any = None) -> list[Cause]:
         properties = schema.get("properties") or {}
@@ -410,7 +414,17 @@ class Validator:
         for key in schema.get("required") or []:
             if key not in obj:
                 self.causes.append((key, "Required value"))
-        self._rules(obj, schema, "", old)
+        if schema.get("x-kubernetes-validations"):
+            self.rules.append((obj, schema, "", old))
+        if self.blocking and self.rules:
+            self._fail(
+                "",
+                'Invalid value: "null": some validation rules were not checked because the '
+                "object was invalid; correct the existing errors to complete validation",
+            )
+        else:
+            for value, node, path, old_value in self.rules:
+                self._rules(value, node, path, old_value)
         return self.causes
 
     def _metadata(self, metadata: Any, schema: Mapping[str, Any]) -> None:
@@ -426,16 +440,18 @@ class Validator:
     def _node(self, value: Any, schema: Mapping[str, Any], path: str, old: Any) -> None:
         if not _type_ok(value, schema):
             wanted = "integer or string" if schema.get("x-kubernetes-int-or-string") else None
+            self.blocking = True
             self._fail(
                 path,
-                f"Invalid value: {_show(value)}: {path} in body must be of type "
-                f"{wanted or schema.get('type')}: {json.dumps(_type_of(value))}",
+                f'Invalid value: "{_type_of(value)}": {path} in body must be of type '
+                f'{wanted or schema.get("type")}: "{_type_of(value)}"',
             )
             return
         if value is None:
             return
         if "enum" in schema and value not in schema["enum"]:
             supported = ", ".join(json.dumps(v) for v in schema["enum"])
+            self.blocking = True
             self._fail(path, f"Unsupported value: {_show(value)}: supported values: {supported}")
         if isinstance(value, str):
             self._string(value, schema, path)
@@ -446,7 +462,8 @@ class Validator:
         elif isinstance(value, dict):
             self._object(value, schema, path, old)
         self._combinators(value, schema, path)
-        self._rules(value, schema, path, old)
+        if schema.get("x-kubernetes-validations"):
+            self.rules.append((value, schema, path, old))
 
     def _string(self, value: str, schema: Mapping[str, Any], path: str) -> None:
         if "maxLength" in schema and len(value) > schema["maxLength"]:

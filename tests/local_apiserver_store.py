@@ -190,9 +190,10 @@ _CAUSE_REASONS = (
 
 def _cause_reason(message: str) -> str:
     """The cause's reason, from the wording of its message (as Go's field.ErrorType writes it)."""
-    return next(
-        (r for prefix, r in _CAUSE_REASONS if message.startswith(prefix)), "FieldValueInvalid"
-    )
+    if " in body must be of type " in message:
+        return "FieldValueTypeInvalid"
+    found = (reason for prefix, reason in _CAUSE_REASONS if message.startswith(prefix))
+    return next(found, "FieldValueInvalid")
 
 
 def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str]]) -> ApiError:
