@@ -16,10 +16,27 @@ egress-guard's correctness depends on them:
 - bookkeeping: a global resourceVersion bumped on every write (and not on a no-op update), uid and
   creationTimestamp on create, `metadata.generation` that moves only when the content does, the
   `kubernetes.io/metadata.name` label on namespaces, list items without kind/apiVersion.
+- custom resources: a stored CustomResourceDefinition (refused with 422 when its name is not
+  `<plural>.<group>`, it has no single storage version, or a schema's pattern or CEL rule cannot
+  be compiled) is established at once and serves its served versions, namespaced or cluster-wide
+  per `spec.scope`, with a `status` subresource when the version has one; discovery lists them
+  (`/apis` with Kubernetes' version order, `/apis/<group>/<version>`); every version reads one
+  store, each in its own apiVersion. Before the CRD, and after it is deleted (which deletes its
+  objects, watchers see them go and their watch ends), the resource's paths answer 404 NotFound
+  "the server could not find the requested resource" with empty details, as for any unknown path.
+  Custom objects are pruned of fields their schema does not specify (a `Warning` header names
+  them; `fieldValidation=Strict` refuses them with 400), defaulted, and validated against the
+  served version's `openAPIV3Schema` (422 Invalid, causes naming field paths; CEL rules through
+  cel-python, Go patterns through RE2): see `local_apiserver_crds.py` for what is checked and what
+  is not. `install_crds` (or `crds=` when starting) installs CRDs from YAML files such as
+  ../shared/corpus/crds/*.yaml. A type passed in `resources` is served from the start, without a
+  CRD or a schema, and wins over a CRD that would serve the same group, version and plural.
 
 Simplifications, none of which egress-guard relies on: no admission, no defaulting beyond the
-above, deletion is immediate (a namespace takes its objects with it), no server-side apply, no
-field managers, no TLS (kubeconfig points at http://127.0.0.1).
+above, deletion is immediate (a namespace takes its objects with it, a CRD its objects: no
+finalizers), no server-side apply, no field managers, no conversion webhooks (conversion between a
+CRD's versions only changes apiVersion), no `scale` subresource, no TLS (kubeconfig points at
+http://127.0.0.1).
 
 For tests and benchmarks it records every call (`calls`, `count`), can be taken down and brought
 back on the same port (`go_down`/`come_up`: connection refused), and injects faults (`Fault`:
