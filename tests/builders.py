@@ -14,6 +14,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PROFILE = "egress-guard.io/profile"
 MODE = "egress-guard.io/mode"
 INJECT = "egress-guard.io/inject"
+BACKENDS = "egress-guard.io/backends"
 
 
 def ns_labels(mode: str | None = "enforce", inject: str | None = None) -> dict[str, str]:

@@ -105,6 +105,28 @@ class Call:
         return self.verb in WRITE_VERBS
 
 
+def _unrouted(method: str, path: str, user: str) -> Call:
+    """A request for a resource the server does not serve, as far as its path says (answered
+    404): `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`."""
+    match = re.fullmatch(
+        r"/(?:api/[^/]+|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
+        r"/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/.*)?",
+        path,
+    )
+    parts = match.groupdict() if match else {}
+    name = parts.get("name") or ""
+    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    return Call(
+        verb=verbs.get(method, "get" if name else "list"),
+        group=parts.get("group") or "",
+        resource=parts.get("plural") or path,
+        namespace=parts.get("ns") or "",
+        name=name,
+        user=user,
+        status=404,
+    )
+
+
 @dataclass(slots=True)
 class Fault:
     """Something to do instead of (or before) answering matching calls.
@@ -499,6 +521,8 @@ class LocalApiServer:
             return
         route = self._route(split.path)
         if route is None:
+            with self._lock:  # asked all the same: a client counting its calls counts this one
+                self._calls.append(_unrouted(method, split.path, self._user(handler) or ""))
             self._send_json(handler, 404, unknown_resource().status())
             return
         verb = self._verb(method, route, query)

@@ -20,9 +20,9 @@ from local_apiserver import Call, Fault, LocalApiServer
 from webhook.admission.budgets import NETWORK_POLICY_ENSURE_BUDGET_S
 from webhook.admission.controller import AdmissionController, ReviewResult
 from webhook.cluster.client import api_client
+from webhook.cluster.egress_object_applier import ClusterEgressObjectApplier
 from webhook.cluster.kube import ClusterConnection, connect
 from webhook.cluster.namespaces import NamespaceCache
-from webhook.cluster.network_policy_applier import ClusterNetworkPolicyApplier
 from webhook.core.decision import Verdict
 from webhook.core.evaluate import Action, validate
 from webhook.core.network_policies import (
@@ -93,9 +93,7 @@ def following(
 ) -> Cluster:
     """The cluster once both watches follow the API (each watch request follows its list)."""
     assert connection.namespaces.synced.wait(10), "the namespace cache never filled"
-    assert connection.network_policy_watch.synced.wait(10), (
-        "the generated policies were never listed"
-    )
+    assert connection.synced(10), "the generated policies were never listed"
     wait_for(lambda: local_api.count("watch", "namespaces") == 1)
     wait_for(lambda: local_api.count("watch", "networkpolicies") == 1)
     controller = AdmissionController(policies, connection.namespaces, connection.network_policies)
@@ -542,7 +540,7 @@ class TestMemoryStaysHonest:
         wait_for(lambda: not set(names) & remembered(applier))
 
 
-def remembered(applier: ClusterNetworkPolicyApplier) -> set[str]:
+def remembered(applier: ClusterEgressObjectApplier) -> set[str]:
     """The namespaces the applier keeps anything for: policies in place, or writer locks."""
     return {*applier._in_place, *(namespace for namespace, _ in applier._locks)}
 

@@ -12,11 +12,12 @@ from builders import PROFILE, ns_labels, pod, pod_spec, request, workload
 from webhook.core import kube_names
 from webhook.core.decision import allowed
 from webhook.core.egress_coverage import allowed_rules
+from webhook.core.egress_objects import egress_intents
 from webhook.core.evaluate import mutate, validate
 from webhook.core.findings import Finding, Severity, Subject, registered
 from webhook.core.namespace import namespace_context
 from webhook.core.namespace_preview import namespace_change, preview
-from webhook.core.network_policies import network_policy_intents, unexpressible
+from webhook.core.network_policies import unexpressible
 from webhook.core.policy import Policy
 from webhook.core.raw_object import EMPTY, mapping_at, section, text_at, where
 from webhook.core.request import AdmissionRequest
@@ -114,9 +115,9 @@ class TestWords:
 class TestMemo:
     def test_renderings_are_made_once_per_policy(self, policy: Policy) -> None:
         context = namespace_context("shop", ns_labels(), policy)
-        first = network_policy_intents("shop", context, policy, "stripe")
-        assert network_policy_intents("shop", context, policy, "stripe") is first
-        assert network_policy_intents("shop", context, policy, "none") is not first
+        first = egress_intents("shop", context, policy, "stripe")
+        assert egress_intents("shop", context, policy, "stripe") is first
+        assert egress_intents("shop", context, policy, "none") is not first
         hosts = unexpressible("stripe", policy, namespace_injects_all=False)
         assert unexpressible("stripe", policy, namespace_injects_all=False) is hosts
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from builders import (
+    BACKENDS,
     INJECT,
     MODE,
     PROFILE,
@@ -69,6 +70,9 @@ LABELS = {
     "proxy": {MODE: "enforce", INJECT: "proxy"},
     "all": {MODE: "enforce", INJECT: "all"},
     "typos": {MODE: "enforcing", INJECT: "sometimes"},
+    "mesh": {MODE: "enforce", BACKENDS: "networkpolicy_cilium_istio"},
+    "sidecars": {MODE: "enforce", BACKENDS: "istio"},
+    "mistyped-backends": {MODE: "enforce", BACKENDS: "calico"},
 }
 """Namespaces of the same names, with these labels."""
 
@@ -219,6 +223,29 @@ def governed(scenario: Scenario) -> Scenario:
                 "loosenNamespaces": {"groups": ["platform"]},
                 "networkPolicyEditors": {"groups": ["platform"]},
             },
+        )
+    )
+
+
+def meshed(scenario: Scenario) -> Scenario:
+    """The scenario under a policy file whose backends are all three, with a profile holding a
+    host, a range with an exception and peers chosen by namespace labels (which Cilium and
+    Istio cannot say), and governance: only `platform` loosens namespaces."""
+    return lambda policy: scenario(
+        policy_with(
+            policy,
+            backends=["networkpolicy", "cilium", "istio"],
+            profiles={
+                **policy.model_dump(by_alias=True)["profiles"],
+                "ledger": {
+                    "allow": [
+                        {"host": "api.stripe.com", "ports": [443]},
+                        {"cidr": "10.0.0.0/8", "except": ["10.96.0.0/12"], "ports": [5432]},
+                        {"namespaceSelector": {"team": "payments"}, "ports": [8443]},
+                    ]
+                },
+            },
+            governance={"loosenNamespaces": {"groups": ["platform"]}},
         )
     )
 
@@ -535,6 +562,33 @@ SCENARIOS: dict[str, Scenario] = {
     "bare/warn": bare(validate(request(workload("Deployment"), namespace="warn"))),
     "bare/proxy-asked": bare(mutate(request(pod(), namespace="proxy"))),
     "preview/typo": validate(namespace_review("quiet", {MODE: "warn-ish"}, {})),
+    # backends: Cilium and Istio beside NetworkPolicies
+    "backends/all-three": meshed(
+        validate(request(workload("Deployment", {PROFILE: "stripe"}), namespace="mesh"))
+    ),
+    "backends/what-cannot-be-rendered": meshed(
+        validate(request(workload("Deployment", {PROFILE: "ledger"}), namespace="mesh"))
+    ),
+    "backends/istio-alone": meshed(
+        validate(request(workload("Deployment", {PROFILE: "stripe"}), namespace="sidecars"))
+    ),
+    "backends/mistyped-label": meshed(
+        validate(request(workload("Deployment", {PROFILE: "none"}), namespace="mistyped-backends"))
+    ),
+    "backends/narrowed-by-a-tenant": meshed(
+        validate(namespace_review("mesh", LABELS["sidecars"], LABELS["mesh"]))
+    ),
+    "backends/crd-not-installed": meshed(
+        validate(
+            request(workload("Deployment", {PROFILE: "stripe"}), namespace="mesh"),
+            network_policies=Refusing(
+                NotEnsuredBecause.REFUSED,
+                "the CRD ciliumnetworkpolicies.cilium.io is not installed: the cluster does not "
+                "serve CiliumNetworkPolicy (cilium.io/v2); install Cilium or take cilium "
+                "out of the policy file's backends",
+            ),
+        )
+    ),
 }
 
 

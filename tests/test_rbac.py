@@ -205,7 +205,7 @@ def test_the_roles_cover_every_call_and_grant_nothing_unused(
     connection = connect("kubeconfig", policies, kubeconfig=str(webhook_config))
     try:
         assert connection.namespaces.synced.wait(10)
-        assert connection.network_policy_watch.synced.wait(10)
+        assert connection.synced(10)
         deadline = time.monotonic() + 5
         while (
             not (api.count("watch", "namespaces") and api.count("watch", "networkpolicies"))

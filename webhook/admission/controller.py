@@ -225,12 +225,13 @@ def _not_ensured(
     """NetworkPolicies the API did not let egress-guard ensure: in enforce mode the workload is
     refused, since it would run with open egress; elsewhere it is admitted with this warning."""
     names = ", ".join(intent.names)
+    what = f"NetworkPolicies {names}" if "/" not in names else "egress objects"
     if required:
         return Finding(
             NETWORK_POLICIES_NOT_ENSURED,
             Severity.VIOLATION,
             Subject("Namespace", intent.namespace),
-            f"could not get its NetworkPolicies {names} ensured ({err}); the workload is "
+            f"could not get its {what} ensured ({err}); the workload is "
             "refused so that it never runs with open egress",
             _FIX[err.because],
             detail(networkPolicies=intent.names, because=err.because.value, error=str(err)),
@@ -239,7 +240,7 @@ def _not_ensured(
         NETWORK_POLICIES_NOT_ENSURED,
         Severity.ADVICE,
         None,
-        f"NetworkPolicies not ensured: {err}",
+        f"{'NetworkPolicies' if '/' not in names else 'egress objects'} not ensured: {err}",
         detail=detail(
             namespace=intent.namespace,
             networkPolicies=intent.names,

@@ -17,6 +17,7 @@ from webhook.cli.errors import EXIT_DENIED, EXIT_OK, EXIT_USAGE
 from webhook.cli.input_files import InputProblem
 from webhook.cli.offline_review import NotSent, WorkloadReview
 from webhook.config import yaml_text
+from webhook.core.backends import NETWORK_POLICY, generated_kind
 from webhook.core.decision import Note, Verdict
 from webhook.core.findings import Finding
 from webhook.core.wording import sentence
@@ -220,6 +221,7 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
         },
         "injected": {
             "networkPolicies": list(review.network_policy_names),
+            "intents": [intent_document(m) for m in review.network_policies],
             "proxyEnv": {name: list(names) for name, names in review.proxy_env.items()},
             "proxyEnvOn": "pod" if review.is_pod else "pods it creates",
         },
@@ -228,10 +230,26 @@ def review_document(review: WorkloadReview, *, show_generated: bool = False) -> 
         item["auditAnnotations"] = dict(decision.audit_annotations)
     if show_generated:
         item["generated"] = {
-            "networkPolicies": [dict(m) for m in review.network_policies],
+            "networkPolicies": [
+                dict(m) for m in review.network_policies if m["kind"] == NETWORK_POLICY.kind
+            ],
+            "objects": [dict(m) for m in review.network_policies],
             "patchedObject": review.patched,
         }
     return item
+
+
+def intent_document(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """An object admission ensures before the workload is admitted, as `check -o json` lists it:
+    which backend, what, and where (the whole object is under `generated` with --show-generated)."""
+    metadata = manifest["metadata"]
+    return {
+        "backend": generated_kind(manifest).backend.value,
+        "apiVersion": manifest["apiVersion"],
+        "kind": manifest["kind"],
+        "namespace": metadata["namespace"],
+        "name": metadata["name"],
+    }
 
 
 def finding_document(finding: Finding) -> dict[str, Any]:

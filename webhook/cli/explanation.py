@@ -165,6 +165,9 @@ def _injects(review: WorkloadReview) -> bool:
 
 def _policy_line(manifest: Mapping[str, Any]) -> str:
     name = manifest["metadata"]["name"]
+    kind = manifest["kind"]
+    if kind != "NetworkPolicy":
+        return f"   - {kind} {name}: {_backend_object_text(manifest)}"
     if name == DEFAULT_DENY_NAME:
         return (
             f"   - NetworkPolicy {name}: every pod: no egress but DNS, to {egress_text(manifest)}"
@@ -172,6 +175,24 @@ def _policy_line(manifest: Mapping[str, Any]) -> str:
     if not manifest.get("spec", {}).get("egress"):
         return f"   - NetworkPolicy {name}: pods of this profile: nothing beyond DNS"
     return f"   - NetworkPolicy {name}: pods of this profile may also reach {egress_text(manifest)}"
+
+
+def _backend_object_text(manifest: Mapping[str, Any]) -> str:
+    """What a Cilium or Istio object holds, in a few words."""
+    spec = manifest.get("spec") or {}
+    if manifest["kind"] == "ServiceEntry":
+        return f"registers {', '.join(spec.get('hosts') or ())} for the profile's pods"
+    if manifest["kind"] == "Sidecar":
+        return "pods of this profile reach only registered hosts (REGISTRY_ONLY)"
+    if manifest["metadata"]["name"] == DEFAULT_DENY_NAME:
+        return "every pod: no egress but DNS (through Cilium's DNS proxy)"
+    names = [
+        selector.get("matchName") or selector.get("matchPattern")
+        for rule in spec.get("egress") or ()
+        for selector in rule.get("toFQDNs") or ()
+    ]
+    hosts = f", host names {', '.join(map(str, names))}" if names else ""
+    return f"pods of this profile: the profile's destinations{hosts}"
 
 
 def _injected_lines(review: WorkloadReview, policy: Policy) -> list[str]:

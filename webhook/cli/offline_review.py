@@ -19,6 +19,7 @@ from webhook.admission.controller import AdmissionController
 from webhook.cli.input_files import InputObject
 from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy
+from webhook.core.backends import NETWORK_POLICY
 from webhook.core.decision import Decision, errored
 from webhook.core.evaluate import Action
 from webhook.core.findings import NETWORK_POLICIES_REPORTED
@@ -197,7 +198,8 @@ class WorkloadReview:
     proxy_env: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Container name to proxy variables added: to the Pod, or to each pod the workload creates."""
     network_policies: tuple[Mapping[str, Any], ...] = ()
-    """The NetworkPolicies that would be ensured before the workload is admitted."""
+    """The egress objects that would be ensured before the workload is admitted: NetworkPolicies,
+    and the Cilium or Istio objects of the namespace's other backends."""
 
     @property
     def kind(self) -> str:
@@ -209,7 +211,12 @@ class WorkloadReview:
 
     @property
     def network_policy_names(self) -> tuple[str, ...]:
-        return tuple(str(m["metadata"]["name"]) for m in self.network_policies)
+        """The NetworkPolicies alone, by name."""
+        return tuple(
+            str(m["metadata"]["name"])
+            for m in self.network_policies
+            if m["kind"] == NETWORK_POLICY.kind
+        )
 
 
 @dataclass(frozen=True, slots=True)

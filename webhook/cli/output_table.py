@@ -16,6 +16,7 @@ import click
 
 from webhook.cli.check_report import CheckReport, is_checked
 from webhook.cli.offline_review import NotSent, WorkloadReview, as_on_a_cluster
+from webhook.core.backends import generated_kind
 from webhook.core.decision import Note, Verdict
 from webhook.core.findings import Subject
 from webhook.core.wording import sentence_about, shown_as_warnings
@@ -37,8 +38,11 @@ COLOURS = {
 
 def injected_text(review: WorkloadReview) -> str:
     parts: list[str] = []
-    if review.network_policies:
-        parts.append("netpol: " + ", ".join(review.network_policy_names))
+    by_kind: dict[str, list[str]] = {}
+    for manifest in review.network_policies:
+        short = generated_kind(manifest).short
+        by_kind.setdefault(short, []).append(str(manifest["metadata"]["name"]))
+    parts += [f"{short}: {', '.join(names)}" for short, names in by_kind.items()]
     if review.proxy_env:
         where = "" if review.is_pod else " (its pods)"
         parts.append(f"proxy env{where}: " + ", ".join(review.proxy_env))

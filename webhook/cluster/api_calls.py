@@ -38,7 +38,13 @@ class ApiRejected(Exception):
     """The API server answered with an error status."""
 
     def __init__(
-        self, status: int, reason: str, message: str, retry_after_s: float | None = None
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        retry_after_s: float | None = None,
+        *,
+        names_object: bool = True,
     ) -> None:
         super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
         self.status = status
@@ -46,6 +52,14 @@ class ApiRejected(Exception):
         self.message = message
         self.retry_after_s = retry_after_s
         """The server's `Retry-After`, in seconds, when it sent one (429, some 5xx)."""
+        self.names_object = names_object
+        """The Status's `details` name an object (or the answer was not a Status)."""
+
+    @property
+    def unknown_resource(self) -> bool:
+        """404 for the resource itself, not for an object of it: the server does not serve the
+        kind (`the server could not find the requested resource`, with no object named)."""
+        return self.status == 404 and not self.names_object
 
     @property
     def transient(self) -> bool:
@@ -142,10 +156,13 @@ def _rejected(err: ApiException) -> ApiRejected | ApiUnreachable:
         body = json.loads(err.body or "")
     except (TypeError, ValueError):
         body = None
+    names_object = True
     if isinstance(body, dict):
         reason = str(body.get("reason") or reason)
         message = str(body.get("message") or "")
-    return ApiRejected(status, reason, message, _retry_after(err))
+        details = body.get("details")
+        names_object = isinstance(details, dict) and bool(details.get("name"))
+    return ApiRejected(status, reason, message, _retry_after(err), names_object=names_object)
 
 
 def call_json(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from kubernetes import client
@@ -13,11 +14,12 @@ from kubernetes import client
 from webhook.admission.budgets import NAMESPACE_LOOKUP_BUDGET_S, NETWORK_POLICY_ENSURE_BUDGET_S
 from webhook.admission.ports import PolicySource
 from webhook.cluster.client import ClusterConfigError, api_client
+from webhook.cluster.egress_object_applier import ClusterEgressObjectApplier
+from webhook.cluster.egress_object_writer import EgressObjectWriter, KindCalls
 from webhook.cluster.list_watch import ListWatch
 from webhook.cluster.namespaces import STALE_AFTER_S, NamespaceCache
-from webhook.cluster.network_policy_applier import ClusterNetworkPolicyApplier
-from webhook.cluster.network_policy_writer import NetworkPolicyWriter
 from webhook.config.settings import CLUSTER_KINDS
+from webhook.core.backends import kinds_of
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["ClusterConfigError", "ClusterConnection", "connect"]
@@ -29,20 +31,36 @@ class ClusterConnection:
 
     api: client.ApiClient
     namespaces: NamespaceCache
-    network_policies: ClusterNetworkPolicyApplier
-    network_policy_watch: ListWatch
-    """The generated NetworkPolicies, watched so that the applier's memory stays honest."""
+    network_policies: ClusterEgressObjectApplier
+    watches: tuple[ListWatch, ...]
+    """One per generated kind of the policy's backends, so that the applier's memory stays
+    honest."""
 
     def not_ready(self) -> str | None:
         """Why admissions cannot be answered as they should now (None: ready)."""
         problem = self.namespaces.not_ready()
-        if problem is None and not self.network_policy_watch.synced.is_set():
-            watch = self.network_policy_watch
-            problem = f"the generated NetworkPolicies are not listed yet ({watch.problem})"
+        for watch in self.watches:
+            if problem is None and not watch.synced.is_set():
+                problem = f"the {watch.what} are not listed yet ({watch.problem})"
         return problem
 
+    def warnings(self) -> tuple[str, ...]:
+        """What is wrong without making the webhook unready: a backend's kind the cluster does
+        not serve (enforcing namespaces that use it refuse their workloads, saying so)."""
+        return tuple(
+            f"{watch.what}: the cluster does not serve this kind (is its CRD installed?); "
+            "enforcing namespaces using its backend refuse new workloads"
+            for watch in self.watches
+            if watch.absent
+        )
+
+    def synced(self, timeout_s: float) -> bool:
+        """Wait for every watch's first list."""
+        return all(watch.synced.wait(timeout_s) for watch in self.watches)
+
     def close(self) -> None:
-        self.network_policy_watch.stop()
+        for watch in self.watches:
+            watch.stop()
         self.namespaces.stop()
         self.api.close()  # type: ignore[no-untyped-call]
 
@@ -57,30 +75,39 @@ def connect(
     ensure_budget_s: float = NETWORK_POLICY_ENSURE_BUDGET_S,
     stale_after_s: float | None = None,
 ) -> ClusterConnection:
-    """Namespace labels (watched) and NetworkPolicy ensuring, on the cluster `mode` names.
+    """Namespace labels (watched) and egress-object ensuring, on the cluster `mode` names.
 
     Raises ClusterConfigError when there are no usable credentials. The API server itself is not
     called here: a cluster that is down at start-up is reported by the first lookups (and by
-    readiness), and both watches keep trying in the background. `stale_after_s` bounds how long
-    what the watches delivered is relied on while they are down (default STALE_AFTER_S).
+    readiness), and the watches keep trying in the background. `stale_after_s` bounds how long
+    what the watches delivered is relied on while they are down (default STALE_AFTER_S). The
+    generated kinds watched are those of the policy's backends at start-up.
     """
     if mode not in CLUSTER_KINDS:
         raise ClusterConfigError(f"cluster mode {mode!r} is not one of {', '.join(CLUSTER_KINDS)}")
     bound = STALE_AFTER_S if stale_after_s is None else stale_after_s
     api = api_client(mode, kubeconfig=kubeconfig, context=context)
     namespaces = NamespaceCache(api, policies, lookup_budget_s=lookup_budget_s, stale_after_s=bound)
-    applier = ClusterNetworkPolicyApplier(
-        NetworkPolicyWriter(api), policies, namespaces, budget_s=ensure_budget_s
+    applier = ClusterEgressObjectApplier(
+        EgressObjectWriter(api), policies, namespaces, budget_s=ensure_budget_s
     )
     namespaces.add_listener(applier.namespace_changed)
-    network_policy_watch = ListWatch(
-        "generated-networkpolicies",
-        client.NetworkingV1Api(api).list_network_policy_for_all_namespaces,
-        on_list=applier.network_policies_listed,
-        on_event=applier.network_policy_event,
-        label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+    kinds = kinds_of(policies.current().backend_set)
+    watches = tuple(
+        ListWatch(
+            f"generated {kind.qualified}",
+            functools.partial(method, *args),
+            on_list=functools.partial(applier.objects_listed, kind=kind),
+            on_event=functools.partial(applier.object_event, kind=kind),
+            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+            may_be_absent=kind.custom,
+        )
+        for kind in kinds
+        for method, args in (KindCalls(api, kind).list_all_namespaces(),)
     )
-    applier.trust(lambda: network_policy_watch.trusted(bound))
+    applier.watching(frozenset(kinds))
+    applier.trust(lambda: all(watch.trusted(bound) for watch in watches))
     namespaces.start()
-    network_policy_watch.start()
-    return ClusterConnection(api, namespaces, applier, network_policy_watch)
+    for watch in watches:
+        watch.start()
+    return ClusterConnection(api, namespaces, applier, watches)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 240
 """How long one watch request runs before the API server ends it and it is started again."""
 LIST_TIMEOUT = (CALL_CONNECT_TIMEOUT_S * 2, 30.0)
+ABSENT_RECHECK_S = 30.0
+"""How often a resource the API server does not serve (a CRD not installed) is listed again."""
 BACKOFF_S = (0.2, 5.0)
 
 OnList = Callable[[list[JsonObject], float], None]
@@ -59,6 +61,7 @@ class ListWatch:
         watch_seconds: int = WATCH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         label_selector: str | None = None,
+        may_be_absent: bool = False,
     ) -> None:
         self.what = what
         self._method = method
@@ -76,6 +79,10 @@ class ListWatch:
         self._problem = "not listed yet"
         self.synced = threading.Event()
         """Set once the first list has been handed over."""
+        self._may_be_absent = may_be_absent
+        self.absent = False
+        """The API server does not serve the resource (a CRD not installed): an empty list was
+        handed over, and it is asked for again every ABSENT_RECHECK_S."""
 
     # health
 
@@ -123,6 +130,9 @@ class ListWatch:
             try:
                 resource_version = self._list()
                 backoff = BACKOFF_S[0]
+                if resource_version is None:
+                    self._stop.wait(ABSENT_RECHECK_S)
+                    continue
                 while not self._stop.is_set():
                     resource_version = self._watch(resource_version)
             except _WatchExpired:
@@ -147,9 +157,27 @@ class ListWatch:
         if self._down_since is None:
             self._down_since = self._clock()
 
-    def _list(self) -> str:
+    def _list(self) -> str | None:
+        """List and hand over; the resourceVersion to watch from, or None when the resource is
+        not served and may not be (there is nothing of it, and nothing to watch)."""
         asked = self._clock()
-        items, resource_version = list_all(self._method, timeout=LIST_TIMEOUT, **self._selectors)
+        try:
+            items, resource_version = list_all(
+                self._method, timeout=LIST_TIMEOUT, **self._selectors
+            )
+        except ApiRejected as err:
+            if not (self._may_be_absent and err.unknown_resource):
+                raise
+            if not self.absent:
+                log.warning("%s: not served by the API server (is its CRD installed?)", self.what)
+            self.absent = True
+            self._on_list([], asked)
+            self._down_since = None
+            self.synced.set()
+            return None
+        if self.absent:
+            log.info("%s: served now", self.what)
+        self.absent = False
         self._on_list(items, asked)
         self._down_since = None
         self.synced.set()

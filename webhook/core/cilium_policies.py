@@ -34,7 +34,8 @@ POD_NAMESPACE = "k8s:io.kubernetes.pod.namespace"
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """Objects for one backend, and what of the profile they could not say."""
+    """Objects for one backend, and what of the profile they could not say (phrases:
+    `peers in namespaces team=a, which Cilium cannot select by label`)."""
 
     manifests: tuple[dict[str, Any], ...]
     unrendered: tuple[str, ...] = ()
@@ -106,11 +107,8 @@ def _peer_rule(destination: Destination) -> tuple[dict[str, Any] | None, str]:
         named = namespaces.get(NAMESPACE_NAME_LABEL)
         if named is None or len(namespaces) != 1:
             selector = ",".join(f"{k}={v}" for k, v in sorted(namespaces.items())) or "(all)"
-            return None, (
-                f"in-cluster peers in namespaces {selector}: a namespaced CiliumNetworkPolicy "
-                "ignores namespace-label selectors; name one namespace "
-                f"({NAMESPACE_NAME_LABEL}: NAME) to render it"
-            )
+            # a namespaced CiliumNetworkPolicy ignores namespace-label selectors
+            return None, f"peers in namespaces {selector}, which Cilium cannot select by label"
         labels[POD_NAMESPACE] = named
     return _with_ports({"toEndpoints": [{"matchLabels": labels}]}, destination), ""
 
@@ -152,18 +150,3 @@ def render_profile(
     name = profile_policy_name(profile_name)
     manifest = _manifest(name, namespace, spec, "profile", policy)
     return Rendered((manifest,), tuple(unrendered))
-
-
-def render_namespace(
-    namespace: str, profiles: tuple[str, ...], policy: Policy, *, namespace_injects_all: bool
-) -> Rendered:
-    """The default deny and each profile's policy, for `render --backend cilium`."""
-    manifests = [render_default_deny(namespace, policy)]
-    unrendered: list[str] = []
-    for profile in profiles:
-        rendered = render_profile(
-            namespace, profile, policy, namespace_injects_all=namespace_injects_all
-        )
-        manifests += rendered.manifests
-        unrendered += [f"profile {profile}: {why}" for why in rendered.unrendered]
-    return Rendered(tuple(manifests), tuple(unrendered))

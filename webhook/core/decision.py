@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from webhook.core.backends import object_ref
 from webhook.core.findings import INTERNAL_ERROR, Finding, Severity
 from webhook.core.json_patch import PatchOp
 from webhook.core.policy import Mode
@@ -68,7 +69,8 @@ class Note(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class EnsureNetworkPolicies:
-    """Intent: these NetworkPolicies must exist (as rendered) before the workload is admitted.
+    """Intent: these egress objects must exist (as rendered) before the workload is admitted:
+    NetworkPolicies, and the Cilium or Istio objects of the namespace's other backends.
 
     `required` says that admission must fail if they cannot be ensured (enforce mode: admitting
     the workload anyway would leave its egress open). The manifests are shared: read-only.
@@ -80,7 +82,8 @@ class EnsureNetworkPolicies:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(str(m["metadata"]["name"]) for m in self.manifests)
+        """Each object as `object_ref` names it (a NetworkPolicy by name, others `Kind/name`)."""
+        return tuple(object_ref(m) for m in self.manifests)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 from webhook.core.checks import run_checks
 from webhook.core.checks.profile_label import declared_profile
 from webhook.core.decision import Decision, EnsureNetworkPolicies, Note, Verdict, allowed, denied
+from webhook.core.egress_objects import egress_intents, profile_findings
 from webhook.core.findings import (
     DEFINED_PROFILES,
     MALFORMED_OBJECT,
@@ -25,7 +26,6 @@ from webhook.core.findings import (
     detail,
 )
 from webhook.core.namespace import NamespaceContext, namespace_context
-from webhook.core.network_policies import network_policy_intents, unexpressible
 from webhook.core.owned_pods import relabelled_pod
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.proxy_env import inject_proxy_env, record_annotation
@@ -132,11 +132,9 @@ def validate(
     profile = declared_profile(workload, policy)
     if updated and not (profile is not None and _profile_changed(request, profile, policy)):
         return _apply_mode(namespace, findings, policy)
-    intents = network_policy_intents(request.namespace, namespace, policy, profile)
+    intents = egress_intents(request.namespace, namespace, policy, profile)
     if intents and profile is not None:
-        findings += unexpressible(
-            profile, policy, namespace_injects_all=namespace.inject is Inject.ALL
-        )
+        findings += profile_findings(request.namespace, profile, namespace, policy)
     return _apply_mode(namespace, findings, policy, intents)
 
 

@@ -128,6 +128,9 @@ PREEXISTING = register(
 )
 DEFINED_PROFILES = register("defined-profiles", "the profiles the policy file defines")
 HOST_NAMES = register("host-names", "host names in a profile, which no NetworkPolicy can express")
+BACKEND_LIMITS = register(
+    "backend-limits", "what a backend (Cilium, Istio) cannot render of a profile, left out"
+)
 PROXY_ENV = register("proxy-env", "proxy variables not injected into a container, and why")
 NETWORK_POLICIES_REPORTED = register(
     "network-policies-reported",

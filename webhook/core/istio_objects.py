@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from webhook.core.cilium_policies import Rendered
-from webhook.core.network_policies import generated_manifest, profile_policy_name
+from webhook.core.network_policies import generated_manifest, profile_policy_name, reaches_proxy
 from webhook.core.policy import Destination, Policy
 
 API_VERSION = "networking.istio.io/v1"
@@ -52,7 +52,11 @@ def _cidr_host(cidr: str) -> str:
     return "cidr-" + re.sub(r"[^0-9a-f]+", "-", cidr.lower()).strip("-") + ".egress-guard.internal"
 
 
-def render_profile(namespace: str, profile_name: str, policy: Policy) -> Rendered:
+def render_profile(
+    namespace: str, profile_name: str, policy: Policy, *, namespace_injects_all: bool = False
+) -> Rendered:
+    """A profile's entries and its Sidecar (which also lets it reach the proxy's namespace when
+    the profile reaches the proxy)."""
     profile = policy.profiles[profile_name]
     base = profile_policy_name(profile_name)
     entries: list[dict[str, Any]] = []
@@ -80,7 +84,7 @@ def render_profile(namespace: str, profile_name: str, policy: Policy) -> Rendere
         cidr = str(destination.cidr)
         if destination.except_:  # allowing the whole range would allow more than declared
             excepted = ", ".join(destination.except_)
-            unrendered.append(f"{cidr} except {excepted}: a ServiceEntry has no except")
+            unrendered.append(f"{cidr} except {excepted}, which a ServiceEntry cannot say")
             continue
         spec = {
             "hosts": [_cidr_host(cidr)],
@@ -94,11 +98,13 @@ def render_profile(namespace: str, profile_name: str, policy: Policy) -> Rendere
         entries.append(_manifest("ServiceEntry", name, namespace, spec, policy))
     for destination in profile.allow:
         if destination.namespace_selector is not None:
-            unrendered.append(
-                "in-cluster peers chosen by namespace labels: a Sidecar names namespaces, not "
-                "labels (the namespace's own services are allowed)"
-            )
+            # a Sidecar names namespaces, not labels (its own namespace's services are allowed)
+            unrendered.append("peers chosen by namespace labels, which a Sidecar cannot say")
     hosts = [*MESH_HOSTS, *(f"./{h}" for entry in entries for h in entry["spec"]["hosts"])]
+    if policy.proxy is not None and reaches_proxy(
+        profile, policy, namespace_injects_all=namespace_injects_all
+    ):
+        hosts.append(f"{policy.proxy.namespace}/*")
     sidecar_spec = {
         "workloadSelector": {"labels": {policy.profile_label: profile_name}},
         "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
@@ -106,14 +112,3 @@ def render_profile(namespace: str, profile_name: str, policy: Policy) -> Rendere
     }
     sidecar = _manifest("Sidecar", base, namespace, sidecar_spec, policy)
     return Rendered((*entries, sidecar), tuple(unrendered))
-
-
-def render_namespace(namespace: str, profiles: tuple[str, ...], policy: Policy) -> Rendered:
-    """Each profile's entries and Sidecar, for `render --backend istio`."""
-    manifests: list[dict[str, Any]] = []
-    unrendered: list[str] = []
-    for profile in profiles:
-        rendered = render_profile(namespace, profile, policy)
-        manifests += rendered.manifests
-        unrendered += [f"profile {profile}: {why}" for why in rendered.unrendered]
-    return Rendered(tuple(manifests), tuple(unrendered))

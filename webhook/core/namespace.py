@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.backends import (
+    Backend,
+    backends_label_value,
+    parse_backends,
+)
 from webhook.core.findings import (
     NAMESPACE_LABELS,
     NOT_NETWORK_ENFORCED,
@@ -38,6 +43,9 @@ class NamespaceContext:
     exempt: bool = False
     notes: tuple[Finding, ...] = ()
     name: str = ""
+    backends: tuple[Backend, ...] = (Backend.NETWORKPOLICY,)
+    """What the namespace's egress objects are rendered into: the policy file's `backends`, or
+    the part of them its `backends` label names."""
 
     @property
     def managed(self) -> bool:
@@ -73,7 +81,35 @@ def namespace_context(
             notes.append(_label_note(name, policy.inject_label, raw_inject, Inject, inject.value))
     if mode is Mode.ENFORCE and not inject.network_policies:
         notes.append(_labels_only(name, inject, policy))
-    return NamespaceContext(mode=mode, inject=inject, notes=tuple(notes), name=name)
+    backends = policy.backend_set
+    raw_backends = labels.get(policy.backends_label)
+    if raw_backends is not None:
+        backends, note = _narrowed(name, raw_backends, policy)
+        if note is not None:
+            notes.append(note)
+    return NamespaceContext(
+        mode=mode, inject=inject, notes=tuple(notes), name=name, backends=backends
+    )
+
+
+def _narrowed(
+    namespace: str, value: str, policy: Policy
+) -> tuple[tuple[Backend, ...], Finding | None]:
+    """The backends a namespace's label chooses among the policy file's. A value that is not a
+    list of backends, or names one the file does not, gets every backend of the file: a typo must
+    not take enforcement away."""
+    chosen = parse_backends(value)
+    if chosen is not None and set(chosen) <= set(policy.backend_set):
+        return chosen, None
+    offered = backends_label_value(policy.backend_set)
+    note = Finding(
+        NAMESPACE_LABELS,
+        Severity.ADVICE,
+        None,
+        f"namespace label {policy.backends_label}={value!r} is not some of {offered}; using all",
+        detail=detail(namespace=namespace, label=policy.backends_label, value=value, used=offered),
+    )
+    return policy.backend_set, note
 
 
 def _labels_only(namespace: str, inject: Inject, policy: Policy) -> Finding:

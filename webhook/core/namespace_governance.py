@@ -1,5 +1,5 @@
-"""Who may loosen a namespace: lower its mode, remove it, or change `inject` so that fewer
-NetworkPolicies hold its pods.
+"""Who may loosen a namespace: lower its mode, remove it, change `inject` so that fewer
+NetworkPolicies hold its pods, or narrow `backends` so that fewer systems do.
 
 Whoever may update a Namespace (RBAC) may by default also switch egress-guard off for it. A
 policy file that names `governance.loosenNamespaces` keeps that to those users and groups;
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webhook.core.backends import backends_label_value
 from webhook.core.decision import Decision, Verdict
 from webhook.core.findings import Finding, Severity, Subject, detail, register
 from webhook.core.namespace import NamespaceContext, namespace_context, namespace_labels
@@ -51,6 +52,10 @@ def loosening(before: NamespaceContext, after: NamespaceContext) -> Loosening | 
         )
     if before.inject.network_policies and not after.inject.network_policies:
         return Loosening("inject", before.inject.value, after.inject.value)
+    if after.inject.network_policies and not set(before.backends) <= set(after.backends):
+        return Loosening(
+            "backends", backends_label_value(before.backends), backends_label_value(after.backends)
+        )
     return None
 
 

@@ -17,11 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.decision import EnsureNetworkPolicies
 from webhook.core.findings import HOST_NAMES, Finding, Severity, Subject, detail
 from webhook.core.kube_names import DNS1123_LABEL_MAX, is_dns1123_label
-from webhook.core.namespace import NamespaceContext
-from webhook.core.policy import Destination, Inject, Mode, Policy, PortSpec, Profile
+from webhook.core.policy import Destination, Policy, PortSpec, Profile
 from webhook.core.raw_object import section, text_at
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -312,33 +310,3 @@ def replacement(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str
     if resource_version:
         metadata["resourceVersion"] = resource_version
     return {**desired, "metadata": metadata}
-
-
-def network_policy_intents(
-    namespace: str, context: NamespaceContext, policy: Policy, profile: str | None
-) -> tuple[EnsureNetworkPolicies, ...]:
-    """The default-deny policy, plus the profile's allow policy when the profile is known.
-
-    Rendering is memoised on the policy object: the hot path renders each (namespace, profile)
-    once per policy version, not once per review.
-    """
-    if not context.inject.network_policies:
-        return ()
-    key = (network_policy_intents, namespace, profile, context.inject, context.mode)
-    cached = policy.memo.get(key)
-    if cached is None:
-        manifests: list[dict[str, Any]] = [render_default_deny(namespace, policy)]
-        if profile is not None:
-            manifests.append(
-                render_profile(
-                    namespace, profile, policy, namespace_injects_all=context.inject is Inject.ALL
-                )
-            )
-        intent = EnsureNetworkPolicies(
-            namespace=namespace,
-            manifests=tuple(manifests),
-            required=context.mode is Mode.ENFORCE,
-        )
-        cached = (intent,)
-        policy.memo[key] = cached
-    return cached  # type: ignore[return-value]

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from webhook.core.backends import Backend
 from webhook.core.kube_names import (
     SYSTEM_NAMESPACES,
     is_dns1123_label,
@@ -456,6 +457,10 @@ class Policy(_Model):
     workload_kinds: list[WorkloadKindSpec] = Field(default_factory=list)
     governance: Governance = Field(default_factory=Governance)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    backends: list[Backend] = Field(default_factory=lambda: [Backend.NETWORKPOLICY])
+    """What profiles are rendered into: NetworkPolicies, Cilium policies (host names enforced
+    through Cilium's DNS proxy), Istio objects (host names enforced by the sidecar); a namespace
+    may narrow it with its `backends` label."""
     cluster_networks: list[str] = Field(default_factory=list)
     """The cluster's own pod and service ranges: a profile reaching the whole internet should
     except them (and the cloud metadata address); policy advice says so."""
@@ -480,6 +485,24 @@ class Policy(_Model):
         (a pydantic private attribute goes through `__getattr__`: microseconds per read).
         """
         return {}
+
+    @field_validator("backends")
+    @classmethod
+    def _backends_once_each(cls, backends: list[Backend]) -> list[Backend]:
+        if not backends:
+            raise ValueError(
+                "backends may not be empty: name at least one of "
+                + ", ".join(b.value for b in Backend)
+            )
+        repeated = sorted({b.value for b in backends if backends.count(b) > 1})
+        if repeated:
+            raise ValueError(f"backends lists {', '.join(repeated)} more than once")
+        return backends
+
+    @cached_property
+    def backend_set(self) -> tuple[Backend, ...]:
+        """The file's backends in their canonical order (as a namespace's are compared)."""
+        return tuple(b for b in Backend if b in self.backends)
 
     @field_validator("label_prefix")
     @classmethod
@@ -553,6 +576,10 @@ class Policy(_Model):
     @cached_property
     def inject_label(self) -> str:
         return f"{self.label_prefix}/inject"
+
+    @cached_property
+    def backends_label(self) -> str:
+        return f"{self.label_prefix}/backends"
 
     @cached_property
     def exempt(self) -> frozenset[str]:

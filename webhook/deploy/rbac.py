@@ -3,10 +3,11 @@
 Two service accounts, so that each process holds only what it uses:
 
 - `<name>` runs `serve`. It reads namespaces (a GET for a namespace not seen yet, list and watch
-  for its label cache), creates, reads and updates the NetworkPolicies it generates, and lists and
-  watches them so that one deleted or changed by hand is made again on the next admission; it
-  never deletes one. It creates Events (each enforce-mode denial is recorded on the workload).
-- `<name>-reconciler` runs `reconcile`. It lists namespaces and the generated NetworkPolicies
+  for its label cache), creates, reads and updates the objects it generates (NetworkPolicies, and
+  the Cilium and Istio kinds when the policy file's `backends` name them), and lists and watches
+  them so that one deleted or changed by hand is made again on the next admission; it never
+  deletes one. It creates Events (each enforce-mode denial is recorded on the workload).
+- `<name>-reconciler` runs `reconcile`. It lists namespaces and the generated objects
   cluster-wide, creates, updates and deletes (prunes) them, and holds one Lease, by name, in
   egress-guard's own namespace. It records no Events (its passes are in its log). With
   `reports.policyReports` in the policy file it also keeps one report per managed namespace
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from webhook.core.backends import kinds_of
 from webhook.core.kube_names import reconciler_account_name
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
@@ -51,15 +53,26 @@ def workload_reader_rules(policy: Policy) -> tuple[Rule, ...]:
     )
 
 
-WEBHOOK_RULES: tuple[Rule, ...] = (
-    ("", ("namespaces",), ("get", "list", "watch")),
-    ("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "update")),
-    ("", ("events",), ("create",)),
-)
-RECONCILER_RULES: tuple[Rule, ...] = (
-    ("", ("namespaces",), ("list",)),
-    ("networking.k8s.io", ("networkpolicies",), ("get", "list", "create", "update", "delete")),
-)
+WEBHOOK_GENERATED_VERBS = ("get", "list", "watch", "create", "update")
+RECONCILER_GENERATED_VERBS = ("get", "list", "create", "update", "delete")
+
+
+def generated_rules(policy: Policy, verbs: Sequence[str]) -> tuple[Rule, ...]:
+    """`verbs` on the kinds the policy file's backends are made of, by group."""
+    grouped: dict[str, list[str]] = {}
+    for kind in kinds_of(policy.backend_set):
+        grouped.setdefault(kind.group, []).append(kind.plural)
+    return tuple((group, tuple(plurals), tuple(verbs)) for group, plurals in grouped.items())
+
+
+def webhook_rules(policy: Policy) -> tuple[Rule, ...]:
+    return (
+        ("", ("namespaces",), ("get", "list", "watch")),
+        *generated_rules(policy, WEBHOOK_GENERATED_VERBS),
+        ("", ("events",), ("create",)),
+    )
+
+
 LEASE_GROUP = "coordination.k8s.io"
 
 
@@ -128,10 +141,14 @@ def _binding(
 
 def reconciler_rules(policy: Policy) -> tuple[Rule, ...]:
     """The reconciler's own rules, and the report kind's when the policy file asks for reports."""
+    rules: tuple[Rule, ...] = (
+        ("", ("namespaces",), ("list",)),
+        *generated_rules(policy, RECONCILER_GENERATED_VERBS),
+    )
     if not policy.reports.policy_reports:
-        return RECONCILER_RULES
+        return rules
     kind = REPORT_KINDS[policy.reports.format]
-    return (*RECONCILER_RULES, (kind.group, (kind.plural,), ("list", "create", "update", "delete")))
+    return (*rules, (kind.group, (kind.plural,), ("list", "create", "update", "delete")))
 
 
 def rbac_manifests(options: DeployOptions, policy: Policy) -> list[JsonObject]:
@@ -145,7 +162,7 @@ def rbac_manifests(options: DeployOptions, policy: Policy) -> list[JsonObject]:
             "kind": "ServiceAccount",
             "metadata": _meta(options, reconciler, RECONCILER, namespaced=True),
         },
-        _cluster_role(options, f"{webhook}-webhook", WEBHOOK, WEBHOOK_RULES),
+        _cluster_role(options, f"{webhook}-webhook", WEBHOOK, webhook_rules(policy)),
         _cluster_role(options, f"{webhook}-reconciler", RECONCILER, reconciler_rules(policy)),
         _cluster_role(options, f"{webhook}-workload-reader", None, workload_reader_rules(policy)),
         {

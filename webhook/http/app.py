@@ -31,6 +31,9 @@ class WebhookState:
     ready: Callable[[], str | None]
     """None when ready, otherwise the reason it is not."""
     metrics: WebhookMetrics
+    warnings: Callable[[], tuple[str, ...]] = lambda: ()
+    """What is wrong without making the webhook unready (a backend's CRD not installed: the
+    namespaces that use it are refused, each with the reason), said by /readyz."""
     on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None
     """Told of every answered review after the answer is rendered (denial Events)."""
     close: Callable[[], None] = lambda: None
@@ -50,6 +53,7 @@ def create_app(
     on_review: Callable[[AdmissionRequest, Action, ReviewResult], None] | None = None,
     close: Callable[[], None] = lambda: None,
     client_certificates: bool = False,
+    warnings: Callable[[], tuple[str, ...]] = lambda: (),
 ) -> Flask:
     app = Flask("egress_guard")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -59,6 +63,7 @@ def create_app(
         metrics=metrics or WebhookMetrics(),
         on_review=on_review,
         close=close,
+        warnings=warnings,
     )
     app.extensions[EXTENSION] = state
 
@@ -75,7 +80,8 @@ def create_app(
         problem = state.ready()
         if problem is not None:
             return Response(f"not ready: {problem}\n", status=503, mimetype="text/plain")
-        return Response(b"ok\n", mimetype="text/plain")
+        said = "".join(f"warning: {warning}\n" for warning in state.warnings())
+        return Response(f"ok\n{said}", mimetype="text/plain")
 
     @app.get("/metrics")
     def metrics_text() -> Response:

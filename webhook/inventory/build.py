@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.core.egress_objects import egress_intents
 from webhook.core.live_workloads import refusal_if_applied
 from webhook.core.namespace import NamespaceContext, namespace_context
-from webhook.core.network_policies import matches_rendered, network_policy_intents
+from webhook.core.network_policies import matches_rendered
 from webhook.core.ownership import controlled_by_a_reviewed_kind
 from webhook.core.policy import Destination, Mode, Policy, Profile
 from webhook.core.raw_object import section
@@ -135,7 +136,7 @@ def _policies_state(
         return "-"
     missing: list[str] = []
     drifted: list[str] = []
-    for intent in network_policy_intents(namespace, context, policy, profile):
+    for intent in egress_intents(namespace, context, policy, profile):
         for manifest in intent.manifests:
             name = str(manifest["metadata"]["name"])
             current = live.get(name)

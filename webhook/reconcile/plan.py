@@ -1,11 +1,13 @@
 """What the reconciler should change: namespaces, their workloads' profiles and the generated
-policies found -> creates, updates and deletes. Pure: the cluster layer reads and writes.
+objects found -> creates, updates and deletes. Pure: the cluster layer reads and writes.
 
 The desired state is the one admission produces: in every namespace whose effective inject
-includes NetworkPolicies, the default-deny policy, plus one allow policy per profile its
-workloads declare. Anything generated that is not desired is pruned (when pruning is on): a
-namespace that opted out, a profile no longer used or no longer defined. Exempt namespaces are
-never acted in, and only objects carrying egress-guard's managed-by label are ever changed.
+includes NetworkPolicies, per backend of the namespace the default deny, plus each profile's
+objects for the profiles its workloads declare. Anything generated that is not desired is
+pruned (when pruning is on): a namespace that opted out, a profile no longer used or no longer
+defined, a backend no longer used. Exempt namespaces are never acted in, and only objects
+carrying egress-guard's managed-by label are ever changed. Objects are told apart by kind and
+name (`object_ref`): the NetworkPolicy and the CiliumNetworkPolicy share a name.
 
 A namespace's opt-out is read from its labels and pruned at once. A profile policy in a namespace
 that still wants NetworkPolicies is pruned only when it was found unused by the previous pass too
@@ -19,15 +21,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.backends import Backend, generated_kind, object_ref
 from webhook.core.checks.profile_label import declared_profile
+from webhook.core.egress_objects import egress_intents
 from webhook.core.namespace import namespace_context
-from webhook.core.network_policies import is_generated, matches_rendered, network_policy_intents
+from webhook.core.network_policies import is_generated, matches_rendered
 from webhook.core.policy import Policy
 from webhook.core.raw_object import section, text_at, where
 from webhook.core.workloads import find_workload
 
 NetworkPolicyIdentity = tuple[str, str, str]
-"""(namespace, name, uid) of a live policy."""
+"""(namespace, object_ref, uid) of a live generated object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +58,15 @@ class ReconcilePlan:
     updates: tuple[Update, ...] = ()
     deletes: tuple[Mapping[str, Any], ...] = ()
     kept: tuple[tuple[str, str], ...] = ()
-    """(namespace, name) of generated policies no longer wanted but left, pruning being off."""
+    """(namespace, object_ref) of generated objects no longer wanted but left, pruning being
+    off."""
     in_place: int = 0
     unused: frozenset[NetworkPolicyIdentity] = frozenset()
     """Profile policies found unused in namespaces that still want NetworkPolicies: the next
     pass's `unused_before`."""
     deferred: tuple[tuple[str, str], ...] = ()
-    """(namespace, name) of profile policies unused for the first time: pruned next pass if
-    they are still unused then."""
+    """(namespace, object_ref) of profile objects unused for the first time: pruned next pass
+    if they are still unused then."""
 
     @property
     def empty(self) -> bool:
@@ -84,7 +89,7 @@ def workload_profile(
 
 
 def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Mapping[str, Any]]:
-    """The generated NetworkPolicies a namespace should have, by name (none where exempt: an
+    """The generated objects a namespace should have, by `object_ref` (none where exempt: an
     exempt namespace's context injects nothing)."""
     context = namespace_context(state.name, state.labels, policy)
     if not context.inject.network_policies:
@@ -93,15 +98,21 @@ def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str,
     for profile in (None, *sorted(state.profiles)):
         if profile is not None and profile not in policy.profiles:
             continue
-        for intent in network_policy_intents(state.name, context, policy, profile):
+        for intent in egress_intents(state.name, context, policy, profile):
             for manifest in intent.manifests:
-                wanted[str(manifest["metadata"]["name"])] = manifest
+                wanted[object_ref(manifest)] = manifest
     return wanted
 
 
+def _key(manifest: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, object_ref). Live objects carry their kind (the reader sets it on list
+    items)."""
+    return (where(manifest)[0], object_ref(manifest))
+
+
 def _identity(manifest: Mapping[str, Any]) -> NetworkPolicyIdentity:
-    """(namespace, name, uid): a policy deleted and made again is another policy."""
-    return (*where(manifest), text_at(manifest, "metadata", "uid"))
+    """(namespace, object_ref, uid): an object deleted and made again is another object."""
+    return (*_key(manifest), text_at(manifest, "metadata", "uid"))
 
 
 def plan_reconcile(
@@ -114,7 +125,8 @@ def plan_reconcile(
 ) -> ReconcilePlan:
     """The changes that bring the cluster to the desired state.
 
-    `generated` is what a list of NetworkPolicies labelled managed-by=egress-guard returned;
+    `generated` is what lists of the generated kinds labelled managed-by=egress-guard returned
+    (each item with its kind);
     anything in it without that label is ignored all the same, as is anything in a namespace not
     in `namespaces` (deleted meanwhile) or exempt. `unused_before` is the previous pass's
     `unused`: only a profile policy in it is pruned.
@@ -122,18 +134,19 @@ def plan_reconcile(
     states = {state.name: state for state in namespaces}
     live: dict[tuple[str, str], Mapping[str, Any]] = {}
     for obj in generated:
-        namespace, name = where(obj)
+        namespace, ref = _key(obj)
         if is_generated(obj) and namespace in states and namespace not in policy.exempt:
-            live[(namespace, name)] = obj
+            live[(namespace, ref)] = obj
     creates: list[Mapping[str, Any]] = []
     updates: list[Update] = []
     in_place = 0
     wanted_keys: set[tuple[str, str]] = set()
-    wanting: set[str] = set()
+    wanting: dict[str, tuple[Backend, ...]] = {}
+    """Namespaces that want generated objects, and of which backends."""
     for name in sorted(states):
         wanted = desired_network_policies(states[name], policy)
         if wanted:
-            wanting.add(name)
+            wanting[name] = namespace_context(name, states[name].labels, policy).backends
         for policy_name, desired in sorted(wanted.items()):
             key = (name, policy_name)
             wanted_keys.add(key)
@@ -145,17 +158,23 @@ def plan_reconcile(
             else:
                 updates.append(Update(live=current, desired=desired))
     unwanted = [live[key] for key in sorted(live) if key not in wanted_keys]
-    unused = frozenset(_identity(obj) for obj in unwanted if where(obj)[0] in wanting)
+    # an object of a backend its namespace still uses may be wanted by a workload admitted
+    # since the workloads were listed; one of a backend no longer used never is
+    unused = frozenset(
+        _identity(obj)
+        for obj in unwanted
+        if generated_kind(obj).backend in wanting.get(_key(obj)[0], ())
+    )
     due = [
-        obj for obj in unwanted if where(obj)[0] not in wanting or _identity(obj) in unused_before
+        obj for obj in unwanted if _identity(obj) not in unused or _identity(obj) in unused_before
     ]
     deferred = [obj for obj in unwanted if _identity(obj) in unused - unused_before]
     return ReconcilePlan(
         creates=tuple(creates),
         updates=tuple(updates),
         deletes=tuple(due) if prune else (),
-        kept=() if prune else tuple(where(obj) for obj in unwanted),
+        kept=() if prune else tuple(_key(obj) for obj in unwanted),
         in_place=in_place,
         unused=unused,
-        deferred=tuple(where(obj) for obj in deferred) if prune else (),
+        deferred=tuple(_key(obj) for obj in deferred) if prune else (),
     )

@@ -47,12 +47,19 @@ from webhook.cluster.api_calls import (
     list_all,
     pages,
 )
+from webhook.cluster.egress_object_writer import (
+    EgressObjectWriter,
+    ForeignObject,
+    KindCalls,
+    KindNotServed,
+    Written,
+)
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.cluster.namespace_list import namespace_labels
-from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
 from webhook.cluster.report_writer import ReportWriter
 from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
 from webhook.cluster.write_pacing import PacingSettings, WriteRate, paced
+from webhook.core.backends import GENERATED_KINDS, GeneratedKind, ref_of
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.policy import Policy
@@ -174,8 +181,9 @@ class _Step:
 
     @property
     def where(self) -> str:
+        """`namespace/name` for a NetworkPolicy, `namespace/Kind/name` for the others."""
         metadata = self.manifest["metadata"]
-        return f"{metadata['namespace']}/{metadata['name']}"
+        return f"{metadata['namespace']}/{ref_of(str(self.manifest['kind']), metadata['name'])}"
 
 
 def _within(change: Callable[[Deadline], None], budget_s: float) -> None:
@@ -206,9 +214,12 @@ class Reconciler:
         self._per_namespace_up_to = per_namespace_lists_up_to
         self._clock = clock
         self._calls = CallCounter()
-        self._writer = NetworkPolicyWriter(api, counter=self._calls)
-        self._core = client.CoreV1Api(api)
-        self._net = client.NetworkingV1Api(api)
+        self._writer = EgressObjectWriter(api, counter=self._calls)
+        self._kinds = {kind: KindCalls(api, kind) for kind in GENERATED_KINDS}
+        self._swept: Policy | None = None
+        """The policy file under which the kinds of unused backends were last read."""
+        self._not_served: set[GeneratedKind] = set()
+        """Kinds of the policy's backends the cluster did not serve this pass: not written."""
         self._api = api
         self._unused: frozenset[NetworkPolicyIdentity] = frozenset()
         """Profile NetworkPolicies the last pass found unused (see the module docstring)."""
@@ -266,13 +277,7 @@ class Reconciler:
             if namespace_context(name, labels, policy).inject.network_policies
         }
         report.namespaces, report.managed = len(labels_by_name), len(managed)
-        generated, _ = list_all(
-            self._net.list_network_policy_for_all_namespaces,
-            timeout=LIST_TIMEOUT,
-            counter=self._calls,
-            retries=PAGE_RETRIES,
-            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
-        )
+        generated = self._generated(policy, report)
         reported: dict[str, NamespaceContext] = {}
         if reports and policy.reports.policy_reports:
             for name, labels in labels_by_name.items():
@@ -347,15 +352,57 @@ class Reconciler:
                 return
             raise
 
+    def _generated(self, policy: Policy, report: ReconcileReport) -> list[JsonObject]:
+        """Every generated object of every kind, each given its kind and apiVersion (list items
+        carry none). The kinds of the policy's backends must be read; a CRD kind the cluster does
+        not serve has none (and is said). The kinds of other backends are read on the first
+        pass under a policy file, where the cluster serves them and RBAC lets egress-guard, so
+        that what a backend taken out of the file left is pruned, once."""
+        used = set(policy.backend_set)
+        self._not_served = set()
+        sweep = policy is not self._swept
+        self._swept = policy
+        found: list[JsonObject] = []
+        for kind in GENERATED_KINDS:
+            if kind.backend not in used and not sweep:
+                continue
+            method, args = self._kinds[kind].list_all_namespaces()
+            try:
+                items, _ = list_all(
+                    method,
+                    *args,
+                    timeout=LIST_TIMEOUT,
+                    counter=self._calls,
+                    retries=PAGE_RETRIES,
+                    label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+                )
+            except ApiRejected as err:
+                if kind.backend in used and not (kind.custom and err.unknown_resource):
+                    raise
+                if kind.backend in used:
+                    self._not_served.add(kind)
+                    report.errors.append(_not_served(kind))
+                    log.error("reconcile: %s", report.errors[-1])
+                continue
+            for item in items:
+                item["apiVersion"], item["kind"] = kind.api_version, kind.kind
+            found += items
+        return found
+
     # writing
 
     def _carry_out(
         self, plan: ReconcilePlan, report: ReconcileReport, may_act: Callable[[], bool]
     ) -> None:
+        unserved = {(kind.api_version, kind.kind) for kind in self._not_served}
         phases = [
             [_Step("create", desired) for desired in plan.creates],
             [_Step("update", update.desired, update.live) for update in plan.updates],
             [_Step("delete", live) for live in plan.deletes],
+        ]
+        phases = [  # a kind not served was said once in the errors, not once per object
+            [s for s in phase if (s.manifest["apiVersion"], s.manifest["kind"]) not in unserved]
+            for phase in phases
         ]
         if not any(phases):
             return
@@ -384,8 +431,10 @@ class Reconciler:
             except _LeadershipLost:
                 lost.set()
                 return "left", ""
-            except ForeignNetworkPolicy as err:
+            except ForeignObject as err:
                 return "refused", str(err)
+            except KindNotServed as err:
+                return "error", str(err)
             except (ApiUnreachable, ApiRejected) as err:
                 return "error", str(err)
             if step.action == "delete":
@@ -476,12 +525,19 @@ class Reconciler:
             log.warning("reconcile: %s: %s", where, detail)
         elif outcome == "deleted":
             report.deleted.append(where)
-            log.info("reconcile: deleted NetworkPolicy %s", where)
+            log.info("reconcile: deleted %s %s", step.manifest["kind"], where)
         elif outcome == Written.CREATED.value:
             report.created.append(where)
-            log.info("reconcile: created NetworkPolicy %s", where)
+            log.info("reconcile: created %s %s", step.manifest["kind"], where)
         elif outcome == Written.UPDATED.value:
             report.updated.append(where)
-            log.info("reconcile: updated NetworkPolicy %s", where)
+            log.info("reconcile: updated %s %s", step.manifest["kind"], where)
         elif outcome == Written.UNCHANGED.value:
             report.unchanged += 1
+
+
+def _not_served(kind: GeneratedKind) -> str:
+    return (
+        f"the cluster does not serve {kind.kind} (the CRD {kind.qualified} is not installed): "
+        f"nothing of the {kind.backend.value} backend is reconciled"
+    )

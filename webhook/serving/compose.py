@@ -42,6 +42,8 @@ class Components:
     """Told of every answered review: records enforce-mode denials as Events in a cluster."""
     ready: Callable[[], str | None] = lambda: None
     """None when reviews can be answered as they should, else why not (for /readyz)."""
+    warnings: Callable[[], tuple[str, ...]] = lambda: ()
+    """What /readyz says while ready (a backend's kind the cluster does not serve)."""
     metrics: WebhookMetrics | None = None
     close: Callable[[], None] = lambda: None
     """Writes the denial Events still queued, stops the watches and closes the connection to
@@ -93,6 +95,7 @@ def build_components(settings: ServeSettings) -> Components:
         workloads=KubeWorkloadSource(connection.api, policies=policies),
         on_review=events.observe,
         ready=connection.not_ready,
+        warnings=connection.warnings,
         metrics=metrics,
         close=close,
     )
@@ -124,4 +127,5 @@ def compose_app(settings: ServeSettings, components: Components) -> Flask:
         on_review=components.on_review,
         close=components.close,
         client_certificates=settings.client_ca_file is not None,
+        warnings=components.warnings,
     )

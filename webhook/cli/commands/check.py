@@ -41,6 +41,7 @@ from webhook.cli.output_junit import render_junit
 from webhook.cli.output_table import render_table
 from webhook.cli.policy_option import config_option, load_policy_or_exit
 from webhook.cli.progress import progress
+from webhook.core.backends import object_ref
 from webhook.core.evaluate import Action
 from webhook.core.kube_names import is_dns1123_label
 from webhook.core.policy import Inject, Mode, Policy
@@ -162,15 +163,15 @@ def report_problems(problems: list[InputProblem]) -> None:
 
 
 def _generated_stream(report: CheckReport) -> str:
-    """The NetworkPolicies (each once) and patched Pods, as one YAML stream."""
+    """The generated objects (each once) and patched Pods, as one YAML stream."""
     documents: list[str] = []
     seen: set[tuple[str, str]] = set()
     for review in report.reviews:
         for manifest in review.network_policies:
-            key = (str(manifest["metadata"]["namespace"]), str(manifest["metadata"]["name"]))
+            key = (str(manifest["metadata"]["namespace"]), object_ref(manifest))
             if key not in seen:
                 seen.add(key)
-                documents.append(f"# NetworkPolicy for {review.kind}/{review.name}\n")
+                documents.append(f"# {manifest['kind']} for {review.kind}/{review.name}\n")
                 documents[-1] += to_yaml(manifest)
         if review.patched is not None:
             documents.append(f"# {review.kind}/{review.name} after the mutating webhook\n")

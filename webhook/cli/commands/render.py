@@ -1,4 +1,4 @@
-"""`egress-guard render`: a namespace's NetworkPolicies as YAML, for GitOps repositories."""
+"""`egress-guard render`: a namespace's egress objects as YAML, for GitOps repositories."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from webhook.cli.check_report import to_json, to_yaml
 from webhook.cli.commands.check import namespace_flag
 from webhook.cli.errors import fail
 from webhook.cli.policy_option import config_option, load_policy_or_exit
-from webhook.core import cilium_policies, istio_objects
+from webhook.core.backends import Backend, object_ref
+from webhook.core.egress_objects import egress_intents, profile_findings
 from webhook.core.namespace import namespace_context
-from webhook.core.network_policies import network_policy_intents, unexpressible
 from webhook.core.policy import Inject, Mode, Policy
 from webhook.core.suggestions import closest
 from webhook.core.wording import sentence
 
-BACKENDS = ("networkpolicy", "cilium", "istio")
 BACKEND_TITLES = {
-    "cilium": "CiliumNetworkPolicies",
-    "istio": "Istio ServiceEntries and Sidecars",
+    Backend.NETWORKPOLICY: "NetworkPolicies",
+    Backend.CILIUM: "CiliumNetworkPolicies",
+    Backend.ISTIO: "Istio ServiceEntries and Sidecars",
 }
 
 
@@ -37,10 +37,15 @@ def _unknown_profiles(policy: Policy, asked: tuple[str, ...]) -> list[str]:
 
 
 def rendered_policies(
-    policy: Policy, namespace: str, profiles: tuple[str, ...], inject: Inject | None
+    policy: Policy,
+    namespace: str,
+    profiles: tuple[str, ...],
+    inject: Inject | None,
+    backends: tuple[Backend, ...] = (),
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The NetworkPolicies admission would ensure in `namespace` for these profiles (the same
-    code renders them), and warnings about what they cannot express."""
+    """The objects admission would ensure in `namespace` for these profiles (the same code
+    renders them), and warnings about what they cannot enforce. `backends`: those of the policy
+    file when empty."""
     labels = dict(policy.static_namespace_labels(namespace) or {})
     if inject is not None:
         labels[policy.inject_label] = inject.value
@@ -52,21 +57,22 @@ def rendered_policies(
     if not context.inject.network_policies:
         notes.append(
             f"namespace {namespace} injects {context.inject.value}: egress-guard itself would not "
-            "create these NetworkPolicies there (use --inject networkpolicy or all to match)"
+            "create these objects there (use --inject networkpolicy or all to match)"
         )
     injects_all = context.inject is Inject.ALL
-    context = replace(context, inject=Inject.ALL if injects_all else Inject.NETWORKPOLICY)
+    context = replace(
+        context,
+        inject=Inject.ALL if injects_all else Inject.NETWORKPOLICY,
+        backends=backends or policy.backend_set,
+    )
     manifests: dict[str, dict[str, Any]] = {}
     for profile in profiles or (None,):
-        for intent in network_policy_intents(namespace, context, policy, profile):
+        for intent in egress_intents(namespace, context, policy, profile):
             for manifest in intent.manifests:
-                manifests.setdefault(str(manifest["metadata"]["name"]), dict(manifest))
+                manifests.setdefault(object_ref(manifest), dict(manifest))
         if profile is not None:
-            notes.extend(
-                sentence(f)
-                for f in unexpressible(profile, policy, namespace_injects_all=injects_all)
-            )
-    return list(manifests.values()), notes
+            notes.extend(sentence(f) for f in profile_findings(namespace, profile, context, policy))
+    return list(manifests.values()), list(dict.fromkeys(notes))
 
 
 @click.command()
@@ -93,11 +99,11 @@ def rendered_policies(
 )
 @click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
-    default="networkpolicy",
-    show_default=True,
-    help="What to render: Kubernetes NetworkPolicies (what admission creates), or Cilium or "
-    "Istio objects, which also enforce host names (for applying with your own tooling).",
+    "backends",
+    type=click.Choice([b.value for b in Backend]),
+    multiple=True,
+    help="What to render (repeatable): Kubernetes NetworkPolicies, Cilium policies or Istio "
+    "objects (the last two also enforce host names) [default: the policy file's backends].",
 )
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
 def render(
@@ -106,11 +112,11 @@ def render(
     namespace: str,
     profiles: tuple[str, ...],
     inject: str | None,
-    backend: str,
+    backends: tuple[str, ...],
     output: str,
 ) -> None:
-    """Print the NetworkPolicies egress-guard ensures in a namespace: its default-deny (DNS
-    still allowed) and one allow policy per profile, exactly as admission renders them.
+    """Print the objects egress-guard ensures in a namespace, exactly as admission renders them:
+    per backend its default deny (DNS still allowed) and each profile's allow objects.
 
     Without --profile every profile in the policy file is rendered, so that a GitOps repository
     holds the policy of any profile a workload may declare. The output carries the same names,
@@ -126,14 +132,15 @@ def render(
         defined = ", ".join(policy.profile_names) or "(none)"
         fail(f"{'; '.join(unknown)}; defined profiles: {defined}")
     chosen = tuple(dict.fromkeys(profiles)) or policy.profile_names
-    if backend == "networkpolicy":
-        manifests, notes = rendered_policies(
-            policy, namespace, chosen, Inject(inject) if inject else None
-        )
-        title = f"NetworkPolicies egress-guard ensures in namespace {namespace}"
-    else:
-        manifests, notes = backend_objects(backend, policy, namespace, chosen, inject)
-        title = f"{BACKEND_TITLES[backend]} for namespace {namespace}, rendered from the profiles"
+    chosen_backends = tuple(b for b in Backend if b.value in backends)
+    manifests, notes = rendered_policies(
+        policy, namespace, chosen, Inject(inject) if inject else None, chosen_backends
+    )
+    shown = chosen_backends or policy.backend_set
+    title = (
+        f"{', '.join(BACKEND_TITLES[b] for b in shown)} egress-guard ensures in namespace "
+        f"{namespace}"
+    )
     for note in notes:
         click.echo(f"warning: {note}", err=True)
     if output == "json":
@@ -142,27 +149,6 @@ def render(
         source = config or "the embedded example policy"
         click.echo(f"# {title} ({source})")
         click.echo("".join(f"---\n{to_yaml(m)}" for m in manifests), nl=False)
-
-
-def backend_objects(
-    backend: str, policy: Policy, namespace: str, profiles: tuple[str, ...], inject: str | None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Cilium or Istio objects for the profiles, and what they could not say."""
-    if namespace in policy.exempt:
-        fail(f"namespace {namespace} is exempt in the policy file: egress-guard manages nothing")
-    if backend == "cilium":
-        injects_all = inject == Inject.ALL.value
-        rendered = cilium_policies.render_namespace(
-            namespace, profiles, policy, namespace_injects_all=injects_all
-        )
-        return list(rendered.manifests), list(rendered.unrendered)
-    rendered = istio_objects.render_namespace(namespace, profiles, policy)
-    notes = [
-        "a sidecar alone does not enforce egress (a pod can bypass it): pair Istio with "
-        "NetworkPolicies or Cilium",
-        *rendered.unrendered,
-    ]
-    return list(rendered.manifests), notes
 
 
 COMMAND = render

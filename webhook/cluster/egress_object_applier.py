@@ -1,14 +1,17 @@
-"""The admission path's `NetworkPolicyApplier`: ensure an intent's NetworkPolicies before answering.
+"""The admission path's `NetworkPolicyApplier`: ensure an intent's egress objects (NetworkPolicies,
+and the Cilium or Istio objects of the namespace's backends) before answering.
 
-Each policy found or made in place is remembered per namespace, by namespace UID, name and
-content hash, so a namespace's later admissions make no API call at all. Memory that could let a
-workload run with open egress is dropped as soon as the cluster says so:
+Each object found or made in place is remembered per namespace, by namespace UID, kind, name and
+content hash, so a namespace's later admissions make no API call at all. Only kinds that are
+watched are remembered (`watching`): a backend added to the policy file after start-up is
+ensured through the API on every admission until a restart watches it too. Memory that could let
+a workload run with open egress is dropped as soon as the cluster says so:
 
 - a namespace deleted (or recreated under the same name: another UID), or whose mode or inject
   label changed, is forgotten whole (`namespace_changed`, told by the namespace cache);
-- a generated policy deleted or changed by someone else is forgotten (`network_policy_event`, from a
-  watch on the generated NetworkPolicies), and a relist after a watch outage forgets whatever it
-  no longer shows as rendered (`network_policies_listed`);
+- a generated object deleted or changed by someone else is forgotten (`object_event`, from a
+  watch on each generated kind), and a relist after a watch outage forgets whatever of its kind
+  it no longer shows as rendered (`objects_listed`);
 - while that watch has been down longer than its bound, memory is not used at all (`trust`);
 - a new policy file is verified again, once.
 
@@ -37,8 +40,20 @@ from webhook.admission.ports import (
     PolicySource,
 )
 from webhook.cluster.api_calls import ApiRejected, ApiUnreachable, Deadline
+from webhook.cluster.egress_object_writer import (
+    EgressObjectWriter,
+    ForeignObject,
+    KindNotServed,
+    Written,
+)
 from webhook.cluster.namespaces import NamespaceEntry
-from webhook.cluster.network_policy_writer import ForeignNetworkPolicy, NetworkPolicyWriter, Written
+from webhook.core.backends import (
+    NETWORK_POLICY,
+    GeneratedKind,
+    generated_kind,
+    object_ref,
+    ref_of,
+)
 from webhook.core.decision import EnsureNetworkPolicies
 from webhook.core.network_policies import is_generated, matches_rendered
 from webhook.core.policy import Policy
@@ -61,7 +76,8 @@ class _Known:
 
 @dataclass(slots=True)
 class _InPlace:
-    """The policies known to be in place in one incarnation (UID) of a namespace."""
+    """The objects known to be in place in one incarnation (UID) of a namespace, by
+    `object_ref` (`name` for a NetworkPolicy, `Kind/name` for the others)."""
 
     uid: str
     policies: dict[str, _Known] = field(default_factory=dict)
@@ -79,12 +95,12 @@ class NamespaceUids(Protocol):
     def uid(self, namespace: str) -> str | None: ...
 
 
-class ClusterNetworkPolicyApplier:
-    """Ensures generated NetworkPolicies through a writer, remembering those in place."""
+class ClusterEgressObjectApplier:
+    """Ensures generated egress objects through a writer, remembering those in place."""
 
     def __init__(
         self,
-        writer: NetworkPolicyWriter,
+        writer: EgressObjectWriter,
         policies: PolicySource,
         namespaces: NamespaceUids,
         *,
@@ -97,6 +113,7 @@ class ClusterNetworkPolicyApplier:
         self._budget_s = budget_s
         self._clock = clock
         self._trusted: Callable[[], bool] = lambda: True
+        self._watched: frozenset[GeneratedKind] = frozenset({NETWORK_POLICY})
         self._in_place: dict[str, _InPlace] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._evictions = 0
@@ -106,8 +123,12 @@ class ClusterNetworkPolicyApplier:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
 
     def trust(self, trusted: Callable[[], bool]) -> None:
-        """Use memory only while `trusted()` (the policy watch is following)."""
+        """Use memory only while `trusted()` (every watch of generated objects is following)."""
         self._trusted = trusted
+
+    def watching(self, kinds: frozenset[GeneratedKind]) -> None:
+        """The kinds a watch follows: only these are remembered."""
+        self._watched = kinds
 
     # the NetworkPolicyApplier interface
 
@@ -129,14 +150,13 @@ class ClusterNetworkPolicyApplier:
         deadline = Deadline(self._budget_s, self._clock)
         written: dict[Written, list[str]] = {state: [] for state in Written}
         for manifest in intent.manifests:
-            metadata = manifest["metadata"]
-            name = str(metadata["name"])
-            version = _version(metadata.get("annotations"))
-            found = known.policies.get(name) if known is not None else None
+            ref = object_ref(manifest)
+            version = _version(manifest["metadata"].get("annotations"))
+            found = known.policies.get(ref) if known is not None else None
             if found is not None and found.version == version:
-                written[Written.UNCHANGED].append(name)
+                written[Written.UNCHANGED].append(ref)
                 continue
-            written[self._ensure_one(namespace, uid, manifest, deadline)].append(name)
+            written[self._ensure_one(namespace, uid, manifest, deadline)].append(ref)
         return EnsureResult(
             created=tuple(written[Written.CREATED]),
             updated=tuple(written[Written.UPDATED]),
@@ -154,13 +174,13 @@ class ClusterNetworkPolicyApplier:
         deadline = Deadline(self._budget_s, self._clock)
         would: dict[Written, list[str]] = {state: [] for state in Written}
         for manifest in intent.manifests:
-            name = str(manifest["metadata"]["name"])
+            ref = object_ref(manifest)
             version = _version(manifest["metadata"].get("annotations"))
-            found = known.policies.get(name) if known is not None else None
+            found = known.policies.get(ref) if known is not None else None
             if found is not None and found.version == version:
-                would[Written.UNCHANGED].append(name)
+                would[Written.UNCHANGED].append(ref)
                 continue
-            would[self._inspect(namespace, manifest, deadline)].append(name)
+            would[self._inspect(namespace, manifest, deadline)].append(ref)
         return EnsureResult(
             created=tuple(would[Written.CREATED]),
             updated=tuple(would[Written.UPDATED]),
@@ -168,23 +188,24 @@ class ClusterNetworkPolicyApplier:
         )
 
     def _inspect(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
-        return self._translated(lambda: self._writer.inspect(manifest, deadline), namespace)
+        return self._translated(lambda: self._writer.inspect(manifest, deadline), manifest)
 
     def _ensure_one(
         self, namespace: str, uid: str | None, manifest: Mapping[str, Any], deadline: Deadline
     ) -> Written:
-        name = str(manifest["metadata"]["name"])
+        ref = object_ref(manifest)
+        kind = generated_kind(manifest)
         version = _version(manifest["metadata"].get("annotations"))
-        key = (namespace, name)
+        key = (namespace, ref)
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         if not lock.acquire(timeout=max(deadline.remaining(), 0.0)):
             raise NetworkPoliciesNotEnsured(
-                f"NetworkPolicy {name} was still being ensured by another admission after "
-                f"{self._budget_s:g} s"
+                f"{kind.kind} {manifest['metadata']['name']} was still being ensured by another "
+                f"admission after {self._budget_s:g} s"
             )
         try:
-            if self._is_known(namespace, uid, name, version):
+            if self._is_known(namespace, uid, ref, version):
                 return Written.UNCHANGED  # the admission we waited for put it in place
             with self._lock:
                 self._pending[key] = _Pending(manifest, self._clock())
@@ -197,46 +218,50 @@ class ClusterNetworkPolicyApplier:
                 raise
             with self._lock:
                 del self._pending[key]
-                if self._evictions == evictions and uid is not None:
-                    self._remember(namespace, uid, name, version, manifest)
+                if self._evictions == evictions and uid is not None and kind in self._watched:
+                    self._remember(namespace, uid, ref, version, manifest)
             if result is not Written.UNCHANGED:
-                log.info("NetworkPolicy %s/%s %s", namespace, name, result.value)
+                log.info(
+                    "%s %s/%s %s", kind.kind, namespace, manifest["metadata"]["name"], result.value
+                )
             return result
         finally:
             lock.release()
 
     def _write(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
-        return self._translated(lambda: self._writer.ensure(manifest, deadline), namespace)
+        return self._translated(lambda: self._writer.ensure(manifest, deadline), manifest)
 
-    def _translated(self, call: Callable[[], Written], namespace: str) -> Written:
+    def _translated(self, call: Callable[[], Written], manifest: Mapping[str, Any]) -> Written:
         """The writer's failures as NetworkPoliciesNotEnsured, with why."""
         try:
             return call()
-        except ForeignNetworkPolicy as err:
+        except ForeignObject as err:
             raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.FOREIGN) from None
+        except KindNotServed as err:
+            raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.REFUSED) from None
         except ApiUnreachable as err:
             raise NetworkPoliciesNotEnsured(f"{err} (within {self._budget_s:g} s)") from None
         except ApiRejected as err:
             because = NotEnsuredBecause.TRANSIENT if err.conflict else NotEnsuredBecause.REFUSED
-            raise NetworkPoliciesNotEnsured(_explain(err, namespace), because) from None
+            raise NetworkPoliciesNotEnsured(_explain(err, manifest), because) from None
 
-    def _is_known(self, namespace: str, uid: str | None, name: str, version: Version) -> bool:
+    def _is_known(self, namespace: str, uid: str | None, ref: str, version: Version) -> bool:
         if not self._trusted():
             return False
         known = self._in_place.get(namespace)
         if known is None or known.uid != uid:
             return False
-        found = known.policies.get(name)
+        found = known.policies.get(ref)
         return found is not None and found.version == version
 
     def _remember(
-        self, namespace: str, uid: str, name: str, version: Version, manifest: Mapping[str, Any]
+        self, namespace: str, uid: str, ref: str, version: Version, manifest: Mapping[str, Any]
     ) -> None:
         """Under the lock."""
         entry = self._in_place.get(namespace)
         if entry is None or entry.uid != uid:
             entry = self._in_place[namespace] = _InPlace(uid)
-        entry.policies[name] = _Known(version, manifest, self._clock())
+        entry.policies[ref] = _Known(version, manifest, self._clock())
 
     # what the cluster says
 
@@ -258,55 +283,60 @@ class ClusterNetworkPolicyApplier:
                 for key in [key for key in self._locks if key[0] == name]:
                     del self._locks[key]
         if gone is not None:
-            log.info("NetworkPolicies of namespace %s will be ensured again", name)
+            log.info("the egress objects of namespace %s will be ensured again", name)
 
-    def network_policy_event(self, kind: str, obj: JsonObject) -> None:
-        """A watch event on a generated NetworkPolicy: forget it if it is gone or no longer as
-        remembered (or as being written)."""
+    def object_event(
+        self, event: str, obj: JsonObject, kind: GeneratedKind = NETWORK_POLICY
+    ) -> None:
+        """A watch event on a generated object of `kind`: forget it if it is gone or no longer
+        as remembered (or as being written)."""
         namespace, name = where(obj)
+        ref = ref_of(kind.kind, name)
         with self._lock:
-            expected = self._expected(namespace, name)
+            expected = self._expected(namespace, ref)
             if expected is None:
                 return
-            if kind != "DELETED" and is_generated(obj) and matches_rendered(obj, expected):
+            if event != "DELETED" and is_generated(obj) and matches_rendered(obj, expected):
                 return
-            self._forget(namespace, name)
-        log.info("NetworkPolicy %s/%s changed or gone; it will be ensured again", namespace, name)
+            self._forget(namespace, ref)
+        log.info("%s %s/%s changed or gone; it will be ensured again", kind.kind, namespace, name)
 
-    def network_policies_listed(self, items: list[JsonObject], asked: float) -> None:
-        """After a (re)list: forget what the list does not show as remembered. Only what was
-        remembered (or began being written) before the list was asked for can be judged by it;
-        anything later is covered by the watch that follows the list."""
+    def objects_listed(
+        self, items: list[JsonObject], asked: float, kind: GeneratedKind = NETWORK_POLICY
+    ) -> None:
+        """After a (re)list of `kind`: forget what of that kind the list does not show as
+        remembered. Only what was remembered (or began being written) before the list was asked
+        for can be judged by it; anything later is covered by the watch that follows the list."""
         live = {where(item): item for item in items}
         with self._lock:
             judged: list[tuple[str, str, Mapping[str, Any]]] = []
             for namespace, entry in self._in_place.items():
-                for name, known in entry.policies.items():
-                    if known.at < asked:
-                        judged.append((namespace, name, known.manifest))
-            for (namespace, name), pending in self._pending.items():
-                if pending.since < asked:
-                    judged.append((namespace, name, pending.manifest))
-            for namespace, name, expected in judged:
-                current = live.get((namespace, name))
+                for ref, known in entry.policies.items():
+                    if known.at < asked and generated_kind(known.manifest) is kind:
+                        judged.append((namespace, ref, known.manifest))
+            for (namespace, ref), pending in self._pending.items():
+                if pending.since < asked and generated_kind(pending.manifest) is kind:
+                    judged.append((namespace, ref, pending.manifest))
+            for namespace, ref, expected in judged:
+                current = live.get((namespace, str(expected["metadata"]["name"])))
                 if current is None or not matches_rendered(current, expected):
-                    self._forget(namespace, name)
+                    self._forget(namespace, ref)
 
-    def _expected(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+    def _expected(self, namespace: str, ref: str) -> Mapping[str, Any] | None:
         """Under the lock: the rendering being written, else the one remembered."""
-        pending = self._pending.get((namespace, name))
+        pending = self._pending.get((namespace, ref))
         if pending is not None:
             return pending.manifest
         entry = self._in_place.get(namespace)
-        found = entry.policies.get(name) if entry is not None else None
+        found = entry.policies.get(ref) if entry is not None else None
         return found.manifest if found is not None else None
 
-    def _forget(self, namespace: str, name: str) -> None:
+    def _forget(self, namespace: str, ref: str) -> None:
         """Under the lock."""
         self._evictions += 1
         entry = self._in_place.get(namespace)
         if entry is not None:
-            entry.policies.pop(name, None)
+            entry.policies.pop(ref, None)
             if not entry.policies:
                 del self._in_place[namespace]
 
@@ -315,14 +345,12 @@ def _all_in_place(
     intent: EnsureNetworkPolicies, policies: Mapping[str, _Known]
 ) -> tuple[str, ...] | None:
     """The intent's policy names if every one is remembered at its rendered version, else None."""
-    names = []
-    for manifest in intent.manifests:
-        metadata = manifest["metadata"]
-        found = policies.get(metadata["name"])
-        if found is None or found.version != _version(metadata.get("annotations")):
+    refs = intent.names
+    for ref, manifest in zip(refs, intent.manifests, strict=True):
+        found = policies.get(ref)
+        if found is None or found.version != _version(manifest["metadata"].get("annotations")):
             return None
-        names.append(str(metadata["name"]))
-    return tuple(names)
+    return refs
 
 
 def _version(annotations: object) -> Version:
@@ -331,11 +359,13 @@ def _version(annotations: object) -> Version:
     return tuple(sorted((str(k), str(v)) for k, v in annotations.items()))
 
 
-def _explain(err: ApiRejected, namespace: str) -> str:
+def _explain(err: ApiRejected, manifest: Mapping[str, Any]) -> str:
     if err.status in (401, 403):
         return (
             f"the Kubernetes API refused egress-guard's service account ({err.status} "
-            f"{err.reason}): it needs create/get/update on networkpolicies in {namespace!r}; "
-            "see deploy/rbac.yaml"
+            f"{err.reason}): it needs create/get/update on "
+            f"{generated_kind(manifest).qualified} in {manifest['metadata']['namespace']!r}; "
+            "see deploy/rbac.yaml (`egress-guard manifests` renders it for the policy file's "
+            "backends)"
         )
     return f"the Kubernetes API answered {err}"
