@@ -150,7 +150,8 @@ class TestIstio:
             "labels": {"egress-guard.io/profile": "mixed"}
         }
         hosts = sidecar["spec"]["egress"][0]["hosts"]
-        assert hosts[:2] == ["./*", "istio-system/*"]
+        assert hosts[:2] == ["./*.payments.svc.cluster.local", "istio-system/*"]
+        assert "billing/*.billing.svc.cluster.local" in hosts  # a peer namespace named
         assert {"./api.stripe.com", "./*.s3.amazonaws.com"} <= set(hosts)
         assert any("10.0.0.0/8 except 10.96.0.0/12" in why for why in rendered.unrendered)
         assert not any(
@@ -160,7 +161,22 @@ class TestIstio:
     def test_a_profile_without_hosts_gets_only_a_sidecar(self, policy: Policy) -> None:
         (sidecar,) = istio_objects.render_profile("payments", "none", policy).manifests
         assert sidecar["kind"] == "Sidecar"
-        assert sidecar["spec"]["egress"] == [{"hosts": ["./*", "istio-system/*"]}]
+        assert sidecar["spec"]["egress"] == [
+            {"hosts": ["./*.payments.svc.cluster.local", "istio-system/*"]}
+        ]
+
+    def test_a_sidecar_takes_in_no_other_profile_s_entries(self, mixed: Policy) -> None:
+        """`./*` would name every host registered in the namespace, other profiles' entries
+        (and a tenant's) among them: the Sidecar names the namespace's Services instead."""
+        stripe = istio_objects.render_profile("payments", "stripe", mixed).manifests
+        (none,) = istio_objects.render_profile("payments", "none", mixed).manifests
+        hosts = none["spec"]["egress"][0]["hosts"]
+        assert "./*" not in hosts
+        entries = [h for m in stripe if m["kind"] == "ServiceEntry" for h in m["spec"]["hosts"]]
+        assert entries and not any(h.endswith(f"/{entry}") for h in hosts for entry in entries)
+        domain = policy_with(mixed, dns={"clusterDomain": "corp.example"})
+        (sidecar,) = istio_objects.render_profile("payments", "none", domain).manifests
+        assert sidecar["spec"]["egress"][0]["hosts"][0] == "./*.payments.svc.corp.example"
 
     @pytest.mark.parametrize("kind", ["ServiceEntry", "Sidecar"])
     def test_valid_against_the_crds(self, mixed: Policy, kind: str) -> None:

@@ -3,12 +3,15 @@
 Per namespace and profile: a `ServiceEntry` listing the profile's hosts and ports (location
 MESH_EXTERNAL, exportTo the namespace only), and a `Sidecar` selecting the profile's pods with
 `outboundTrafficPolicy: REGISTRY_ONLY` whose egress hosts name those entries, the namespace's
-own services and the mesh's (`istio-system/*`). A profile without hosts gets a Sidecar that
-allows only the namespace's own services and the mesh.
+own Services (`./*.<namespace>.svc.<domain>`: not `./*`, which would also take in every other
+profile's entries in the namespace) and the mesh's (`istio-system/*`). A profile without hosts
+gets a Sidecar that allows only the namespace's own Services and the mesh.
 
 Wildcard hosts (`*.example.com`) need resolution NONE (Istio cannot resolve a wildcard), so
 they get an entry of their own; address ranges become an entry with `addresses` and resolution
-NONE. In-cluster peers in other namespaces cannot be chosen by label in a Sidecar, and are said.
+NONE. In-cluster peers in another namespace named by `kubernetes.io/metadata.name` become that
+namespace's Services; peers chosen by other namespace labels cannot be said in a Sidecar, and
+are said.
 Istio itself says a sidecar alone cannot enforce egress (a pod that bypasses its sidecar is not
 held): pair it with a network-level backend.
 """
@@ -19,12 +22,22 @@ import re
 from typing import Any
 
 from webhook.core.cilium_policies import Rendered
-from webhook.core.network_policies import generated_manifest, profile_policy_name, reaches_proxy
+from webhook.core.network_policies import (
+    NAMESPACE_NAME_LABEL,
+    generated_manifest,
+    profile_policy_name,
+    reaches_proxy,
+)
 from webhook.core.policy import Destination, Policy
 
 API_VERSION = "networking.istio.io/v1"
-MESH_HOSTS = ("./*", "istio-system/*")
-"""The namespace's own services, and the mesh's control plane."""
+MESH_HOSTS = ("istio-system/*",)
+"""The mesh's control plane."""
+
+
+def _services(namespace: str, policy: Policy, *, own: bool = False) -> str:
+    """A Sidecar host naming a namespace's Kubernetes Services (and nothing else it holds)."""
+    return f"{'.' if own else namespace}/*.{namespace}.svc.{policy.dns.cluster_domain}"
 
 
 def _port_entries(destination: Destination) -> list[dict[str, Any]]:
@@ -96,15 +109,27 @@ def render_profile(
         }
         name = f"{base}-{_cidr_host(cidr).split('.', 1)[0]}"[:253]
         entries.append(_manifest("ServiceEntry", name, namespace, spec, policy))
+    peers: list[str] = []
     for destination in profile.allow:
-        if destination.namespace_selector is not None:
-            # a Sidecar names namespaces, not labels (its own namespace's services are allowed)
+        selector = destination.namespace_selector
+        if selector is None:
+            continue
+        named = selector.get(NAMESPACE_NAME_LABEL)
+        if named is not None and len(selector) == 1:
+            peers.append(_services(named, policy))
+        else:
+            # a Sidecar names namespaces, not labels (its own namespace's Services are allowed)
             unrendered.append("peers chosen by namespace labels, which a Sidecar cannot say")
-    hosts = [*MESH_HOSTS, *(f"./{h}" for entry in entries for h in entry["spec"]["hosts"])]
+    hosts = [
+        _services(namespace, policy, own=True),
+        *MESH_HOSTS,
+        *(f"./{h}" for entry in entries for h in entry["spec"]["hosts"]),
+        *peers,
+    ]
     if policy.proxy is not None and reaches_proxy(
         profile, policy, namespace_injects_all=namespace_injects_all
     ):
-        hosts.append(f"{policy.proxy.namespace}/*")
+        hosts.append(_services(policy.proxy.namespace, policy))
     sidecar_spec = {
         "workloadSelector": {"labels": {policy.profile_label: profile_name}},
         "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},

@@ -286,6 +286,16 @@ class DnsSettings(_Model):
     pod_selector: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
     ports: list[PortNumber] = Field(default_factory=lambda: [53], min_length=1)
     cidrs: list[str] = Field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain: Istio's Sidecars name the namespace's own Services by it
+    (`./*.<namespace>.svc.<domain>`) rather than every host registered in the namespace."""
+
+    @field_validator("cluster_domain")
+    @classmethod
+    def _valid_domain(cls, domain: str) -> str:
+        if not is_dns1123_subdomain(domain):
+            raise ValueError(f"{domain!r} is not a DNS domain (e.g. cluster.local)")
+        return domain
 
     @field_validator("cidrs")
     @classmethod
