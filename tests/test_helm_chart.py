@@ -153,6 +153,22 @@ def test_the_chart_reads_the_policy_file_as_manifests_does(custom_policy_file: P
     assert "namespaces-loosening.validate.egress.example.org" in [h["name"] for h in hooks]
 
 
+@pytest.mark.parametrize(
+    "backends", [["cilium"], ["networkpolicy", "istio"], ["networkpolicy", "cilium", "istio"]]
+)
+def test_the_rbac_follows_the_backends(tmp_path: Path, backends: list[str]) -> None:
+    """The generated kinds' rules are those of the policy file's backends, as `manifests`."""
+    text = CUSTOM_POLICY + f"backends: [{', '.join(backends)}]\n"
+    (tmp_path / "policy.yaml").write_text(text)
+    chart = chart_objects({"policy": text}, "egress-guard")
+    assert_same_objects(chart, expected_objects("--config", str(tmp_path / "policy.yaml")))
+    rules = chart[("ClusterRole", "", "egress-guard-webhook")]["rules"]
+    groups = {group for rule in rules for group in rule["apiGroups"]}
+    assert ("cilium.io" in groups) is ("cilium" in backends)
+    assert ("networking.istio.io" in groups) is ("istio" in backends)
+    assert ("networking.k8s.io" in groups) is ("networkpolicy" in backends)
+
+
 def test_the_policy_reports_rbac_follows_the_format(tmp_path: Path) -> None:
     text = CUSTOM_POLICY.replace("format: openreports", "format: policyreport")
     (tmp_path / "policy.yaml").write_text(text)
