@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from webhook.admission.controller import AdmissionController
 from webhook.cli.main import main
+from webhook.cluster.cluster_survey import ClusterSurvey
 from webhook.cluster.static import ReportingNetworkPolicyApplier, StaticNamespaceSource
 from webhook.config.policy_file import FixedPolicy, PolicyFileError, parse_policy
 from webhook.core.backends import Backend, generated_kind, object_ref, parse_backends
@@ -25,6 +26,8 @@ from webhook.core.namespace import namespace_context
 from webhook.core.namespace_governance import loosening
 from webhook.core.policy import Policy
 from webhook.deploy.rbac import reconciler_rules, webhook_rules
+from webhook.doctor.backends import check_backends
+from webhook.doctor.results import Status
 from webhook.http.app import create_app
 from webhook.reconcile.plan import NamespaceState, plan_reconcile
 
@@ -279,3 +282,33 @@ def test_the_review_path_is_the_controller_s(meshed: Policy) -> None:
     assert result.decision.allowed
     (applied,) = result.applied
     assert "CiliumNetworkPolicy/egress-guard-profile-stripe" in applied.reported
+
+
+class TestDoctor:
+    def test_networkpolicy_needs_nothing(self, policy: Policy) -> None:
+        assert check_backends(ClusterSurvey(), policy).status is Status.OK
+
+    def test_a_missing_crd_is_a_problem_naming_it(self, meshed: Policy) -> None:
+        survey = ClusterSurvey(crds=frozenset({"serviceentries.networking.istio.io"}))
+        result = check_backends(survey, meshed)
+        assert result.status is Status.PROBLEM
+        assert "ciliumnetworkpolicies.cilium.io" in result.summary
+        assert "sidecars.networking.istio.io" in result.summary
+        assert "install Cilium and Istio" in result.fix
+
+    def test_installed_is_ok_and_istio_alone_a_warning(self, policy: Policy) -> None:
+        crds = frozenset(
+            {
+                "ciliumnetworkpolicies.cilium.io",
+                "serviceentries.networking.istio.io",
+                "sidecars.networking.istio.io",
+            }
+        )
+        survey = ClusterSurvey(crds=crds)
+        assert check_backends(survey, policy_with(policy, backends=ALL_THREE)).status is Status.OK
+        alone = check_backends(survey, policy_with(policy, backends=["istio"]))
+        assert alone.status is Status.WARNING and "bypass" in alone.summary
+
+    def test_unreadable_crds_are_unknown(self, meshed: Policy) -> None:
+        survey = ClusterSurvey(unreadable={"customresourcedefinitions": "403 Forbidden"})
+        assert check_backends(survey, meshed).status is Status.UNKNOWN

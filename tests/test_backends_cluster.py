@@ -325,3 +325,32 @@ def test_the_kinds_are_the_crds_kinds() -> None:
                         served.add((spec["group"], version["name"], spec["names"]["plural"]))
     for kind in (CILIUM_NETWORK_POLICY, SERVICE_ENTRY, SIDECAR):
         assert (kind.group, kind.version, kind.plural) in served
+
+
+def test_report_sees_each_backend_s_objects(
+    meshed: Meshed, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """`report` lists every kind the backends are made of: in place after admission, and a
+    deleted Sidecar is said missing by its kind."""
+    import json
+
+    from click.testing import CliRunner
+
+    from webhook.cli.main import main
+
+    meshed.admit()
+    meshed.api.seed(placed(workload("Deployment", {PROFILE: "stripe"}), "payments"))
+    config = tmp_path / "policy.yaml"
+    example = Path(__file__).parents[1] / "webhook/data/policy.example.yaml"
+    config.write_text(example.read_text() + f"\nbackends: {json.dumps(ALL_THREE)}\n")
+
+    def policies_state() -> str:
+        args = ["report", "--kubeconfig", str(kubeconfig), "--config", str(config), "-o", "json"]
+        outcome = CliRunner().invoke(main, args)
+        assert outcome.exit_code == 0, outcome.output
+        (entry,) = json.loads(outcome.stdout)["workloads"]
+        return str(entry["networkPolicies"])
+
+    assert policies_state() == "in place"
+    delete(meshed.api, "sidecars", STRIPE, "payments")
+    assert policies_state() == f"missing: Sidecar/{STRIPE}"

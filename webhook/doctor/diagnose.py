@@ -14,11 +14,9 @@ from typing import Any
 
 from webhook.cluster.cluster_survey import ClusterSurvey, SurveyTargets
 from webhook.core.policy import Policy
-from webhook.doctor import dns_and_proxy, namespaces, network_enforcement, webhooks
+from webhook.doctor import backends, dns_and_proxy, namespaces, network_enforcement, webhooks
 from webhook.doctor.results import CheckResult, Status, unknown
 from webhook.reconcile.plan import ReconcilePlan
-
-BACKENDS = "backends"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +33,9 @@ CHECKS: tuple[DoctorCheck, ...] = (
         "something enforces NetworkPolicies (the CNI and its settings)",
         frozenset({"daemonsets", "configmaps", "crds", "namespaces"}),
     ),
-    DoctorCheck(BACKENDS, "what each configured backend needs is installed", frozenset()),
+    DoctorCheck(
+        backends.CHECK, "what each configured backend needs is installed", frozenset({"crds"})
+    ),
     DoctorCheck(
         webhooks.CONFIGURATION,
         "the installed webhooks are what the policy file renders",
@@ -118,15 +118,8 @@ def diagnose(
     for check_id in check_ids:
         if check_id == network_enforcement.CHECK:
             results.append(network_enforcement.check(survey, relies_on_network_policies))
-        elif check_id == BACKENDS:
-            results.append(
-                CheckResult(
-                    BACKENDS,
-                    Status.OK,
-                    "the policy file's backend is NetworkPolicy (networking.k8s.io/v1): built "
-                    "into every cluster, nothing to install",
-                )
-            )
+        elif check_id == backends.CHECK:
+            results.append(backends.check_backends(survey, policy))
         elif check_id == webhooks.CONFIGURATION:
             validating, mutating = seen.expected_webhooks
             results.append(webhooks.check_configuration(survey, validating, mutating))

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.core.backends import object_ref
 from webhook.core.egress_objects import egress_intents
 from webhook.core.live_workloads import refusal_if_applied
 from webhook.core.namespace import NamespaceContext, namespace_context
@@ -138,7 +139,7 @@ def _policies_state(
     drifted: list[str] = []
     for intent in egress_intents(namespace, context, policy, profile):
         for manifest in intent.manifests:
-            name = str(manifest["metadata"]["name"])
+            name = object_ref(manifest)
             current = live.get(name)
             if current is None:
                 missing.append(name)

@@ -44,24 +44,22 @@ from webhook.cluster.api_calls import (
     ApiUnreachable,
     CallCounter,
     Deadline,
-    list_all,
     pages,
 )
 from webhook.cluster.egress_object_writer import (
     EgressObjectWriter,
     ForeignObject,
-    KindCalls,
     KindNotServed,
     Written,
 )
+from webhook.cluster.generated_lists import list_generated
 from webhook.cluster.list_watch import LIST_TIMEOUT
 from webhook.cluster.namespace_list import namespace_labels
 from webhook.cluster.report_writer import ReportWriter
 from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
 from webhook.cluster.write_pacing import PacingSettings, WriteRate, paced
-from webhook.core.backends import GENERATED_KINDS, GeneratedKind, ref_of
+from webhook.core.backends import GENERATED_KINDS, GeneratedKind, kinds_of, ref_of
 from webhook.core.namespace import NamespaceContext, namespace_context
-from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
 from webhook.core.workload_reports import (
@@ -215,7 +213,6 @@ class Reconciler:
         self._clock = clock
         self._calls = CallCounter()
         self._writer = EgressObjectWriter(api, counter=self._calls)
-        self._kinds = {kind: KindCalls(api, kind) for kind in GENERATED_KINDS}
         self._swept: Policy | None = None
         """The policy file under which the kinds of unused backends were last read."""
         self._not_served: set[GeneratedKind] = set()
@@ -353,41 +350,21 @@ class Reconciler:
             raise
 
     def _generated(self, policy: Policy, report: ReconcileReport) -> list[JsonObject]:
-        """Every generated object of every kind, each given its kind and apiVersion (list items
-        carry none). The kinds of the policy's backends must be read; a CRD kind the cluster does
-        not serve has none (and is said). The kinds of other backends are read on the first
-        pass under a policy file, where the cluster serves them and RBAC lets egress-guard, so
-        that what a backend taken out of the file left is pruned, once."""
-        used = set(policy.backend_set)
-        self._not_served = set()
+        """Every generated object of every kind, each with its kind. The kinds of the policy's
+        backends must be read; a CRD kind the cluster does not serve has none (and is said).
+        The kinds of other backends are read on the first pass under a policy file, where the
+        cluster serves them and RBAC lets egress-guard, so that what a backend taken out of the
+        file left is pruned, once."""
+        used = kinds_of(policy.backend_set)
         sweep = policy is not self._swept
         self._swept = policy
-        found: list[JsonObject] = []
-        for kind in GENERATED_KINDS:
-            if kind.backend not in used and not sweep:
-                continue
-            method, args = self._kinds[kind].list_all_namespaces()
-            try:
-                items, _ = list_all(
-                    method,
-                    *args,
-                    timeout=LIST_TIMEOUT,
-                    counter=self._calls,
-                    retries=PAGE_RETRIES,
-                    label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
-                )
-            except ApiRejected as err:
-                if kind.backend in used and not (kind.custom and err.unknown_resource):
-                    raise
-                if kind.backend in used:
-                    self._not_served.add(kind)
-                    report.errors.append(_not_served(kind))
-                    log.error("reconcile: %s", report.errors[-1])
-                continue
-            for item in items:
-                item["apiVersion"], item["kind"] = kind.api_version, kind.kind
-            found += items
-        return found
+        others = frozenset(k for k in GENERATED_KINDS if k not in used) if sweep else frozenset()
+        listing = list_generated(self._api, [*used, *others], counter=self._calls, optional=others)
+        self._not_served = {kind for kind in listing.not_served if kind in used}
+        for kind in sorted(self._not_served, key=GENERATED_KINDS.index):
+            report.errors.append(_not_served(kind))
+            log.error("reconcile: %s", report.errors[-1])
+        return listing.objects
 
     # writing
 

@@ -46,22 +46,21 @@ OUTPUTS = ("table", "json", "yaml", "markdown", "html")
 )
 def report(**flags: Any) -> None:
     """Inventory the workloads of the managed namespaces: mode and inject, profile, what the
-    profile lets them reach, whether their generated NetworkPolicies are in place and current,
+    profile lets them reach, whether the objects generated for them (NetworkPolicies, and the
+    Cilium or Istio objects of the policy's backends) are in place and current,
     and what the webhook would refuse if their namespace enforced."""
-    from webhook.cluster.api_calls import PAGE_RETRIES, ApiRejected, ApiUnreachable, pages
+    from webhook.cluster.api_calls import ApiRejected, ApiUnreachable
     from webhook.cluster.cluster_survey import workloads_in
-    from webhook.cluster.list_watch import LIST_TIMEOUT
+    from webhook.cluster.generated_lists import list_generated
     from webhook.cluster.namespace_list import namespace_labels
+    from webhook.core.backends import kinds_of, object_ref
     from webhook.core.namespace import namespace_context
-    from webhook.core.network_policies import MANAGED_BY, MANAGED_BY_LABEL
     from webhook.inventory.build import EXEMPT, NOT_MANAGED, Inventory, add_workloads
     from webhook.inventory.html_page import page
     from webhook.inventory.text_outputs import markdown, table
 
     policy = load_policy_or_exit(flags["config"])
     api = api_client_or_exit(flags)
-    from kubernetes import client
-
     progress = ListingProgress(enabled=sys.stderr.isatty())
     try:
         labels = namespace_labels(api, on_page=lambda count: progress.say(f"{count} namespaces"))
@@ -75,17 +74,10 @@ def report(**flags: Any) -> None:
             )
         }
         live: dict[str, dict[str, Mapping[str, Any]]] = {}
-        net = client.NetworkingV1Api(api)
-        for items, _ in pages(
-            net.list_network_policy_for_all_namespaces,
-            timeout=LIST_TIMEOUT,
-            retries=PAGE_RETRIES,
-            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
-        ):
-            for item in items:
-                metadata = item.get("metadata") or {}
-                if metadata.get("namespace") in chosen:
-                    live.setdefault(str(metadata["namespace"]), {})[str(metadata["name"])] = item
+        for item in list_generated(api, kinds_of(policy.backend_set)).objects:
+            namespace = str(item["metadata"].get("namespace"))
+            if namespace in chosen:
+                live.setdefault(namespace, {})[object_ref(item)] = item
         inventory = Inventory()
         workloads = progress.counted(workloads_in(api, policy, frozenset(chosen)), "workloads")
         add_workloads(inventory, workloads, labels, live, policy)
