@@ -10,12 +10,27 @@ egress-guard enforces.
 - Any other NetworkPolicy whose egress rules open more than the selected pods' profiles allow
   widens those pods' egress (NetworkPolicies are additive). `governance.foreignNetworkPolicies`
   says what becomes of it: deny (under the namespace's mode), warn, or allow.
+
+With the Cilium and Istio backends the same holds for their kinds (the webhook is sent them when
+the policy file names the backend): the generated CiliumNetworkPolicies, ServiceEntries and
+Sidecars are egress-guard's alone; a tenant's CiliumNetworkPolicy with egress rules widens (Cilium
+allows what any policy allows, and its rules are not checked against the profiles); a tenant's
+Sidecar that selects workloads competes with the profile's (Istio applies one Sidecar to a pod,
+and which one when two select it is undefined). A tenant's ServiceEntry is left alone: the
+profiles' Sidecars name only the namespace's Services and their own entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from webhook.core.backends import (
+    CILIUM_NETWORK_POLICY,
+    GENERATED_KINDS,
+    NETWORK_POLICY,
+    SIDECAR,
+    Backend,
+)
 from webhook.core.decision import Decision, Note, Verdict, allowed
 from webhook.core.egress_coverage import uncovered
 from webhook.core.findings import Finding, Severity, Subject, detail, register
@@ -46,8 +61,13 @@ without per-controller credentials): their DELETE of a generated policy must pas
 namespace never goes away."""
 
 
+REVIEWED_KINDS = frozenset((kind.group, kind.kind) for kind in GENERATED_KINDS)
+
+
 def is_network_policy(request: AdmissionRequest) -> bool:
-    return request.kind == "NetworkPolicy" and request.group == "networking.k8s.io"
+    """A NetworkPolicy, or an object of a kind another backend is made of (a
+    CiliumNetworkPolicy, an Istio ServiceEntry or Sidecar)."""
+    return (request.group, request.kind) in REVIEWED_KINDS
 
 
 def review_network_policy(
@@ -74,7 +94,7 @@ def review_network_policy(
         request.user, request.groups
     )
     name = request.object_name if request.object is not None else _name(request)
-    subject = Subject("NetworkPolicy", name)
+    subject = Subject(request.kind, name)
     claims = (request.object is not None and is_generated(request.object)) or (
         request.old_object is not None and is_generated(request.old_object)
     )
@@ -93,6 +113,11 @@ def review_network_policy(
         or section(request.object, "metadata").get("deletionTimestamp")
     ):
         return allowed(mode=namespace.mode)
+    if request.kind != NETWORK_POLICY.kind:
+        found = _foreign_backend_object(request, subject, namespace.backends)
+        if found is None:
+            return allowed(mode=namespace.mode)
+        return _under_governance((found,), namespace.mode, policy)
     injects_all = namespace.inject is Inject.ALL
     widening = uncovered(
         section(request.object, "spec"),
@@ -105,13 +130,80 @@ def review_network_policy(
     if not widening:
         return allowed(mode=namespace.mode)
     findings = tuple(_widens(subject, index, profiles, policy) for index, profiles in widening)
-    if governance.foreign_network_policies is ForeignNetworkPolicies.WARN:
-        return Decision(Verdict.WARNED, findings, mode=namespace.mode)
-    if namespace.mode is Mode.ENFORCE:
-        return Decision(Verdict.DENIED, findings, mode=namespace.mode)
-    if namespace.mode is Mode.WARN:
-        return Decision(Verdict.WARNED, findings, mode=namespace.mode)
-    return Decision(Verdict.AUDITED, findings, mode=namespace.mode)
+    return _under_governance(findings, namespace.mode, policy)
+
+
+def _under_governance(findings: tuple[Finding, ...], mode: Mode | None, policy: Policy) -> Decision:
+    """A foreign object that widens egress: as `foreignNetworkPolicies` and the mode say."""
+    if policy.governance.foreign_network_policies is ForeignNetworkPolicies.WARN:
+        return Decision(Verdict.WARNED, findings, mode=mode)
+    if mode is Mode.ENFORCE:
+        return Decision(Verdict.DENIED, findings, mode=mode)
+    if mode is Mode.WARN:
+        return Decision(Verdict.WARNED, findings, mode=mode)
+    return Decision(Verdict.AUDITED, findings, mode=mode)
+
+
+_CILIUM_EGRESS = ("egress",)
+"""What of a CiliumNetworkPolicy rule allows egress (egressDeny only takes away)."""
+_SIDECAR_REACH = ("workloadSelector", "egress", "outboundTrafficPolicy")
+
+
+def _cilium_rules(obj: object) -> list[Mapping[str, object]]:
+    """A CiliumNetworkPolicy's rules: `spec`, and each of `specs`."""
+    rules = [section(obj, "spec")]
+    specs = section(obj).get("specs")
+    if isinstance(specs, list):
+        rules += [rule for rule in specs if isinstance(rule, Mapping)]
+    return rules
+
+
+def _foreign_backend_object(
+    request: AdmissionRequest, subject: Subject, backends: tuple[Backend, ...]
+) -> Finding | None:
+    """Why a tenant's Cilium or Istio object undoes a profile, or None. An UPDATE that keeps
+    what already did so may pass (it can then be narrowed, relabelled or finalized)."""
+    if request.kind == CILIUM_NETWORK_POLICY.kind:
+
+        def opens(obj: object) -> list[object]:
+            return [rule.get(key) for rule in _cilium_rules(obj) for key in _CILIUM_EGRESS]
+
+        if not any(opens(request.object)):
+            return None
+        if request.old_object is not None and opens(request.old_object) == opens(request.object):
+            return None
+        return Finding(
+            FOREIGN_WIDENS,
+            Severity.VIOLATION,
+            subject,
+            "has egress rules, which Cilium adds to what the profiles allow (they are not "
+            "checked against them)",
+            "use egressDeny, or extend the profile in the policy file",
+            detail(kind=request.kind),
+            "use egressDeny, or extend the profile",
+        )
+    if request.kind == SIDECAR.kind:
+
+        def reach(obj: object) -> list[object]:
+            return [section(obj, "spec").get(key) for key in _SIDECAR_REACH]
+
+        if Backend.ISTIO not in backends:
+            return None  # no profile Sidecar of egress-guard's to compete with
+        if not section(request.object, "spec").get("workloadSelector"):
+            return None  # a namespace-wide Sidecar yields to the profiles' selecting ones
+        if request.old_object is not None and reach(request.old_object) == reach(request.object):
+            return None
+        return Finding(
+            FOREIGN_WIDENS,
+            Severity.VIOLATION,
+            subject,
+            "selects workloads, as the profiles' Sidecars do: Istio applies one of them, "
+            "undefined which",
+            "drop its workloadSelector (a namespace-wide Sidecar yields to the profiles')",
+            detail(kind=request.kind),
+            "drop its workloadSelector",
+        )
+    return None
 
 
 def _newly_widening(

@@ -41,6 +41,7 @@ from webhook.admission.budgets import (
     VALIDATION_TIMEOUT_S,
 )
 from webhook.config.settings import RECONCILER_HEALTH_PORT, ServeSettings
+from webhook.core.backends import NETWORK_POLICY, kinds_of
 from webhook.core.kube_names import SYSTEM_NAMESPACES, own_users, service_dns_names
 from webhook.core.namespace_governance import GOVERNED_SUBRESOURCES
 from webhook.core.network_policies import (
@@ -251,11 +252,23 @@ def _validating_webhook(
     }
 
 
+def reviewed_egress_kinds(policy: Policy) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(group, version, resources) the egress-objects webhooks are sent: NetworkPolicies always
+    (a tenant's may widen egress under any backend), and the kinds of the policy file's other
+    backends (the generated ones are egress-guard's; a tenant's may undo them)."""
+    kinds = [NETWORK_POLICY, *(kind for kind in kinds_of(policy.backend_set) if kind.custom)]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for kind in kinds:
+        grouped.setdefault((kind.group, kind.version), []).append(kind.plural)
+    return [(group, version, tuple(plurals)) for (group, version), plurals in grouped.items()]
+
+
 def _network_policies_webhook(
     policy: Policy, options: DeployOptions, purpose: str, failure_policy: str, selector: JsonObject
 ) -> JsonObject:
-    """NetworkPolicies in managed namespaces: tenants' own (which may widen egress) and changes
-    to egress-guard's. egress-guard's own writes are left out by the API server itself."""
+    """NetworkPolicies (and the kinds of the other backends) in managed namespaces: tenants' own
+    (which may widen egress) and changes to egress-guard's. egress-guard's own writes are left
+    out by the API server itself."""
     return _validating_webhook(
         policy,
         options,
@@ -264,12 +277,13 @@ def _network_policies_webhook(
         selector,
         rules=[
             {
-                "apiGroups": ["networking.k8s.io"],
-                "apiVersions": ["v1"],
+                "apiGroups": [group],
+                "apiVersions": [version],
                 "operations": ["CREATE", "UPDATE", "DELETE"],
-                "resources": ["networkpolicies"],
+                "resources": list(resources),
                 "scope": "Namespaced",
             }
+            for group, version, resources in reviewed_egress_kinds(policy)
         ],
         matchConditions=[
             {
