@@ -342,7 +342,10 @@ def test_report_sees_each_backend_s_objects(
     meshed.api.seed(placed(workload("Deployment", {PROFILE: "stripe"}), "payments"))
     config = tmp_path / "policy.yaml"
     example = Path(__file__).parents[1] / "webhook/data/policy.example.yaml"
-    config.write_text(example.read_text() + f"\nbackends: {json.dumps(ALL_THREE)}\n")
+    text = example.read_text().replace(
+        "backends: [networkpolicy]", "backends: " + json.dumps(ALL_THREE)
+    )
+    config.write_text(text)
 
     def policies_state() -> str:
         args = ["report", "--kubeconfig", str(kubeconfig), "--config", str(config), "-o", "json"]

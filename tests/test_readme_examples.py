@@ -89,3 +89,28 @@ def test_the_check_examples_run_and_check_something(
         assert "not checked" not in result.output, (doc, args)
         ran += 1
     assert ran >= 3
+
+
+def test_the_backend_examples_are_what_render_renders() -> None:
+    """The README's worked Cilium and Istio objects (kind, name and spec) are the renderings of
+    the example's `stripe` profile in namespace payments."""
+    from webhook.config.policy_file import load_policy
+    from webhook.core.backends import Backend
+    from webhook.core.egress_objects import egress_intents
+    from webhook.core.namespace import namespace_context
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Host names: Cilium and Istio")[1].split("\n## ")[0]
+    shown = [
+        document
+        for block in re.findall(r"^```yaml\n(.*?)^```", section, re.S | re.M)
+        for document in yaml.safe_load_all(block)
+        if document and "kind" in document
+    ]
+    assert {d["kind"] for d in shown} == {"CiliumNetworkPolicy", "Sidecar"}
+    policy = load_policy(None).model_copy(update={"backends": [Backend.CILIUM, Backend.ISTIO]})
+    context = namespace_context("payments", {policy.mode_label: "enforce"}, policy)
+    (intent,) = egress_intents("payments", context, policy, "stripe")
+    rendered = {(m["kind"], m["metadata"]["name"]): m["spec"] for m in intent.manifests}
+    for document in shown:
+        assert rendered[(document["kind"], document["metadata"]["name"])] == document["spec"]
