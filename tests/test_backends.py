@@ -312,3 +312,14 @@ class TestDoctor:
     def test_unreadable_crds_are_unknown(self, meshed: Policy) -> None:
         survey = ClusterSurvey(unreadable={"customresourcedefinitions": "403 Forbidden"})
         assert check_backends(survey, meshed).status is Status.UNKNOWN
+
+
+def test_istio_alone_is_advice_when_the_file_is_loaded(tmp_path: Path) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_text("backends: [istio]\nprofiles:\n  none: {}\n")
+    outcome = CliRunner().invoke(main, ["render", "--config", str(config), "-n", "shop"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "istio alone holds pods only through their sidecars" in outcome.stderr
+    config.write_text("backends: [istio, cilium]\nprofiles:\n  none: {}\n")
+    outcome = CliRunner().invoke(main, ["render", "--config", str(config), "-n", "shop"])
+    assert "istio alone" not in outcome.stderr

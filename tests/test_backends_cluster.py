@@ -230,6 +230,34 @@ class TestMissingCrd:
         (warning,) = connection.warnings()
         assert "ciliumnetworkpolicies.cilium.io" in warning
 
+    def test_the_watch_finds_the_crd_once_installed(
+        self,
+        local_api: LocalApiServer,
+        kubeconfig: Path,
+        meshed_policy: Policy,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A kind not served is listed again now and then: once its CRD is installed the
+        warning goes and its objects are watched (and remembered) like the others."""
+        if not CRDS.exists():
+            pytest.skip("../shared/corpus is not here")
+        monkeypatch.setattr("webhook.cluster.list_watch.ABSENT_RECHECK_S", 0.2)
+        local_api.install_crds(ISTIO_CRDS)
+        local_api.seed(namespace("payments", ns_labels("enforce")))
+        policies = SwappablePolicy(meshed_policy)
+        connection = connect("kubeconfig", policies, kubeconfig=str(kubeconfig))
+        try:
+            assert connection.synced(10)
+            assert len(connection.warnings()) == 1
+            local_api.install_crds(CILIUM_CRDS)
+            wait_for(lambda: connection.warnings() == ())
+            wait_for(lambda: local_api.count("watch", "ciliumnetworkpolicies") == 1)
+            meshed = Meshed(local_api, connection, meshed_policy)
+            assert meshed.admit().decision.allowed
+            assert f"CiliumNetworkPolicy/{STRIPE}" in remembered(meshed)
+        finally:
+            connection.close()
+
     def test_installing_the_crd_later_is_noticed(self, without_cilium: Meshed) -> None:
         without_cilium.api.install_crds(CILIUM_CRDS)
         outcome = without_cilium.admit()

@@ -3,7 +3,8 @@ mean. Said when the file is loaded (the log), by `check` and by `render`.
 
 A profile that reaches the whole internet (`0.0.0.0/0`, `::/0`) reaches everything with an
 address: the cloud's metadata service (169.254.169.254 on every major cloud, handing out the
-node's credentials) and the cluster's own pod and service ranges, unless it excepts them.
+node's credentials) and the cluster's own pod and service ranges, unless it excepts them. Istio
+as the only backend holds pods through their sidecars alone, which a pod can bypass.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from webhook.core.findings import Finding, Severity, Subject, detail, register
+from webhook.core.backends import Backend
+from webhook.core.findings import BACKEND_LIMITS, Finding, Severity, Subject, detail, register
 from webhook.core.policy import Destination, Policy
 
 CHECK_ID = register(
@@ -81,4 +83,16 @@ def policy_advice(policy: Policy) -> tuple[Finding, ...]:
                         "add them to its except list",
                     )
                 )
+    if policy.backend_set == (Backend.ISTIO,):
+        findings.append(
+            Finding(
+                BACKEND_LIMITS,
+                Severity.ADVICE,
+                None,
+                "backends: istio alone holds pods only through their sidecars, which a pod can "
+                "bypass (Istio says itself that it cannot enforce egress alone)",
+                "add networkpolicy or cilium to backends",
+                detail(backends=["istio"]),
+            )
+        )
     return tuple(findings)
