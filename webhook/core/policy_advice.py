@@ -92,7 +92,7 @@ def policy_advice(policy: Policy) -> tuple[Finding, ...]:
                 "backends: istio alone holds pods only through their sidecars, which a pod can "
                 "bypass (Istio says itself that it cannot enforce egress alone)",
                 "add networkpolicy or cilium to backends",
-                detail(backends=["istio"]),
+                detail(backends=("istio",)),
             )
         )
     return tuple(findings)
