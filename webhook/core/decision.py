@@ -79,11 +79,12 @@ class EnsureNetworkPolicies:
     namespace: str
     manifests: tuple[Mapping[str, Any], ...]
     required: bool
+    names: tuple[str, ...] = field(init=False, compare=False)
+    """Each object as `object_ref` names it (a NetworkPolicy by name, others `Kind/name`): set
+    once, since intents are memoised and the hot path reads it on every admission."""
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Each object as `object_ref` names it (a NetworkPolicy by name, others `Kind/name`)."""
-        return tuple(object_ref(m) for m in self.manifests)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(object_ref(m) for m in self.manifests))
 
 
 @dataclass(frozen=True, slots=True)
