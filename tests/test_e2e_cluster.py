@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from builders import PROFILE, ns_labels, review_document, workload
@@ -132,3 +133,60 @@ def test_with_the_api_down_an_enforced_create_is_refused_with_the_reason(
     assert "egress-guard-profile-internal" in response["status"]["message"]
     assert "refused the connection" in response["status"]["message"]
     assert elapsed < 3.0
+
+
+CRDS = Path(__file__).resolve().parents[2] / "shared/corpus/crds"
+
+
+def test_the_served_webhook_ensures_the_backends_objects_and_says_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    """The real server with `backends: [networkpolicy, cilium, istio]`, Cilium's CRD installed
+    and Istio's not: /readyz stays ready and says so; an enforcing namespace's workload is
+    refused naming the missing CRD; once Istio's CRDs are installed it is admitted with every
+    object in place before the answer."""
+    if not CRDS.exists():
+        pytest.skip("../shared/corpus is not here")
+    example = Path(__file__).resolve().parents[1] / "webhook/data/policy.example.yaml"
+    config = tmp_path / "policy.yaml"
+    config.write_text(
+        example.read_text().replace(
+            "backends: [networkpolicy]", "backends: [networkpolicy, cilium, istio]"
+        )
+    )
+    with LocalApiServer(max_lifetime_s=120) as api:
+        api.install_crds(CRDS / "cilium-ciliumnetworkpolicies.yaml")
+        api.seed(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": "payments", "labels": ns_labels("enforce")},
+            }
+        )
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig", "egress-guard-sa")
+        with running_server(
+            tmp_path,
+            "--cluster",
+            "kubeconfig",
+            "--config",
+            str(config),
+            env={"KUBECONFIG": str(kubeconfig)},
+        ) as server:
+            wait_until_ready(server)
+            status, text = readiness(server)
+            assert status == 200
+            assert "serviceentries.networking.istio.io" in text
+            assert "sidecars.networking.istio.io" in text
+            _, body = server.send("/validate", deployment_review("payments", "e2e-no-istio"))
+            response = body["response"]
+            assert response["allowed"] is False
+            assert (
+                "the CRD serviceentries.networking.istio.io is not installed"
+                in (response["status"]["message"])
+            )
+            api.install_crds(CRDS / "istio-serviceentry-sidecar.yaml")
+            _, body = server.send("/validate", deployment_review("payments", "e2e-istio"))
+            assert body["response"]["allowed"] is True, body
+            for plural in ("networkpolicies", "ciliumnetworkpolicies", "sidecars"):
+                names = [o["metadata"]["name"] for o in api.objects(plural, "payments")]
+                assert STRIPE in names, plural
