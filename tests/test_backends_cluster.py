@@ -259,10 +259,17 @@ class TestMissingCrd:
             connection.close()
 
     def test_installing_the_crd_later_is_noticed(self, without_cilium: Meshed) -> None:
+        """Admission writes what the new CRD serves at once, but remembers none of it until
+        the watch follows the kind: a deletion meanwhile would go unseen."""
         without_cilium.api.install_crds(CILIUM_CRDS)
         outcome = without_cilium.admit()
         assert outcome.decision.allowed, outcome.decision.message
         assert STRIPE in live(without_cilium.api, "ciliumnetworkpolicies")
+        assert not any(ref.startswith("CiliumNetworkPolicy/") for ref in remembered(without_cilium))
+        assert STRIPE in remembered(without_cilium)  # the NetworkPolicies are
+        delete(without_cilium.api, "ciliumnetworkpolicies", STRIPE, "payments")
+        again = without_cilium.admit()
+        assert again.applied[0].created == (f"CiliumNetworkPolicy/{STRIPE}",)
 
 
 class TestReconciler:

@@ -113,7 +113,7 @@ class ClusterEgressObjectApplier:
         self._budget_s = budget_s
         self._clock = clock
         self._trusted: Callable[[], bool] = lambda: True
-        self._watched: frozenset[GeneratedKind] = frozenset({NETWORK_POLICY})
+        self._remembers: Callable[[GeneratedKind], bool] = lambda kind: kind is NETWORK_POLICY
         self._in_place: dict[str, _InPlace] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._evictions = 0
@@ -126,9 +126,10 @@ class ClusterEgressObjectApplier:
         """Use memory only while `trusted()` (every watch of generated objects is following)."""
         self._trusted = trusted
 
-    def watching(self, kinds: frozenset[GeneratedKind]) -> None:
-        """The kinds a watch follows: only these are remembered."""
-        self._watched = kinds
+    def watching(self, follows: Callable[[GeneratedKind], bool]) -> None:
+        """Whether a watch follows a kind now (one of a CRD not installed does not): only what
+        a watch follows is remembered, so that a change to it is seen."""
+        self._remembers = follows
 
     # the NetworkPolicyApplier interface
 
@@ -218,7 +219,7 @@ class ClusterEgressObjectApplier:
                 raise
             with self._lock:
                 del self._pending[key]
-                if self._evictions == evictions and uid is not None and kind in self._watched:
+                if self._evictions == evictions and uid is not None and self._remembers(kind):
                     self._remember(namespace, uid, ref, version, manifest)
             if result is not Written.UNCHANGED:
                 log.info(

@@ -105,7 +105,8 @@ def connect(
         for kind in kinds
         for method, args in (KindCalls(api, kind).list_all_namespaces(),)
     )
-    applier.watching(frozenset(kinds))
+    by_kind = dict(zip(kinds, watches, strict=True))
+    applier.watching(lambda kind: kind in by_kind and not by_kind[kind].absent)
     applier.trust(lambda: all(watch.trusted(bound) for watch in watches))
     namespaces.start()
     for watch in watches:
