@@ -212,3 +212,43 @@ class TestRenderCommand:
         assert "held only by Istio's sidecar, which pods can bypass" in outcome.stderr
         kinds = [d["kind"] for d in yaml.safe_load_all(outcome.stdout) if d]
         assert kinds == ["ServiceEntry", "ServiceEntry", "Sidecar"]
+
+
+class TestServerNames:
+    def test_hosts_behind_shared_addresses_are_held_to_their_tls_name(self, policy: Policy) -> None:
+        cdn = {
+            "tlsServerNames": True,
+            "allow": [
+                {"host": "assets.example.com", "ports": [443]},
+                {"host": "*.cdn.example.net", "ports": [443, 8443]},
+                {"cidr": "34.210.129.0/24", "ports": [443]},
+            ],
+        }
+        shared = policy_with(policy, profiles={"cdn": cdn})
+        (manifest,) = cilium_policies.render_profile("payments", "cdn", shared).manifests
+        hosts = [rule for rule in manifest["spec"]["egress"] if "toFQDNs" in rule]
+        assert [rule["toPorts"][0]["serverNames"] for rule in hosts] == [
+            ["assets.example.com"],
+            ["*.cdn.example.net"],
+        ]
+        assert hosts[1]["toPorts"][0]["ports"] == [
+            {"port": "443", "protocol": "TCP"},
+            {"port": "8443", "protocol": "TCP"},
+        ]
+        ranges = [rule for rule in manifest["spec"]["egress"] if "toCIDRSet" in rule]
+        assert "serverNames" not in ranges[0]["toPorts"][0]  # only host names have one
+        schema = crd_schema(
+            "cilium-ciliumnetworkpolicies.yaml", "ciliumnetworkpolicies.cilium.io", "v2"
+        )
+        validate(manifest, schema)
+
+    def test_off_by_default(self, policy: Policy) -> None:
+        (manifest,) = cilium_policies.render_profile("payments", "stripe", policy).manifests
+        assert "serverNames" not in str(manifest)
+
+    def test_a_host_without_ports_is_refused(self, policy: Policy) -> None:
+        with pytest.raises(ValueError, match="tlsServerNames: true needs the ports"):
+            policy_with(
+                policy,
+                profiles={"cdn": {"tlsServerNames": True, "allow": [{"host": "a.example.com"}]}},
+            )

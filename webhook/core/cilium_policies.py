@@ -94,10 +94,15 @@ def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
     return _manifest(DEFAULT_DENY_NAME, namespace, spec, "default-deny", policy)
 
 
-def _host_rule(destination: Destination) -> dict[str, Any]:
+def _host_rule(destination: Destination, server_names: bool) -> dict[str, Any]:
+    """`toFQDNs` with the entry's ports; with `tlsServerNames`, the TLS server name on those
+    ports must be the host too (Cilium's `*` matches within one label, as `matchPattern`)."""
     host = str(destination.host)
     selector = {"matchPattern": host} if host.startswith("*.") else {"matchName": host}
-    return _with_ports({"toFQDNs": [selector]}, destination)
+    rule = _with_ports({"toFQDNs": [selector]}, destination)
+    if server_names:
+        rule["toPorts"][0]["serverNames"] = [host]
+    return rule
 
 
 def _peer_rule(destination: Destination) -> tuple[dict[str, Any] | None, str]:
@@ -122,7 +127,7 @@ def render_profile(
     unrendered: list[str] = []
     for destination in profile.allow:
         if destination.host is not None:
-            rules.append(_host_rule(destination))
+            rules.append(_host_rule(destination, profile.tls_server_names))
         elif destination.cidr is not None:
             block: dict[str, Any] = {"cidr": destination.cidr}
             if destination.except_:

@@ -243,6 +243,21 @@ class Profile(_Model):
     namespaces: list[NamespaceName] = Field(default_factory=list)
     """Where `host_network` and `secondary_networks` hold: profiles are not tied to namespaces,
     so without this list any tenant could label a pod with a node agent's profile."""
+    tls_server_names: bool = False
+    """With the cilium backend, a host's ports also require the TLS server name (SNI) to be the
+    host (`serverNames`): for hosts behind addresses they share with others (a CDN), where
+    `toFQDNs` alone would allow every name those addresses serve."""
+
+    @model_validator(mode="after")
+    def _server_names_need_ports(self) -> Profile:
+        if self.tls_server_names:
+            portless = [d.host for d in self.allow if d.host is not None and not d.ports]
+            if portless:
+                raise ValueError(
+                    f"tlsServerNames: true needs the ports of every host ({', '.join(portless)} "
+                    "lists none): the server name is checked on those ports, e.g. ports: [443]"
+                )
+        return self
 
     @model_validator(mode="after")
     def _escapes_name_their_namespaces(self) -> Profile:
