@@ -117,7 +117,7 @@ class TestCilium:
         assert [list(rule) for rule in proxied["spec"]["egress"]] == [["toEndpoints", "toPorts"]]
         assert "rules" not in proxied["spec"]["egress"][0]["toPorts"][0]
         (none,) = cilium_policies.render_profile("payments", "none", policy).manifests
-        assert none["spec"]["egress"] == [cilium_policies.dns_rule(policy)]  # DNS only
+        assert none["spec"]["egress"] == cilium_policies.dns_rules(policy)  # DNS only
 
     def test_valid_against_the_crd(self, mixed: Policy) -> None:
         schema = crd_schema(
@@ -132,19 +132,22 @@ class TestCilium:
 class TestIstio:
     def test_entries_and_the_sidecar(self, mixed: Policy) -> None:
         rendered = istio_objects.render_profile("payments", "mixed", mixed)
-        kinds = [(m["kind"], m["metadata"]["name"]) for m in rendered.manifests]
-        assert kinds == [
-            ("ServiceEntry", "egress-guard-profile-mixed"),
-            ("ServiceEntry", "egress-guard-profile-mixed-wildcard"),
-            ("ServiceEntry", "egress-guard-profile-mixed-cidr-34-210-129-0-24"),
-            ("Sidecar", "egress-guard-profile-mixed"),
-        ]
-        exact, wildcard, block, sidecar = rendered.manifests
-        assert exact["spec"]["hosts"] == ["api.stripe.com"]
+        *entries, sidecar = rendered.manifests
+        assert [m["kind"] for m in entries] == ["ServiceEntry"] * 3
+        by_host = {m["spec"]["hosts"][0]: m for m in entries}
+        exact = by_host["api.stripe.com"]
+        wildcard = by_host["*.s3.amazonaws.com"]
+        block = by_host["cidr-34-210-129-0-24.egress-guard.internal"]
+        assert exact["metadata"]["name"].startswith("egress-guard-profile-mixed.api-stripe-com-")
+        assert wildcard["metadata"]["name"].startswith(
+            "egress-guard-profile-mixed.wildcard-s3-amazonaws-com-"
+        )
         assert (exact["spec"]["resolution"], wildcard["spec"]["resolution"]) == ("DNS", "NONE")
         assert exact["spec"]["ports"] == [{"number": 443, "name": "tls-443", "protocol": "TLS"}]
         assert exact["spec"]["exportTo"] == ["."] and exact["spec"]["location"] == "MESH_EXTERNAL"
         assert block["spec"]["addresses"] == ["34.210.129.0/24"]
+        # matched by address: a server name would never be the invented host
+        assert block["spec"]["ports"] == [{"number": 443, "name": "tcp-443", "protocol": "TCP"}]
         assert sidecar["spec"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
         assert sidecar["spec"]["workloadSelector"] == {
             "labels": {"egress-guard.io/profile": "mixed"}
@@ -214,6 +217,71 @@ class TestRenderCommand:
         assert kinds == ["ServiceEntry", "ServiceEntry", "Sidecar"]
 
 
+class TestIstioNeverAllowsMore:
+    """What a sidecar cannot tell apart is left out, and said, rather than allowed."""
+
+    def render(self, policy: Policy, allow: list[dict[str, Any]]) -> Any:
+        return istio_objects.render_profile(
+            "payments", "p", policy_with(policy, profiles={"p": {"allow": allow}})
+        )
+
+    def test_each_host_keeps_its_own_ports(self, policy: Policy) -> None:
+        rendered = self.render(
+            policy,
+            [
+                {"host": "api.stripe.com", "ports": [443]},
+                {"host": "db.example.org", "ports": [5432]},
+            ],
+        )
+        ports = {
+            m["spec"]["hosts"][0]: [p["number"] for p in m["spec"]["ports"]]
+            for m in rendered.manifests
+            if m["kind"] == "ServiceEntry"
+        }
+        assert ports == {"api.stripe.com": [443], "db.example.org": [5432]}
+        (db,) = [m for m in rendered.manifests if m["spec"].get("hosts") == ["db.example.org"]]
+        assert db["spec"]["ports"][0]["protocol"] == "TCP"
+        assert db["spec"]["resolution"] == "DNS"  # to the host's own addresses, nothing else
+
+    def test_a_wildcard_off_443_would_allow_any_address(self, policy: Policy) -> None:
+        rendered = self.render(policy, [{"host": "*.example.com", "ports": [443, 8443]}])
+        (entry, _) = rendered.manifests
+        assert [p["number"] for p in entry["spec"]["ports"]] == [443]
+        assert any("*.example.com on port 8443" in why for why in rendered.unrendered)
+        only_off = self.render(policy, [{"host": "*.example.com", "ports": [8443]}])
+        assert [m["kind"] for m in only_off.manifests] == ["Sidecar"]
+        assert "./*.example.com" not in only_off.manifests[0]["spec"]["egress"][0]["hosts"]
+
+    def test_named_ports_and_ranges_are_said(self, policy: Policy) -> None:
+        rendered = self.render(
+            policy,
+            [
+                {
+                    "host": "a.example.com",
+                    "ports": [443, {"port": "https"}, {"port": 8000, "endPort": 8010}],
+                }
+            ],
+        )
+        assert any("port https of a.example.com" in why for why in rendered.unrendered)
+        assert any("port 8000-8010 of a.example.com" in why for why in rendered.unrendered)
+
+    def test_no_two_profiles_share_an_entry_name(self, policy: Policy) -> None:
+        """`stripe`'s wildcard entry and `stripe-wildcard`'s would have been one name."""
+        profiles = {
+            "stripe": {"allow": [{"host": "*.stripe.com", "ports": [443]}]},
+            "stripe-wildcard": {"allow": [{"host": "stripe.com", "ports": [443]}]},
+        }
+        both = policy_with(policy, profiles=profiles)
+        names = [
+            m["metadata"]["name"]
+            for profile in profiles
+            for m in istio_objects.render_profile("payments", profile, both).manifests
+            if m["kind"] == "ServiceEntry"
+        ]
+        assert len(set(names)) == 2
+        assert all(len(label) <= 63 for name in names for label in name.split("."))
+
+
 class TestServerNames:
     def test_hosts_behind_shared_addresses_are_held_to_their_tls_name(self, policy: Policy) -> None:
         cdn = {
@@ -252,3 +320,19 @@ class TestServerNames:
                 policy,
                 profiles={"cdn": {"tlsServerNames": True, "allow": [{"host": "a.example.com"}]}},
             )
+
+
+def test_an_entry_listed_twice_or_alike_gets_a_name_of_its_own(policy: Policy) -> None:
+    allow = [
+        {"cidr": "1::2/128", "ports": [443]},
+        {"cidr": "1:2::/128", "ports": [443]},
+        {"cidr": "34.210.129.0/24", "ports": [443]},
+        {"cidr": "34.210.129.0/24", "ports": [8443]},
+        {"host": "dns.example.com", "ports": [{"port": 53, "protocol": "UDP"}, 853]},
+    ]
+    rendered = istio_objects.render_profile(
+        "payments", "p", policy_with(policy, profiles={"p": {"allow": allow}})
+    )
+    names = [m["metadata"]["name"] for m in rendered.manifests if m["kind"] == "ServiceEntry"]
+    assert len(names) == len(set(names)) == 5
+    assert any("UDP port 53 of dns.example.com" in why for why in rendered.unrendered)

@@ -22,6 +22,7 @@ from webhook.core.backends import Backend, generated_kind, object_ref, parse_bac
 from webhook.core.egress_objects import egress_intents, profile_findings
 from webhook.core.evaluate import Action, validate
 from webhook.core.findings import BACKEND_LIMITS, HOST_NAMES, NAMESPACE_LABELS
+from webhook.core.istio_objects import entry_name
 from webhook.core.namespace import namespace_context
 from webhook.core.namespace_governance import loosening
 from webhook.core.policy import Policy
@@ -37,6 +38,10 @@ ALL_THREE = ["networkpolicy", "cilium", "istio"]
 @pytest.fixture
 def meshed(policy: Policy) -> Policy:
     return policy_with(policy, backends=ALL_THREE)
+
+
+def checks(findings: Any) -> list[str]:
+    return [f.check for f in findings]
 
 
 def labels(backends: str | None = None, mode: str = "enforce") -> dict[str, str]:
@@ -121,14 +126,21 @@ class TestIntents:
     def test_host_names_are_advice_only_where_no_backend_holds_them(self, meshed: Policy) -> None:
         plain = namespace_context("shop", labels("networkpolicy"), meshed)
         assert [f.check for f in profile_findings("shop", "stripe", plain, meshed)] == [HOST_NAMES]
-        for value in ("cilium", "networkpolicy_istio"):
+        for value in ("cilium", "networkpolicy_cilium", "cilium_istio"):
             context = namespace_context("shop", labels(value), meshed)
-            assert profile_findings("shop", "stripe", context, meshed) == ()
+            assert HOST_NAMES not in checks(profile_findings("shop", "stripe", context, meshed))
+        # a NetworkPolicy beside Istio drops the sidecar's connections to the names all the same
+        paired = namespace_context("shop", labels("networkpolicy_istio"), meshed)
+        assert HOST_NAMES in checks(profile_findings("shop", "stripe", paired, meshed))
 
     def test_istio_alone_is_said(self, meshed: Policy) -> None:
         context = namespace_context("shop", labels("istio"), meshed)
-        (finding,) = profile_findings("shop", "stripe", context, meshed)
-        assert finding.check == BACKEND_LIMITS and "bypass" in finding.reason
+        found = profile_findings("shop", "stripe", context, meshed)
+        assert checks(found) == [BACKEND_LIMITS, BACKEND_LIMITS]
+        assert "bypass" in found[-1].reason
+        assert (
+            "api.stripe.com on any port, of which Istio holds 443 (TLS) alone" in found[0].reason
+        )  # no ports declared
 
     def test_admission_carries_them_as_one_intent(self, meshed: Policy) -> None:
         obj = workload("Deployment", {PROFILE: "stripe"})
@@ -227,7 +239,11 @@ class TestCli:
             ("networkpolicy", "NetworkPolicy", "egress-guard-profile-stripe"),
             ("cilium", "CiliumNetworkPolicy", "egress-guard-default-deny"),
             ("cilium", "CiliumNetworkPolicy", "egress-guard-profile-stripe"),
-            ("istio", "ServiceEntry", "egress-guard-profile-stripe"),
+            (
+                "istio",
+                "ServiceEntry",
+                entry_name("egress-guard-profile-stripe", "api.stripe.com", [443]),
+            ),
             ("istio", "Sidecar", "egress-guard-profile-stripe"),
         }
         assert all(i["namespace"] == "shop" for i in intents)

@@ -23,6 +23,7 @@ from webhook.cluster.kube import ClusterConnection, connect
 from webhook.core.backends import CILIUM_NETWORK_POLICY, SERVICE_ENTRY, SIDECAR
 from webhook.core.decision import Verdict
 from webhook.core.evaluate import Action
+from webhook.core.istio_objects import entry_name
 from webhook.core.network_policies import DEFAULT_DENY_NAME, MANAGED_BY, MANAGED_BY_LABEL
 from webhook.core.policy import Policy
 from webhook.reconcile.reconciler import Reconciler
@@ -32,6 +33,8 @@ CILIUM_CRDS = CRDS / "cilium-ciliumnetworkpolicies.yaml"
 ISTIO_CRDS = CRDS / "istio-serviceentry-sidecar.yaml"
 STRIPE = "egress-guard-profile-stripe"
 ALL_THREE = ["networkpolicy", "cilium", "istio"]
+STRIPE_API = entry_name(STRIPE, "api.stripe.com", [443])
+STRIPE_RANGE = entry_name(STRIPE, "34.210.129.0/24", [443])
 
 
 def replace(api: LocalApiServer, plural: str, obj: dict[str, Any]) -> None:
@@ -108,14 +111,14 @@ class TestAdmission:
             STRIPE,
             f"CiliumNetworkPolicy/{DEFAULT_DENY_NAME}",
             f"CiliumNetworkPolicy/{STRIPE}",
-            f"ServiceEntry/{STRIPE}",
-            f"ServiceEntry/{STRIPE}-cidr-34-210-129-0-24",
+            f"ServiceEntry/{STRIPE_API}",
+            f"ServiceEntry/{STRIPE_RANGE}",
             f"Sidecar/{STRIPE}",
         }
         cnp = live(meshed.api, "ciliumnetworkpolicies")[STRIPE]
         fqdns = [s for rule in cnp["spec"]["egress"] for s in rule.get("toFQDNs", ())]
         assert fqdns == [{"matchName": "api.stripe.com"}]
-        entry = live(meshed.api, "serviceentries")[STRIPE]
+        entry = live(meshed.api, "serviceentries")[STRIPE_API]
         assert entry["spec"]["hosts"] == ["api.stripe.com"]
         sidecar = live(meshed.api, "sidecars")[STRIPE]
         assert sidecar["spec"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
@@ -136,8 +139,8 @@ class TestAdmission:
         outcome = meshed.admit(namespace="sidecars-only")
         assert outcome.decision.allowed
         assert set(outcome.applied[0].created) == {
-            f"ServiceEntry/{STRIPE}",
-            f"ServiceEntry/{STRIPE}-cidr-34-210-129-0-24",
+            f"ServiceEntry/{STRIPE_API}",
+            f"ServiceEntry/{STRIPE_RANGE}",
             f"Sidecar/{STRIPE}",
         }
         assert live(meshed.api, "networkpolicies", "sidecars-only") == {}
@@ -285,14 +288,14 @@ class TestReconciler:
             assert first.complete, first.errors
             assert f"payments/CiliumNetworkPolicy/{STRIPE}" in first.created
             assert f"payments/Sidecar/{STRIPE}" in first.created
-            entry = live(api, "serviceentries")[STRIPE]
+            entry = live(api, "serviceentries")[STRIPE_API]
             entry["spec"]["hosts"] = ["example.com"]
             replace(api, "serviceentries", entry)
             delete(api, "ciliumnetworkpolicies", DEFAULT_DENY_NAME, "payments")
             second = reconciler.run_once()
-            assert second.updated == [f"payments/ServiceEntry/{STRIPE}"]
+            assert second.updated == [f"payments/ServiceEntry/{STRIPE_API}"]
             assert second.created == [f"payments/CiliumNetworkPolicy/{DEFAULT_DENY_NAME}"]
-            assert live(api, "serviceentries")[STRIPE]["spec"]["hosts"] == ["api.stripe.com"]
+            assert live(api, "serviceentries")[STRIPE_API]["spec"]["hosts"] == ["api.stripe.com"]
             relabel(api, "payments", {})
             third = reconciler.run_once()
             assert third.complete, third

@@ -333,7 +333,11 @@ def test_rules_cover_every_workload_kind_and_ephemeral_containers(built: dict[An
         "networkpolicies-preview.validate.egress-guard.io",
     ):
         for operation in ("CREATE", "UPDATE", "DELETE"):
-            assert resources_of(hooks[name], operation) == {"networkpolicies"}
+            # CiliumNetworkPolicies too: on a Cilium cluster a tenant's adds up with them
+            assert resources_of(hooks[name], operation) == {
+                "networkpolicies",
+                "ciliumnetworkpolicies",
+            }
     mutating = hooks["pods.mutate.egress-guard.io"]
     assert resources_of(mutating, "CREATE") == {"pods"}
     assert resources_of(mutating, "UPDATE") == {"pods/ephemeralcontainers"}

@@ -334,10 +334,12 @@ def test_two_reconcilers_one_leader(
             lease = cluster.get("leases", "egress-guard-reconciler", "egress-guard")
             return None if lease is None else str(lease["spec"]["holderIdentity"])
 
-        deadline = time.monotonic() + 5  # the release is the elector thread's last round
-        while holder() != "" and time.monotonic() < deadline:
+        # released on stop (the elector thread's last round): empty, or already the other
+        # replica's, well before the 4 s lease could have expired
+        deadline = time.monotonic() + 3
+        while holder() == leader and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert holder() == ""  # released on stop
+        assert holder() in ("", follower)
         cluster.seed(
             placed(workload("Deployment", {PROFILE: "web-via-proxy"}, name="w"), "payments")
         )

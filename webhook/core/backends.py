@@ -25,11 +25,6 @@ class Backend(StrEnum):
     ISTIO = "istio"
 
     @property
-    def enforces_names(self) -> bool:
-        """Holds a workload to the host names its profile lists."""
-        return self is not Backend.NETWORKPOLICY
-
-    @property
     def network_level(self) -> bool:
         """Enforced below the pod (by the CNI), so a pod cannot step around it."""
         return self is not Backend.ISTIO

@@ -62,22 +62,30 @@ def _with_ports(rule: dict[str, Any], destination: Destination) -> dict[str, Any
     return rule
 
 
-def dns_rule(policy: Policy) -> dict[str, Any]:
+def dns_rules(policy: Policy) -> list[dict[str, Any]]:
     """Egress to the DNS pods, through Cilium's DNS proxy (`rules.dns`), which is how names are
-    learned for `toFQDNs`; plus any `dns.cidrs` (a node-local cache)."""
+    learned for `toFQDNs`; plus any `dns.cidrs` (a node-local cache) in a rule of their own:
+    the Cilium agent refuses a rule that combines `toEndpoints` with `toCIDRSet`."""
     dns = policy.dns
-    rule: dict[str, Any] = {
-        "toEndpoints": [{"matchLabels": {POD_NAMESPACE: dns.namespace, **_k8s(dns.pod_selector)}}],
-        "toPorts": [
-            {
-                "ports": [{"port": str(port), "protocol": "ANY"} for port in dns.ports],
-                "rules": {"dns": [{"matchPattern": "*"}]},
-            }
-        ],
-    }
+    to_ports = [
+        {
+            "ports": [{"port": str(port), "protocol": "ANY"} for port in dns.ports],
+            "rules": {"dns": [{"matchPattern": "*"}]},
+        }
+    ]
+    pods = {POD_NAMESPACE: dns.namespace, **_k8s(dns.pod_selector)}
+    rules: list[dict[str, Any]] = [{"toEndpoints": [{"matchLabels": pods}], "toPorts": to_ports}]
     if dns.cidrs:
-        rule["toCIDRSet"] = [{"cidr": cidr} for cidr in dns.cidrs]
-    return rule
+        rules.append({"toCIDRSet": [{"cidr": cidr} for cidr in dns.cidrs], "toPorts": to_ports})
+    return rules
+
+
+def control_plane_rule(policy: Policy) -> dict[str, Any]:
+    """Egress to Istio's control plane: a sidecar held by a default deny still needs it."""
+    plane = policy.istio.control_plane
+    pods = {POD_NAMESPACE: plane.namespace, **_k8s(plane.pod_selector)}
+    ports = [{"port": str(port), "protocol": "TCP"} for port in plane.ports]
+    return {"toEndpoints": [{"matchLabels": pods}], "toPorts": [{"ports": ports}]}
 
 
 def _manifest(
@@ -88,9 +96,11 @@ def _manifest(
     )
 
 
-def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
-    """Every endpoint of the namespace: no egress but DNS."""
-    spec = {"endpointSelector": {}, "egress": [dns_rule(policy)]}
+def render_default_deny(namespace: str, policy: Policy, *, mesh: bool = False) -> dict[str, Any]:
+    """Every endpoint of the namespace: no egress but DNS (and Istio's control plane where the
+    namespace also uses the istio backend)."""
+    rules = dns_rules(policy) + ([control_plane_rule(policy)] if mesh else [])
+    spec = {"endpointSelector": {}, "egress": rules}
     return _manifest(DEFAULT_DENY_NAME, namespace, spec, "default-deny", policy)
 
 
@@ -149,7 +159,7 @@ def render_profile(
     if not rules or any("toFQDNs" in rule for rule in rules):
         # names are learned through the DNS rule; a profile that allows nothing gets only it
         # (the CRD asks for a rule, and every profile in use has its policy)
-        rules.insert(0, dns_rule(policy))
+        rules[:0] = dns_rules(policy)
     selector = {"matchLabels": {f"k8s:{policy.profile_label}": profile_name}}
     spec: dict[str, Any] = {"endpointSelector": selector, "egress": rules}
     name = profile_policy_name(profile_name)

@@ -29,15 +29,16 @@ def _rendered(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     manifests: list[dict[str, Any]] = []
     unrendered: list[str] = []
+    mesh = Backend.ISTIO in backends
     for backend in backends:
         if backend is Backend.NETWORKPOLICY:
-            manifests.append(render_default_deny(namespace, policy))
+            manifests.append(render_default_deny(namespace, policy, mesh=mesh))
             if profile is not None:
                 manifests.append(
                     render_profile(namespace, profile, policy, namespace_injects_all=all_)
                 )
         elif backend is Backend.CILIUM:
-            manifests.append(cilium_policies.render_default_deny(namespace, policy))
+            manifests.append(cilium_policies.render_default_deny(namespace, policy, mesh=mesh))
             if profile is not None:
                 rendered = cilium_policies.render_profile(
                     namespace, profile, policy, namespace_injects_all=all_
@@ -83,14 +84,17 @@ def egress_intents(
 def profile_findings(
     namespace: str, profile: str, context: NamespaceContext, policy: Policy
 ) -> tuple[Finding, ...]:
-    """Advice on what the namespace's backends leave of a profile unenforced: host names where
-    no backend holds names (and no proxy is used), and what Cilium or Istio cannot render."""
+    """Advice on what the namespace's backends cannot say of a profile: host names where a
+    NetworkPolicy holds the pods and Cilium does not (a NetworkPolicy drops the connections, a
+    sidecar's too, unless the proxy is used), and what Cilium or Istio cannot render."""
     key = (profile_findings, namespace, profile, context.inject, context.backends)
     cached = policy.memo.get(key)
     if cached is None:
         all_ = context.inject is Inject.ALL
         found: list[Finding] = []
-        if not any(backend.enforces_names for backend in context.backends):
+        if Backend.NETWORKPOLICY in context.backends and Backend.CILIUM not in context.backends:
+            # a NetworkPolicy drops what it cannot allow, a sidecar's connections to a host
+            # name among them: only Cilium, at the same level, allows names beside it
             found += unexpressible(profile, policy, namespace_injects_all=all_)
         _, unrendered = _rendered(namespace, context.backends, policy, profile, all_)
         found += [

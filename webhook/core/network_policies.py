@@ -170,11 +170,12 @@ def generated_manifest(
     }
 
 
-def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
+def render_default_deny(namespace: str, policy: Policy, *, mesh: bool = False) -> dict[str, Any]:
     """Every pod in the namespace: no egress but DNS (the DNS pods, and any `dns.cidrs`: a
-    node-local cache is no pod a selector can reach)."""
+    node-local cache is no pod a selector can reach), and Istio's control plane where the
+    namespace also uses the istio backend (`mesh`): its sidecars get their configuration there."""
     dns = policy.dns
-    spec = {
+    spec: dict[str, Any] = {
         "podSelector": {},
         "policyTypes": ["Egress"],
         "egress": [
@@ -191,6 +192,14 @@ def render_default_deny(namespace: str, policy: Policy) -> dict[str, Any]:
             }
         ],
     }
+    if mesh:
+        plane = policy.istio.control_plane
+        spec["egress"].append(
+            {
+                "to": [_namespace_peer(plane.namespace, plane.pod_selector)],
+                "ports": [{"protocol": "TCP", "port": port} for port in plane.ports],
+            }
+        )
     return _manifest(DEFAULT_DENY_NAME, namespace, spec, component="default-deny", policy=policy)
 
 

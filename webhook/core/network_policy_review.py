@@ -144,8 +144,9 @@ def _under_governance(findings: tuple[Finding, ...], mode: Mode | None, policy: 
     return Decision(Verdict.AUDITED, findings, mode=mode)
 
 
-_CILIUM_EGRESS = ("egress",)
-"""What of a CiliumNetworkPolicy rule allows egress (egressDeny only takes away)."""
+_CILIUM_EGRESS = ("endpointSelector", "nodeSelector", "egress")
+"""What of a CiliumNetworkPolicy rule says which pods may reach what (egressDeny only takes
+away): an UPDATE that keeps all of it opens nothing new."""
 _SIDECAR_REACH = ("workloadSelector", "egress", "outboundTrafficPolicy")
 
 
@@ -168,7 +169,7 @@ def _foreign_backend_object(
         def opens(obj: object) -> list[object]:
             return [rule.get(key) for rule in _cilium_rules(obj) for key in _CILIUM_EGRESS]
 
-        if not any(opens(request.object)):
+        if not any(rule.get("egress") for rule in _cilium_rules(request.object)):
             return None
         if request.old_object is not None and opens(request.old_object) == opens(request.object):
             return None

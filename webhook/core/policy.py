@@ -330,6 +330,19 @@ class DnsSettings(_Model):
         return normalised
 
 
+class ControlPlane(_Model):
+    """Where Istio's control plane runs: a sidecar gets its configuration and certificates
+    from it, so a default deny in a namespace that uses the istio backend lets pods reach it."""
+
+    namespace: NamespaceName = "istio-system"
+    pod_selector: Labels = Field(default_factory=lambda: {"app": "istiod"})
+    ports: list[PortNumber] = Field(default_factory=lambda: [15012], min_length=1)
+
+
+class IstioSettings(_Model):
+    control_plane: ControlPlane = Field(default_factory=ControlPlane)
+
+
 class ProxySettings(_Model):
     """The egress proxy: what to put in the env, and where its pods run."""
 
@@ -483,6 +496,7 @@ class Policy(_Model):
     governance: Governance = Field(default_factory=Governance)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     backends: list[Backend] = Field(default_factory=lambda: [Backend.NETWORKPOLICY])
+    istio: IstioSettings = Field(default_factory=IstioSettings)
     """What profiles are rendered into: NetworkPolicies, Cilium policies (host names enforced
     through Cilium's DNS proxy), Istio objects (host names enforced by the sidecar); a namespace
     may narrow it with its `backends` label."""

@@ -41,7 +41,7 @@ from webhook.admission.budgets import (
     VALIDATION_TIMEOUT_S,
 )
 from webhook.config.settings import RECONCILER_HEALTH_PORT, ServeSettings
-from webhook.core.backends import NETWORK_POLICY, kinds_of
+from webhook.core.backends import CILIUM_NETWORK_POLICY, NETWORK_POLICY, kinds_of
 from webhook.core.kube_names import SYSTEM_NAMESPACES, own_users, service_dns_names
 from webhook.core.namespace_governance import GOVERNED_SUBRESOURCES
 from webhook.core.network_policies import (
@@ -253,10 +253,12 @@ def _validating_webhook(
 
 
 def reviewed_egress_kinds(policy: Policy) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(group, version, resources) the egress-objects webhooks are sent: NetworkPolicies always
-    (a tenant's may widen egress under any backend), and the kinds of the policy file's other
-    backends (the generated ones are egress-guard's; a tenant's may undo them)."""
-    kinds = [NETWORK_POLICY, *(kind for kind in kinds_of(policy.backend_set) if kind.custom)]
+    """(group, version, resources) the egress-objects webhooks are sent: NetworkPolicies and
+    CiliumNetworkPolicies always (a tenant's widens egress under any backend: on a Cilium
+    cluster Cilium adds both kinds up; a rule for a kind the cluster does not serve is
+    harmless), and the Istio kinds where the policy file uses them."""
+    always = (NETWORK_POLICY, CILIUM_NETWORK_POLICY)
+    kinds = [*always, *(kind for kind in kinds_of(policy.backend_set) if kind not in always)]
     grouped: dict[tuple[str, str], list[str]] = {}
     for kind in kinds:
         grouped.setdefault((kind.group, kind.version), []).append(kind.plural)
