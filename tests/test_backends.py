@@ -5,6 +5,7 @@ reconcile plan, RBAC, `check`, `render`, /readyz) makes of it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -339,3 +340,64 @@ def test_istio_alone_is_advice_when_the_file_is_loaded(tmp_path: Path) -> None:
     config.write_text("backends: [istio, cilium]\nprofiles:\n  none: {}\n")
     outcome = CliRunner().invoke(main, ["render", "--config", str(config), "-n", "shop"])
     assert "istio alone" not in outcome.stderr
+
+
+class TestReviewMends:
+    def test_cilium_dns_and_node_local_addresses_are_two_rules(self, meshed: Policy) -> None:
+        """The Cilium agent refuses a rule that combines toEndpoints with toCIDRSet."""
+        cached = policy_with(meshed, dns={"cidrs": ["169.254.20.10"]})
+        context = namespace_context("shop", labels("cilium"), cached)
+        (intent,) = egress_intents("shop", context, cached, "stripe")
+        for manifest in intent.manifests:
+            for rule in manifest["spec"]["egress"]:
+                peers = {"toEndpoints", "toCIDRSet", "toFQDNs", "toCIDR", "toEntities"}
+                assert len(peers & set(rule)) == 1, rule
+        deny = intent.manifests[0]["spec"]["egress"]
+        assert deny[1]["toCIDRSet"] == [{"cidr": "169.254.20.10/32"}]
+        assert deny[1]["toPorts"] == deny[0]["toPorts"]  # through the DNS proxy as well
+
+    def test_with_istio_the_default_denies_let_sidecars_reach_the_control_plane(
+        self, meshed: Policy
+    ) -> None:
+        def deny_rules(value: str) -> dict[str, Any]:
+            context = namespace_context("shop", labels(value), meshed)
+            (intent,) = egress_intents("shop", context, meshed, None)
+            return {m["kind"]: m["spec"]["egress"] for m in intent.manifests}
+
+        meshed_rules = deny_rules("networkpolicy_cilium_istio")
+        assert {"port": 15012, "protocol": "TCP"} in meshed_rules["NetworkPolicy"][-1]["ports"]
+        assert meshed_rules["NetworkPolicy"][-1]["to"][0]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "istio-system"}
+        }
+        cilium = meshed_rules["CiliumNetworkPolicy"][-1]
+        assert cilium["toEndpoints"][0]["matchLabels"]["k8s:app"] == "istiod"
+        plain = deny_rules("networkpolicy_cilium")
+        assert "15012" not in str(plain) and len(plain["NetworkPolicy"]) == 1
+
+    def test_a_cilium_policy_repointed_at_every_pod_is_refused(self, meshed: Policy) -> None:
+        from builders import network_policy_request
+
+        from webhook.core.network_policy_review import review_network_policy
+
+        old = {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "legacy", "namespace": "shop"},
+            "spec": {
+                "endpointSelector": {"matchLabels": {"app": "legacy"}},
+                "egress": [{"toEntities": ["world"]}],
+            },
+        }
+        new = {**old, "spec": {**old["spec"], "endpointSelector": {}}}
+
+        def cnp_request(new_obj: Any) -> Any:
+            found = network_policy_request("UPDATE", new_obj, old, namespace="shop")
+            return replace(found, kind="CiliumNetworkPolicy", group="cilium.io", version="v2")
+
+        plain = policy_with(meshed, backends=["networkpolicy"])  # reviewed under any backend
+        for each in (meshed, plain):
+            assert not review_network_policy(cnp_request(new), labels(), each, frozenset()).allowed
+            relabelled = {**old, "metadata": {**old["metadata"], "labels": {"a": "b"}}}
+            assert review_network_policy(
+                cnp_request(relabelled), labels(), each, frozenset()
+            ).allowed
