@@ -329,6 +329,43 @@ class TestReconciler:
         finally:
             kube.close()
 
+    def test_a_namespace_keeps_its_old_backend_until_the_new_one_is_in_place(
+        self, local_api: LocalApiServer, kubeconfig: Path, policy: Policy
+    ) -> None:
+        """From NetworkPolicies to Cilium alone before Cilium's CRD is installed: pruning the
+        NetworkPolicies would leave the namespace with nothing. They stay (deferred) until the
+        CiliumNetworkPolicies are made, then go in the same pass."""
+        if not CRDS.exists():
+            pytest.skip("../shared/corpus is not here")
+        local_api.seed(namespace("payments", ns_labels("enforce")))
+        local_api.seed(placed(workload("Deployment", {PROFILE: "stripe"}), "payments"))
+        kube = api_client("kubeconfig", kubeconfig=str(kubeconfig))
+        try:
+            policies = SwappablePolicy(policy)
+            assert Reconciler(kube, policies).run_once().complete
+            assert set(live(local_api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
+            policies.policy = policy_with(policy, backends=["cilium"])
+            reconciler = Reconciler(kube, policies)
+            stuck = reconciler.run_once()
+            assert any("ciliumnetworkpolicies.cilium.io" in e for e in stuck.errors)
+            assert stuck.deleted == []
+            assert sorted(stuck.deferred) == [
+                f"payments/{DEFAULT_DENY_NAME}",
+                f"payments/{STRIPE}",
+            ]
+            assert set(live(local_api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
+            local_api.install_crds(CILIUM_CRDS)
+            moved = reconciler.run_once()
+            assert moved.complete, moved.errors
+            assert sorted(moved.created) == [
+                f"payments/CiliumNetworkPolicy/{DEFAULT_DENY_NAME}",
+                f"payments/CiliumNetworkPolicy/{STRIPE}",
+            ]
+            assert sorted(moved.deleted) == [f"payments/{DEFAULT_DENY_NAME}", f"payments/{STRIPE}"]
+            assert live(local_api, "networkpolicies") == {}
+        finally:
+            kube.close()
+
     def test_a_missing_crd_is_one_error_and_the_rest_is_reconciled(
         self, local_api: LocalApiServer, kubeconfig: Path, meshed_policy: Policy
     ) -> None:

@@ -67,10 +67,15 @@ class ReconcilePlan:
     deferred: tuple[tuple[str, str], ...] = ()
     """(namespace, object_ref) of profile objects unused for the first time: pruned next pass
     if they are still unused then."""
+    retired: tuple[Mapping[str, Any], ...] = ()
+    """Objects of a backend their namespace no longer uses: deleted once the objects of the
+    backends it uses now are all in place (after this pass's creates and updates there
+    succeeded), never before: a namespace moving to a backend whose objects cannot be made must
+    keep the old ones."""
 
     @property
     def empty(self) -> bool:
-        return not (self.creates or self.updates or self.deletes)
+        return not (self.creates or self.updates or self.deletes or self.retired)
 
 
 def workload_profile(
@@ -165,14 +170,20 @@ def plan_reconcile(
         for obj in unwanted
         if generated_kind(obj).backend in wanting.get(_key(obj)[0], ())
     )
+    retired = [
+        obj
+        for obj in unwanted
+        if _key(obj)[0] in wanting and generated_kind(obj).backend not in wanting[_key(obj)[0]]
+    ]
     due = [
-        obj for obj in unwanted if _identity(obj) not in unused or _identity(obj) in unused_before
+        obj for obj in unwanted if _key(obj)[0] not in wanting or _identity(obj) in unused_before
     ]
     deferred = [obj for obj in unwanted if _identity(obj) in unused - unused_before]
     return ReconcilePlan(
         creates=tuple(creates),
         updates=tuple(updates),
         deletes=tuple(due) if prune else (),
+        retired=tuple(retired) if prune else (),
         kept=() if prune else tuple(_key(obj) for obj in unwanted),
         in_place=in_place,
         unused=unused,

@@ -58,7 +58,7 @@ from webhook.cluster.namespace_list import namespace_labels
 from webhook.cluster.report_writer import ReportWriter
 from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
 from webhook.cluster.write_pacing import PacingSettings, WriteRate, paced
-from webhook.core.backends import GENERATED_KINDS, GeneratedKind, kinds_of, ref_of
+from webhook.core.backends import GENERATED_KINDS, GeneratedKind, generated_kind, kinds_of, ref_of
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
@@ -189,6 +189,14 @@ def _within(change: Callable[[Deadline], None], budget_s: float) -> None:
     change(Deadline(budget_s))
 
 
+def _kind_of(step: _Step) -> tuple[str, str]:
+    return (str(step.manifest["apiVersion"]), str(step.manifest["kind"]))
+
+
+_IN_PLACE = frozenset(written.value for written in Written)
+"""A create or update that left its object as rendered: created, updated or unchanged."""
+
+
 class _LeadershipLost(Exception):
     """Raised inside a write that found this replica no longer the leader."""
 
@@ -214,7 +222,7 @@ class Reconciler:
         self._calls = CallCounter()
         self._writer = EgressObjectWriter(api, counter=self._calls)
         self._swept: Policy | None = None
-        """The policy file under which the kinds of unused backends were last read."""
+        """The policy file under which the kinds of unused backends were last found empty."""
         self._not_served: set[GeneratedKind] = set()
         """Kinds of the policy's backends the cluster did not serve this pass: not written."""
         self._api = api
@@ -237,7 +245,7 @@ class Reconciler:
         """What a pass would change now, read and planned without writing (nor remembering
         anything for the next pass). Raises ApiUnreachable or ApiRejected if a read fails."""
         policy = self._policies.current()
-        states, generated, _ = self._read(policy, ReconcileReport(), reports=False)
+        states, generated, _ = self._read(policy, ReconcileReport(), reports=False, remember=False)
         return plan_reconcile(policy, states, generated, prune=self._prune)
 
     def _pass(self, report: ReconcileReport, may_act: Callable[[], bool]) -> None:
@@ -263,7 +271,12 @@ class Reconciler:
     # reading
 
     def _read(
-        self, policy: Policy, report: ReconcileReport, *, reports: bool = True
+        self,
+        policy: Policy,
+        report: ReconcileReport,
+        *,
+        reports: bool = True,
+        remember: bool = True,
     ) -> tuple[list[NamespaceState], list[JsonObject], dict[str, list[WorkloadResult]] | None]:
         """Namespaces, generated policies, and (with `reports.policyReports`) each reported
         namespace's workload results."""
@@ -274,7 +287,7 @@ class Reconciler:
             if namespace_context(name, labels, policy).inject.network_policies
         }
         report.namespaces, report.managed = len(labels_by_name), len(managed)
-        generated = self._generated(policy, report)
+        generated = self._generated(policy, report, remember=remember)
         reported: dict[str, NamespaceContext] = {}
         if reports and policy.reports.policy_reports:
             for name, labels in labels_by_name.items():
@@ -349,19 +362,25 @@ class Reconciler:
                 return
             raise
 
-    def _generated(self, policy: Policy, report: ReconcileReport) -> list[JsonObject]:
+    def _generated(
+        self, policy: Policy, report: ReconcileReport, *, remember: bool = True
+    ) -> list[JsonObject]:
         """Every generated object of every kind, each with its kind. The kinds of the policy's
         backends must be read; a CRD kind the cluster does not serve has none (and is said).
-        The kinds of other backends are read on the first pass under a policy file, where the
-        cluster serves them and RBAC lets egress-guard, so that what a backend taken out of the
-        file left is pruned, once."""
+        The kinds of other backends are read too (where the cluster serves them and RBAC lets
+        egress-guard), so that what a backend taken out of the file left is pruned, until a pass
+        under this policy file finds none of them left. `remember` False (a preview) leaves
+        that bookkeeping as it was."""
         used = kinds_of(policy.backend_set)
         sweep = policy is not self._swept
-        self._swept = policy
         others = frozenset(k for k in GENERATED_KINDS if k not in used) if sweep else frozenset()
         listing = list_generated(self._api, [*used, *others], counter=self._calls, optional=others)
-        self._not_served = {kind for kind in listing.not_served if kind in used}
-        for kind in sorted(self._not_served, key=GENERATED_KINDS.index):
+        if remember and not any(generated_kind(obj) in others for obj in listing.objects):
+            self._swept = policy  # nothing of another backend is left: no need to look again
+        not_served = {kind for kind in listing.not_served if kind in used}
+        if remember:
+            self._not_served = not_served
+        for kind in sorted(not_served, key=GENERATED_KINDS.index):
             report.errors.append(_not_served(kind))
             log.error("reconcile: %s", report.errors[-1])
         return listing.objects
@@ -377,11 +396,16 @@ class Reconciler:
             [_Step("update", update.desired, update.live) for update in plan.updates],
             [_Step("delete", live) for live in plan.deletes],
         ]
-        phases = [  # a kind not served was said once in the errors, not once per object
-            [s for s in phase if (s.manifest["apiVersion"], s.manifest["kind"]) not in unserved]
-            for phase in phases
-        ]
-        if not any(phases):
+        incomplete: set[str] = set()
+        """Namespaces whose objects will not all be in place after this pass."""
+        if unserved:  # a kind not served was said once in the errors, not per object
+            for phase in phases:
+                incomplete.update(
+                    s.manifest["metadata"]["namespace"] for s in phase if _kind_of(s) in unserved
+                )
+            phases = [[s for s in phase if _kind_of(s) not in unserved] for phase in phases]
+        retiring = [_Step("delete", live) for live in plan.retired]
+        if not any(phases) and not retiring:
             return
         rate = WriteRate(self._pacing.writes_per_second)
         lost = threading.Event()
@@ -424,6 +448,15 @@ class Reconciler:
             for phase in phases:
                 for step, (outcome, detail) in zip(phase, pool.map(attempt, phase), strict=True):
                     self._record(report, step, outcome, detail)
+                    if step.action != "delete" and outcome not in _IN_PLACE:
+                        incomplete.add(step.manifest["metadata"]["namespace"])
+            # what an old backend held goes only where the new one's objects are all in place
+            due = [s for s in retiring if s.manifest["metadata"]["namespace"] not in incomplete]
+            report.deferred += [
+                s.where for s in retiring if s.manifest["metadata"]["namespace"] in incomplete
+            ]
+            for step, (outcome, detail) in zip(due, pool.map(attempt, due), strict=True):
+                self._record(report, step, outcome, detail)
         report.retries = retried.count
         if lost.is_set():
             report.stopped = True
