@@ -6,7 +6,8 @@ with the `edit` role trying to undo what the profiles hold.
 - a tenant's CiliumNetworkPolicy with egress rules (in `spec` or in `specs`) widens, since Cilium
   allows what any policy allows: refused in enforce;
 - a tenant's Sidecar selecting workloads competes with a profile's: refused where Istio is used;
-- what opens nothing (egressDeny, a namespace-wide Sidecar, a ServiceEntry) is not even sent.
+- a tenant's ServiceEntry posing as a Service (which the profiles' Sidecars name) is refused;
+- what opens nothing (egressDeny, a namespace-wide Sidecar) is not even sent.
 """
 
 from __future__ import annotations
@@ -88,6 +89,15 @@ def sidecar(spec: dict[str, Any], namespace: str = "shop") -> dict[str, Any]:
         "kind": "Sidecar",
         "metadata": {"name": "tenant", "namespace": namespace},
         "spec": spec,
+    }
+
+
+def entry(host: str, namespace: str = "shop", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "tenant", "namespace": namespace},
+        "spec": {"hosts": [host], "ports": [{"number": 443, "name": "tls"}], **spec},
     }
 
 
@@ -182,15 +192,21 @@ class TestIstio:
         outcome = dispatch.request(TENANT, "CREATE", SIDECARS, obj, namespace="no-mesh")
         assert outcome.allowed
 
-    def test_a_tenant_s_service_entry_is_not_sent(self, dispatch: AdmissionDispatch) -> None:
-        entry = {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": "tenant", "namespace": "shop"},
-            "spec": {"hosts": ["example.com"], "ports": [{"number": 443, "name": "tls"}]},
-        }
-        outcome = dispatch.request(TENANT, "CREATE", ENTRIES, entry, namespace="shop")
-        assert outcome.allowed and outcome.called == []
+    def test_a_tenant_s_service_entry_is_its_own(self, dispatch: AdmissionDispatch) -> None:
+        outcome = dispatch.request(
+            TENANT, "CREATE", ENTRIES, entry("example.com"), namespace="shop"
+        )
+        assert outcome.allowed
+
+    def test_one_posing_as_a_service_is_refused(self, dispatch: AdmissionDispatch) -> None:
+        """The profiles' Sidecars name the namespace's Services (`./*.shop.svc.cluster.local`):
+        an entry under that name would reach addresses of the tenant's choosing."""
+        posing = entry("exfil.shop.svc.cluster.local", addresses=["0.0.0.0/0"])
+        outcome = dispatch.request(TENANT, "CREATE", ENTRIES, posing, namespace="shop")
+        assert not outcome.allowed
+        assert "exfil.shop.svc.cluster.local" in outcome.message
+        elsewhere = entry("exfil.no-mesh.svc.cluster.local", namespace="no-mesh")
+        assert dispatch.request(TENANT, "CREATE", ENTRIES, elsewhere, namespace="no-mesh").allowed
 
     @pytest.mark.parametrize("kind", ["ServiceEntry", "Sidecar"])
     def test_egress_guard_s_own_are_its_alone(self, dispatch: AdmissionDispatch, kind: str) -> None:

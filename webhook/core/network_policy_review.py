@@ -17,7 +17,9 @@ Sidecars are egress-guard's alone; a tenant's CiliumNetworkPolicy with egress ru
 allows what any policy allows, and its rules are not checked against the profiles); a tenant's
 Sidecar that selects workloads competes with the profile's (Istio applies one Sidecar to a pod,
 and which one when two select it is undefined). A tenant's ServiceEntry is left alone: the
-profiles' Sidecars name only the namespace's Services and their own entries.
+profiles' Sidecars name only the namespace's Services and their own entries, so one is refused
+only where it would pass for a Service (a host under `.svc.<cluster domain>`), which those
+Sidecars do name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from webhook.core.backends import (
     CILIUM_NETWORK_POLICY,
     GENERATED_KINDS,
     NETWORK_POLICY,
+    SERVICE_ENTRY,
     SIDECAR,
     Backend,
 )
@@ -114,7 +117,9 @@ def review_network_policy(
     ):
         return allowed(mode=namespace.mode)
     if request.kind != NETWORK_POLICY.kind:
-        found = _foreign_backend_object(request, subject, namespace.backends)
+        found = _foreign_backend_object(
+            request, subject, namespace.backends, policy.dns.cluster_domain
+        )
         if found is None:
             return allowed(mode=namespace.mode)
         return _under_governance((found,), namespace.mode, policy)
@@ -160,7 +165,7 @@ def _cilium_rules(obj: object) -> list[Mapping[str, object]]:
 
 
 def _foreign_backend_object(
-    request: AdmissionRequest, subject: Subject, backends: tuple[Backend, ...]
+    request: AdmissionRequest, subject: Subject, backends: tuple[Backend, ...], domain: str
 ) -> Finding | None:
     """Why a tenant's Cilium or Istio object undoes a profile, or None. An UPDATE that keeps
     what already did so may pass (it can then be narrowed, relabelled or finalized)."""
@@ -204,7 +209,30 @@ def _foreign_backend_object(
             detail(kind=request.kind),
             "drop its workloadSelector",
         )
+    if request.kind == SERVICE_ENTRY.kind and Backend.ISTIO in backends:
+        return _posing_entry(request, subject, domain)
     return None
+
+
+def _posing_entry(request: AdmissionRequest, subject: Subject, domain: str) -> Finding | None:
+    """A tenant's ServiceEntry whose host passes for a Service (`*.svc.<domain>`), which the
+    profiles' Sidecars name: it would reach addresses of the tenant's choosing."""
+    suffix = f".svc.{domain}"
+    hosts = section(request.object, "spec").get("hosts")
+    named = hosts if isinstance(hosts, list) else []
+    posing = tuple(sorted(h for h in named if isinstance(h, str) and h.endswith(suffix)))
+    if not posing:
+        return None
+    return Finding(
+        FOREIGN_WIDENS,
+        Severity.VIOLATION,
+        subject,
+        f"registers {', '.join(posing)}: names of Services, which the profiles' Sidecars allow, "
+        "for addresses of its own choosing",
+        "name the host outside the cluster domain, or add it to a profile",
+        detail(kind=request.kind, hosts=posing),
+        "name the host outside the cluster domain",
+    )
 
 
 def _newly_widening(

@@ -156,7 +156,8 @@ def may_widen_or_is_generated(key: str, value: str) -> str:
     """CEL, true for a request egress-guard may refuse: one that touches a generated object
     (old or new carries `key=value`), or a CREATE/UPDATE of an object with egress rules (a
     NetworkPolicy's or CiliumNetworkPolicy's `spec.egress`, a Sidecar's listeners), rules in a
-    CiliumNetworkPolicy's `specs`, or a Sidecar's `workloadSelector`. Deleting or writing a
+    CiliumNetworkPolicy's `specs`, a Sidecar's `workloadSelector`, or a ServiceEntry's hosts
+    (which may pose as a Service). Deleting or writing a
     policy of the namespace's own that opens nothing (an ingress-only one, a deny) is never
     sent, so it never fails while egress-guard is down.
     `object` is null on DELETE and `oldObject` on CREATE: each is read only where it is set."""
@@ -165,7 +166,8 @@ def may_widen_or_is_generated(key: str, value: str) -> str:
         f'|| (request.operation != "DELETE" && ({_labelled("object", key, value)}\n'
         "  || (has(object.spec) && has(object.spec.egress) && size(object.spec.egress) > 0)\n"
         "  || (has(object.specs) && size(object.specs) > 0)\n"
-        "  || (has(object.spec) && has(object.spec.workloadSelector))))"
+        "  || (has(object.spec) && has(object.spec.workloadSelector))\n"
+        "  || (has(object.spec) && has(object.spec.hosts))))"
     )
 
 
