@@ -166,15 +166,18 @@ class TestGovernance:
 
 
 class TestPlan:
-    def test_a_backend_no_longer_used_is_pruned_at_once(self, meshed: Policy) -> None:
-        """Only a profile's objects of a backend still in use wait for a second pass."""
+    def test_a_backend_no_longer_used_is_retired_at_once(self, meshed: Policy) -> None:
+        """Only a profile's objects of a backend still in use wait for a second pass; those of
+        a backend no longer used are retired in the first (deleted by the reconciler once the
+        objects of the namespace's backends are in place)."""
         state = NamespaceState("shop", labels(), frozenset({"stripe"}))
         context = namespace_context("shop", labels(), meshed)
         (intent,) = egress_intents("shop", context, meshed, "stripe")
         live = [{**m, "metadata": {**m["metadata"], "uid": "u"}} for m in intent.manifests]
         narrowed = NamespaceState("shop", labels("networkpolicy"), frozenset({"stripe"}))
         plan = plan_reconcile(meshed, [narrowed], live, prune=True)
-        assert sorted(object_ref(m) for m in plan.deletes) == sorted(
+        assert plan.deletes == ()  # retired: deleted once the new backend's are in place
+        assert sorted(object_ref(m) for m in plan.retired) == sorted(
             object_ref(m) for m in intent.manifests if m["kind"] != "NetworkPolicy"
         )
         assert plan.deferred == ()

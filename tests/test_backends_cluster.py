@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from builders import BACKENDS, PROFILE, ns_labels, placed, policy_with, request, workload
-from local_apiserver import LocalApiServer
+from local_apiserver import Fault, LocalApiServer
 from test_cluster_admission import SwappablePolicy, delete, namespace, relabel, wait_for
 
 from webhook.admission.controller import AdmissionController, ReviewResult
@@ -232,6 +232,32 @@ class TestMissingCrd:
         assert connection.not_ready() is None  # other namespaces are still served
         (warning,) = connection.warnings()
         assert "ciliumnetworkpolicies.cilium.io" in warning
+
+    def test_a_kind_the_role_does_not_grant_leaves_the_webhook_ready(
+        self, local_api: LocalApiServer, kubeconfig: Path, meshed_policy: Policy
+    ) -> None:
+        """`cilium` added to the policy file without the RBAC rendered for it: the webhook stays
+        ready for every namespace, says why, and the namespaces that use it are refused."""
+        if not CRDS.exists():
+            pytest.skip("../shared/corpus is not here")
+        local_api.install_crds(CILIUM_CRDS, ISTIO_CRDS)
+        local_api.seed(namespace("payments", ns_labels("enforce")))
+        forbidden = {"status": 403, "reason": "Forbidden", "times": None}
+        local_api.add_fault(Fault(verb="list", resource="ciliumnetworkpolicies", **forbidden))
+        local_api.add_fault(Fault(verb="create", resource="ciliumnetworkpolicies", **forbidden))
+        connection = connect(
+            "kubeconfig", SwappablePolicy(meshed_policy), kubeconfig=str(kubeconfig)
+        )
+        try:
+            assert connection.synced(10)
+            assert connection.not_ready() is None
+            (warning,) = connection.warnings()
+            assert "role may not list it" in warning
+            outcome = Meshed(local_api, connection, meshed_policy).admit()
+            assert not outcome.decision.allowed
+            assert "ciliumnetworkpolicies.cilium.io" in outcome.decision.message
+        finally:
+            connection.close()
 
     def test_the_watch_finds_the_crd_once_installed(
         self,

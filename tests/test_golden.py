@@ -582,9 +582,9 @@ SCENARIOS: dict[str, Scenario] = {
         validate(
             request(workload("Deployment", {PROFILE: "stripe"}), namespace="mesh"),
             network_policies=Refusing(
-                NotEnsuredBecause.REFUSED,
+                NotEnsuredBecause.NOT_SERVED,
                 "the CRD ciliumnetworkpolicies.cilium.io is not installed: the cluster does not "
-                "serve CiliumNetworkPolicy (cilium.io/v2); install Cilium or take cilium "
+                "serve CiliumNetworkPolicy at cilium.io/v2; install Cilium or take cilium "
                 "out of the policy file's backends",
             ),
         )

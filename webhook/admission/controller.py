@@ -207,6 +207,7 @@ _REFUSAL = {
     NotEnsuredBecause.TRANSIENT: Verdict.UNAVAILABLE,
     NotEnsuredBecause.FOREIGN: Verdict.DENIED,
     NotEnsuredBecause.REFUSED: Verdict.ERRORED,
+    NotEnsuredBecause.NOT_SERVED: Verdict.ERRORED,
 }
 """An enforcing namespace's workload whose NetworkPolicies are not ensured is refused: as
 unavailable when retrying may succeed, as denied when the namespace's own NetworkPolicy is in
@@ -216,6 +217,7 @@ _FIX = {
     NotEnsuredBecause.TRANSIENT: "retry shortly",
     NotEnsuredBecause.FOREIGN: "",
     NotEnsuredBecause.REFUSED: "egress-guard's deployment needs fixing; see its log",
+    NotEnsuredBecause.NOT_SERVED: "",  # the reason says what to install, or to change
 }
 
 

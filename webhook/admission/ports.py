@@ -45,6 +45,9 @@ class NotEnsuredBecause(StrEnum):
     rename or hand it over."""
     REFUSED = "refused"
     """The API refused egress-guard's request (RBAC, validation): its deployment is wrong."""
+    NOT_SERVED = "not-served"
+    """The cluster does not serve a backend's kind (its CRD is not installed): install the
+    backend, or take it out of the policy file's backends."""
 
 
 class NetworkPoliciesNotEnsured(Exception):

@@ -239,7 +239,7 @@ class ClusterEgressObjectApplier:
         except ForeignObject as err:
             raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.FOREIGN) from None
         except KindNotServed as err:
-            raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.REFUSED) from None
+            raise NetworkPoliciesNotEnsured(str(err), NotEnsuredBecause.NOT_SERVED) from None
         except ApiUnreachable as err:
             raise NetworkPoliciesNotEnsured(f"{err} (within {self._budget_s:g} s)") from None
         except ApiRejected as err:

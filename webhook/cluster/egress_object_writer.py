@@ -54,8 +54,9 @@ class KindNotServed(Exception):
     def __init__(self, kind: GeneratedKind) -> None:
         super().__init__(
             f"the CRD {kind.qualified} is not installed: the cluster does not serve "
-            f"{kind.kind} ({kind.api_version}); install {kind.backend.value.capitalize()} or "
-            f"take {kind.backend.value} out of the policy file's backends"
+            f"{kind.kind} at {kind.api_version} (or a release too old to serve it); install "
+            f"{kind.backend.value.capitalize()} or take {kind.backend.value} out of the policy "
+            "file's backends"
         )
         self.kind = kind
 

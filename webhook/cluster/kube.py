@@ -48,8 +48,8 @@ class ClusterConnection:
         """What is wrong without making the webhook unready: a backend's kind the cluster does
         not serve (enforcing namespaces that use it refuse their workloads, saying so)."""
         return tuple(
-            f"{watch.what}: the cluster does not serve this kind (is its CRD installed?); "
-            "enforcing namespaces using its backend refuse new workloads"
+            f"{watch.what}: {watch.absent_why}; enforcing namespaces using its backend refuse "
+            "new workloads"
             for watch in self.watches
             if watch.absent
         )

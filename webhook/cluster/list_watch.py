@@ -81,8 +81,10 @@ class ListWatch:
         """Set once the first list has been handed over."""
         self._may_be_absent = may_be_absent
         self.absent = False
-        """The API server does not serve the resource (a CRD not installed): an empty list was
-        handed over, and it is asked for again every ABSENT_RECHECK_S."""
+        """The resource cannot be listed and may not be (a CRD not installed, or a role that does
+        not grant it): an empty list was handed over, and it is asked for again every
+        ABSENT_RECHECK_S. `absent_why` says which."""
+        self.absent_why = ""
 
     # health
 
@@ -166,11 +168,17 @@ class ListWatch:
                 self._method, timeout=LIST_TIMEOUT, **self._selectors
             )
         except ApiRejected as err:
-            if not (self._may_be_absent and err.unknown_resource):
+            if not (self._may_be_absent and (err.unknown_resource or err.status == 403)):
                 raise
-            if not self.absent:
-                log.warning("%s: not served by the API server (is its CRD installed?)", self.what)
-            self.absent = True
+            why = (
+                "the cluster does not serve this kind (is its CRD installed?)"
+                if err.unknown_resource
+                else "egress-guard's role may not list it (render RBAC for the policy file's "
+                "backends: egress-guard manifests)"
+            )
+            if not self.absent or why != self.absent_why:
+                log.warning("%s: %s", self.what, why)
+            self.absent, self.absent_why = True, why
             self._on_list([], asked)
             self._down_since = None
             self.synced.set()
