@@ -141,52 +141,28 @@ class ClusterEgressObjectApplier:
                 self._in_place = {}  # a new policy file: verify everything again, once
         namespace = intent.namespace
         uid = self._namespaces.uid(namespace)
-        known = self._in_place.get(namespace) if self._trusted() else None
-        if known is not None and known.uid != uid:
-            known = None
+        known = self._known(namespace, uid)
         if known is not None:
             in_place = _all_in_place(intent, known.policies)
             if in_place is not None:  # the hot path: every policy known, nothing to do
                 return EnsureResult(unchanged=in_place)
         deadline = Deadline(self._budget_s, self._clock)
-        written: dict[Written, list[str]] = {state: [] for state in Written}
-        for manifest in intent.manifests:
-            ref = object_ref(manifest)
-            version = _version(manifest["metadata"].get("annotations"))
-            found = known.policies.get(ref) if known is not None else None
-            if found is not None and found.version == version:
-                written[Written.UNCHANGED].append(ref)
-                continue
-            written[self._ensure_one(namespace, uid, manifest, deadline)].append(ref)
-        return EnsureResult(
-            created=tuple(written[Written.CREATED]),
-            updated=tuple(written[Written.UPDATED]),
-            unchanged=tuple(written[Written.UNCHANGED]),
+        return _each(
+            intent, known, lambda manifest: self._ensure_one(namespace, uid, manifest, deadline)
         )
 
     def check(self, intent: EnsureNetworkPolicies) -> EnsureResult:
-        """A dry run's `ensure`: the policies known in place cost nothing, the others one read
+        """A dry run's `ensure`: the objects known in place cost nothing, the others one read
         each, and nothing is written or remembered."""
         namespace = intent.namespace
-        uid = self._namespaces.uid(namespace)
-        known = self._in_place.get(namespace) if self._trusted() else None
-        if known is not None and known.uid != uid:
-            known = None
+        known = self._known(namespace, self._namespaces.uid(namespace))
         deadline = Deadline(self._budget_s, self._clock)
-        would: dict[Written, list[str]] = {state: [] for state in Written}
-        for manifest in intent.manifests:
-            ref = object_ref(manifest)
-            version = _version(manifest["metadata"].get("annotations"))
-            found = known.policies.get(ref) if known is not None else None
-            if found is not None and found.version == version:
-                would[Written.UNCHANGED].append(ref)
-                continue
-            would[self._inspect(namespace, manifest, deadline)].append(ref)
-        return EnsureResult(
-            created=tuple(would[Written.CREATED]),
-            updated=tuple(would[Written.UPDATED]),
-            unchanged=tuple(would[Written.UNCHANGED]),
-        )
+        return _each(intent, known, lambda manifest: self._inspect(namespace, manifest, deadline))
+
+    def _known(self, namespace: str, uid: str | None) -> _InPlace | None:
+        """What is remembered in place in this incarnation of the namespace, while trusted."""
+        known = self._in_place.get(namespace) if self._trusted() else None
+        return known if known is not None and known.uid == uid else None
 
     def _inspect(self, namespace: str, manifest: Mapping[str, Any], deadline: Deadline) -> Written:
         return self._translated(lambda: self._writer.inspect(manifest, deadline), manifest)
@@ -340,6 +316,25 @@ class ClusterEgressObjectApplier:
             entry.policies.pop(ref, None)
             if not entry.policies:
                 del self._in_place[namespace]
+
+
+def _each(
+    intent: EnsureNetworkPolicies,
+    known: _InPlace | None,
+    act: Callable[[Mapping[str, Any]], Written],
+) -> EnsureResult:
+    """`act` on each of the intent's objects not remembered at its rendered version."""
+    done: dict[Written, list[str]] = {state: [] for state in Written}
+    for ref, manifest in zip(intent.names, intent.manifests, strict=True):
+        version = _version(manifest["metadata"].get("annotations"))
+        found = known.policies.get(ref) if known is not None else None
+        in_place = found is not None and found.version == version
+        done[Written.UNCHANGED if in_place else act(manifest)].append(ref)
+    return EnsureResult(
+        created=tuple(done[Written.CREATED]),
+        updated=tuple(done[Written.UPDATED]),
+        unchanged=tuple(done[Written.UNCHANGED]),
+    )
 
 
 def _all_in_place(
