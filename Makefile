@@ -46,10 +46,11 @@ unit: $(STAMP)
 bench: $(STAMP)  ## the benchmark beside an nginx floor (installs wrk, hey, nginx-light if root)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-smoke: $(STAMP)  ## every benchmark scenario for 2 s, the reconciler on 200 namespaces, flows (CI)
+bench-smoke: $(STAMP)  ## every benchmark scenario for 2 s, the reconciler on 200 namespaces, flows, the backends' hot path (CI)
 	$(BIN)/python -m bench --quick
 	$(BIN)/python -m bench.reconcile_scale --quick
 	$(BIN)/python -m bench.flows_throughput --quick
+	$(BIN)/python -m bench.backends_hot_path --quick
 
 bench-reconcile: $(STAMP)  ## the reconciler on 2,000 namespaces x 25 workloads (about 2 minutes)
 	$(BIN)/python -m bench.reconcile_scale

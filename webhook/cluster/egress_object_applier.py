@@ -340,11 +340,17 @@ def _each(
 def _all_in_place(
     intent: EnsureNetworkPolicies, policies: Mapping[str, _Known]
 ) -> tuple[str, ...] | None:
-    """The intent's policy names if every one is remembered at its rendered version, else None."""
+    """The intent's objects (`object_ref`s) if every one is remembered at its rendered version,
+    else None. The rendering remembered is usually the very object the intent holds (intents
+    are memoised per policy file), which is then its version without reading it again."""
     refs = intent.names
     for ref, manifest in zip(refs, intent.manifests, strict=True):
         found = policies.get(ref)
-        if found is None or found.version != _version(manifest["metadata"].get("annotations")):
+        if found is None:
+            return None
+        if found.manifest is not manifest and found.version != _version(
+            manifest["metadata"].get("annotations")
+        ):
             return None
     return refs
 
