@@ -314,7 +314,7 @@ class TestDoctor:
         assert result.status is Status.PROBLEM
         assert "ciliumnetworkpolicies.cilium.io" in result.summary
         assert "sidecars.networking.istio.io" in result.summary
-        assert "install Cilium and Istio" in result.fix
+        assert "install (or upgrade) Cilium and Istio" in result.fix
 
     def test_installed_is_ok_and_istio_alone_a_warning(self, policy: Policy) -> None:
         crds = frozenset(
@@ -404,3 +404,18 @@ class TestReviewMends:
             assert review_network_policy(
                 cnp_request(relabelled), labels(), each, frozenset()
             ).allowed
+
+
+def test_doctor_says_a_crd_too_old_to_serve_the_version(meshed: Policy) -> None:
+    """Istio before 1.22 installs the CRDs without serving v1: admission is refused there."""
+    names = {
+        "ciliumnetworkpolicies.cilium.io": frozenset({"v2"}),
+        "serviceentries.networking.istio.io": frozenset({"v1alpha3", "v1beta1"}),
+        "sidecars.networking.istio.io": frozenset({"v1alpha3", "v1beta1"}),
+    }
+    survey = ClusterSurvey(crds=frozenset(names), crd_versions=names)
+    result = check_backends(survey, meshed)
+    assert result.status is Status.PROBLEM
+    assert "serviceentries.networking.istio.io v1" in result.summary
+    assert "cilium" not in result.summary.split("backends")[-1].split(":")[1]
+    assert any("serving v1alpha3, v1beta1, NOT v1" in line for line in result.details)

@@ -73,6 +73,8 @@ class ClusterSurvey:
     """(namespace, name) -> data, for the CNI ConfigMaps that exist."""
     crds: frozenset[str] | None = None
     """Names of the CustomResourceDefinitions installed (`ciliumnetworkpolicies.cilium.io`)."""
+    crd_versions: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Each installed CRD's served versions (`v2`), read with the names."""
     validating: JsonObject | None = None
     mutating: JsonObject | None = None
     tls_certificate: bytes | None = None
@@ -107,7 +109,10 @@ def survey_cluster(
             if found is not None:
                 survey.config_maps[(namespace, name)] = found.get("data") or {}
     if "crds" in wanted:
-        survey.crds = reader.read("customresourcedefinitions", lambda: _crd_names(api))
+        found = reader.read("customresourcedefinitions", lambda: _crds(api))
+        if found is not None:
+            survey.crd_versions = found
+            survey.crds = frozenset(found)
     if "webhooks" in wanted:
         survey.validating = reader.get(
             "validatingwebhookconfiguration",
@@ -275,12 +280,17 @@ def _daemon_sets(api: client.ApiClient) -> list[DaemonSetSummary]:
     return found
 
 
-def _crd_names(api: client.ApiClient) -> frozenset[str]:
+def _crds(api: client.ApiClient) -> dict[str, frozenset[str]]:
+    """Each CRD's name and the versions it serves."""
     extensions = client.ApiextensionsV1Api(api)
-    names: set[str] = set()
+    found: dict[str, frozenset[str]] = {}
     for items, _ in pages(extensions.list_custom_resource_definition, timeout=LIST_TIMEOUT):
-        names.update(str((item.get("metadata") or {}).get("name")) for item in items)
-    return frozenset(names)
+        for item in items:
+            versions = (item.get("spec") or {}).get("versions") or ()
+            found[str((item.get("metadata") or {}).get("name"))] = frozenset(
+                str(v.get("name")) for v in versions if isinstance(v, dict) and v.get("served")
+            )
+    return found
 
 
 def _selector(labels: Mapping[str, str]) -> str:

@@ -9,7 +9,7 @@ the CRD. Istio alone holds pods only through their sidecars, which a pod can byp
 from __future__ import annotations
 
 from webhook.cluster.cluster_survey import ClusterSurvey
-from webhook.core.backends import Backend, kinds_of
+from webhook.core.backends import Backend, GeneratedKind, kinds_of
 from webhook.core.policy import Policy
 from webhook.doctor.results import CheckResult, Status, unknown
 
@@ -30,21 +30,22 @@ def check_backends(survey: ClusterSurvey, policy: Policy) -> CheckResult:
     if survey.crds is None:
         why = survey.unreadable.get("customresourcedefinitions", "not read")
         return unknown(CHECK, "the CustomResourceDefinitions", why)
-    missing = [kind for kind in custom if kind.qualified not in survey.crds]
-    details = tuple(
-        f"{kind.kind} ({kind.api_version}): CRD {kind.qualified} "
-        + ("installed" if kind not in missing else "NOT installed")
+    missing = [
+        kind
         for kind in custom
-    )
+        if kind.qualified not in survey.crds
+        or kind.version not in survey.crd_versions.get(kind.qualified, {kind.version})
+    ]
+    details = tuple(_state(kind, survey) for kind in custom)
     if missing:
         backs = sorted({kind.backend.value for kind in missing})
         return CheckResult(
             CHECK,
             Status.PROBLEM,
-            f"backends {named}: {', '.join(k.qualified for k in missing)} not installed; "
-            "enforcing namespaces using them refuse every new workload",
+            f"backends {named}: {', '.join(f'{k.qualified} {k.version}' for k in missing)} not "
+            "served; enforcing namespaces using them refuse every new workload",
             details,
-            f"install {' and '.join(b.capitalize() for b in backs)}, or take "
+            f"install (or upgrade) {' and '.join(b.capitalize() for b in backs)}, or take "
             f"{', '.join(backs)} out of the policy file's backends",
         )
     if backends == (Backend.ISTIO,):
@@ -56,3 +57,14 @@ def check_backends(survey: ClusterSurvey, policy: Policy) -> CheckResult:
             "add networkpolicy or cilium to the policy file's backends",
         )
     return CheckResult(CHECK, Status.OK, f"backends {named}: their CRDs are installed", details)
+
+
+def _state(kind: GeneratedKind, survey: ClusterSurvey) -> str:
+    where = f"{kind.kind} ({kind.api_version}): CRD {kind.qualified}"
+    if kind.qualified not in (survey.crds or ()):
+        return f"{where} NOT installed"
+    served = survey.crd_versions.get(kind.qualified)
+    if served is not None and kind.version not in served:
+        serving = ", ".join(sorted(served)) or "nothing"
+        return f"{where} installed, serving {serving}, NOT {kind.version}"
+    return f"{where} installed"
