@@ -1,7 +1,8 @@
 """Edges of the objects each backend is made of, pinned whole: the kind a manifest is read as,
 every object's namespace and labels across backends, the proxy route that `inject: all` adds,
-the exact Cilium and Istio specs (ports, port ranges, DNS, address ranges, peers), and the
-phrases for what a backend leaves out."""
+the exact Cilium and Istio specs (ports, port ranges, DNS, address ranges, peers, entry names),
+the phrases for what a backend leaves out, and the review of a tenant's own CiliumNetworkPolicy,
+Sidecar or ServiceEntry (what widens, exactly what is said, what an UPDATE may keep)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,14 @@ from webhook.core.backends import (
     Backend,
     generated_kind,
 )
+from webhook.core.decision import Decision, Verdict
 from webhook.core.egress_objects import egress_intents, profile_findings
+from webhook.core.findings import Finding, Severity, Subject
+from webhook.core.kube_names import own_users
 from webhook.core.namespace import NamespaceContext, namespace_context
-from webhook.core.policy import Policy
+from webhook.core.network_policy_review import FOREIGN_WIDENS, review_network_policy
+from webhook.core.policy import Mode, Policy
+from webhook.core.request import AdmissionRequest
 
 ALL_THREE = ["networkpolicy", "cilium", "istio"]
 PROXY_SERVICES = "egress-system/*.egress-system.svc.cluster.local"
@@ -160,6 +166,42 @@ class TestCiliumExact:
         assert manifest["metadata"]["namespace"] == "shop"
         assert manifest["metadata"]["labels"] == generated_labels("default-deny")
         assert manifest["spec"] == {"endpointSelector": {}, "egress": [CILIUM_DNS_RULE]}
+
+    def test_the_default_deny_where_istio_is_used_reaches_its_control_plane(
+        self, policy: Policy
+    ) -> None:
+        plane = policy_with(
+            policy,
+            istio={
+                "controlPlane": {
+                    "namespace": "mesh",
+                    "podSelector": {"app": "istiod"},
+                    "ports": [15012, 15017],
+                }
+            },
+        )
+        manifest = cilium_policies.render_default_deny("shop", plane, mesh=True)
+        assert manifest["spec"]["egress"] == [
+            CILIUM_DNS_RULE,
+            {
+                "toEndpoints": [
+                    {
+                        "matchLabels": {
+                            "k8s:io.kubernetes.pod.namespace": "mesh",
+                            "k8s:app": "istiod",
+                        }
+                    }
+                ],
+                "toPorts": [
+                    {
+                        "ports": [
+                            {"port": "15012", "protocol": "TCP"},
+                            {"port": "15017", "protocol": "TCP"},
+                        ]
+                    }
+                ],
+            },
+        ]
 
     def test_the_dns_ports_and_a_node_local_cache(self, policy: Policy) -> None:
         cached = policy_with(
@@ -414,3 +456,266 @@ def test_a_label_of_cilium_alone_renders_cilium_objects_alone(meshed: Policy) ->
         ("CiliumNetworkPolicy", "shop"),
         ("CiliumNetworkPolicy", "shop"),
     ]
+
+
+class TestIstioEdges:
+    def test_a_range_without_ports_gets_443_and_says_so(self, policy: Policy) -> None:
+        ranged = with_profile(policy, [{"cidr": "10.30.0.0/16"}])
+        rendered = istio_objects.render_profile("shop", "p", ranged)
+        assert entry_for(rendered, "addresses", "10.30.0.0/16")["spec"]["ports"] == [
+            {"number": 443, "name": "tcp-443", "protocol": "TCP"}
+        ]
+        assert rendered.unrendered == ("10.30.0.0/16 on any port, of which Istio holds 443 alone",)
+
+    def test_a_range_s_udp_port_is_said_with_the_range(self, policy: Policy) -> None:
+        ranged = with_profile(
+            policy, [{"cidr": "10.30.0.0/16", "ports": [{"port": 53, "protocol": "UDP"}, 443]}]
+        )
+        rendered = istio_objects.render_profile("shop", "p", ranged)
+        assert rendered.unrendered == (
+            "UDP port 53 of 10.30.0.0/16, which a sidecar does not carry",
+        )
+        assert entry_for(rendered, "addresses", "10.30.0.0/16")["spec"]["ports"] == [
+            {"number": 443, "name": "tcp-443", "protocol": "TCP"}
+        ]
+
+    def test_a_peer_before_a_host_does_not_stop_the_host_s_entry(self, policy: Policy) -> None:
+        mixed = with_profile(
+            policy,
+            [
+                {"namespaceSelector": {"kubernetes.io/metadata.name": "billing"}, "ports": [80]},
+                {"host": "a.example.com", "ports": [443]},
+            ],
+        )
+        rendered = istio_objects.render_profile("shop", "p", mixed)
+        assert [e["spec"]["hosts"] for e in entries(rendered)] == [["a.example.com"]]
+        assert sidecar_hosts(rendered) == [
+            "./*.shop.svc.cluster.local",
+            "istio-system/*",
+            "./a.example.com",
+            "billing/*.billing.svc.cluster.local",
+        ]
+
+    @pytest.mark.parametrize(
+        ("what", "name"),
+        [
+            ("::1/128", "b.1-128-33f61ce4"),  # no leading dash
+            ("*.example.com", "b.wildcard-example-com-3f3e3d72"),
+            # cut at 54 characters, the dash it ends on dropped
+            ("a" * 53 + ".b.example.com", "b." + "a" * 53 + "-9c6065f7"),
+            ("a" * 50 + ".example.com", "b." + "a" * 50 + "-exa-c1c064f8"),
+        ],
+    )
+    def test_an_entry_s_name(self, what: str, name: str) -> None:
+        assert istio_objects.entry_name("b", what, [443]) == name
+
+
+GROUPS = {"CiliumNetworkPolicy": "cilium.io", "Sidecar": "networking.istio.io"}
+GROUPS["ServiceEntry"] = GROUPS["Sidecar"]
+
+
+def backend_object(kind: str, spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUPS[kind]}/v2",
+        "kind": kind,
+        "metadata": {"name": "tenant", "namespace": "shop"},
+        "spec": spec,
+        **fields,
+    }
+
+
+def review(
+    policy: Policy,
+    obj: dict[str, Any],
+    old: dict[str, Any] | None = None,
+    mode: str = "enforce",
+    backends: list[str] | None = None,
+) -> Decision:
+    """A tenant's CREATE (or UPDATE from `old`) of a Cilium or Istio object in `shop`."""
+    labels = {policy.mode_label: mode, policy.inject_label: "networkpolicy"}
+    if backends is not None:
+        labels[policy.backends_label] = "_".join(backends)
+    request = AdmissionRequest(
+        uid="u",
+        kind=obj["kind"],
+        group=GROUPS[obj["kind"]],
+        operation="CREATE" if old is None else "UPDATE",
+        namespace="shop",
+        object=obj,
+        old_object=old,
+        user="alice",
+        groups=("system:authenticated",),
+    )
+    return review_network_policy(request, labels, policy, own_users("eg", "eg"))
+
+
+def passes(decision: Decision) -> bool:
+    """Allowed, saying nothing, under the namespace's mode (enforce)."""
+    return (
+        decision.verdict is Verdict.ALLOWED
+        and not decision.findings
+        and (decision.mode is Mode.ENFORCE)
+    )
+
+
+TO_WORLD = [{"toCIDR": ["0.0.0.0/0"]}]
+
+
+class TestForeignBackendObjects:
+    def test_a_cilium_policy_s_egress_rules_exactly(self, meshed: Policy) -> None:
+        decision = review(meshed, backend_object("CiliumNetworkPolicy", {"egress": TO_WORLD}))
+        assert decision.verdict is Verdict.DENIED
+        assert decision.mode is Mode.ENFORCE
+        assert decision.findings == (
+            Finding(
+                FOREIGN_WIDENS,
+                Severity.VIOLATION,
+                Subject("CiliumNetworkPolicy", "tenant"),
+                "has egress rules, which Cilium adds to what the profiles allow (they are not "
+                "checked against them)",
+                "use egressDeny, or extend the profile in the policy file",
+                (("kind", "CiliumNetworkPolicy"),),
+                "use egressDeny, or extend the profile",
+            ),
+        )
+
+    @pytest.mark.parametrize(
+        ("mode", "verdict"), [("warn", Verdict.WARNED), ("audit", Verdict.AUDITED)]
+    )
+    def test_a_cilium_policy_under_a_milder_mode(
+        self, meshed: Policy, mode: str, verdict: Verdict
+    ) -> None:
+        obj = backend_object("CiliumNetworkPolicy", {"egress": TO_WORLD})
+        assert review(meshed, obj, mode=mode).verdict is verdict
+
+    def test_rules_in_specs_widen_and_what_is_not_a_rule_is_skipped(self, meshed: Policy) -> None:
+        obj = backend_object("CiliumNetworkPolicy", {}, specs=["junk", {"egress": TO_WORLD}])
+        assert review(meshed, obj).verdict is Verdict.DENIED
+        quiet = backend_object("CiliumNetworkPolicy", {}, specs=["junk", {"egressDeny": TO_WORLD}])
+        assert passes(review(meshed, quiet))
+
+    def test_rules_in_spec_count_beside_specs(self, meshed: Policy) -> None:
+        obj = backend_object("CiliumNetworkPolicy", {"egress": TO_WORLD}, specs=[{}])
+        assert review(meshed, obj).verdict is Verdict.DENIED
+
+    def test_egress_deny_alone_opens_nothing(self, meshed: Policy) -> None:
+        obj = backend_object("CiliumNetworkPolicy", {"egressDeny": TO_WORLD, "egress": []})
+        assert passes(review(meshed, obj))
+
+    @pytest.mark.parametrize(
+        ("changed", "verdict"),
+        [
+            ({}, Verdict.ALLOWED),
+            ({"egressDeny": TO_WORLD}, Verdict.ALLOWED),
+            ({"endpointSelector": {"matchLabels": {"app": "web"}}}, Verdict.DENIED),
+            ({"nodeSelector": {}}, Verdict.DENIED),
+            (
+                {"egress": [*TO_WORLD, {"toFQDNs": [{"matchName": "x.example.com"}]}]},
+                Verdict.DENIED,
+            ),
+        ],
+    )
+    def test_an_update_may_keep_what_it_opened_not_open_more(
+        self, meshed: Policy, changed: dict[str, Any], verdict: Verdict
+    ) -> None:
+        old = backend_object("CiliumNetworkPolicy", {"endpointSelector": {}, "egress": TO_WORLD})
+        new = backend_object("CiliumNetworkPolicy", {**old["spec"], **changed})
+        assert review(meshed, new, old).verdict is verdict
+
+    def test_an_update_of_specs_is_read_too(self, meshed: Policy) -> None:
+        old = backend_object("CiliumNetworkPolicy", {}, specs=[{"egress": TO_WORLD}])
+        wider = backend_object("CiliumNetworkPolicy", {}, specs=[{"egress": TO_WORLD * 2}])
+        assert review(meshed, old, old).verdict is Verdict.ALLOWED
+        assert review(meshed, wider, old).verdict is Verdict.DENIED
+
+    def test_a_sidecar_selecting_workloads_exactly(self, meshed: Policy) -> None:
+        obj = backend_object("Sidecar", {"workloadSelector": {"labels": {"app": "web"}}})
+        decision = review(meshed, obj)
+        assert decision.verdict is Verdict.DENIED
+        assert decision.mode is Mode.ENFORCE
+        assert decision.findings == (
+            Finding(
+                FOREIGN_WIDENS,
+                Severity.VIOLATION,
+                Subject("Sidecar", "tenant"),
+                "selects workloads, as the profiles' Sidecars do: Istio applies one of them, "
+                "undefined which",
+                "drop its workloadSelector (a namespace-wide Sidecar yields to the profiles')",
+                (("kind", "Sidecar"),),
+                "drop its workloadSelector",
+            ),
+        )
+
+    def test_a_sidecar_where_istio_is_not_used_or_selecting_nothing(self, meshed: Policy) -> None:
+        selecting = backend_object("Sidecar", {"workloadSelector": {"labels": {"app": "web"}}})
+        assert passes(review(meshed, selecting, backends=["networkpolicy", "cilium"]))
+        wide = backend_object("Sidecar", {"workloadSelector": {}, "egress": [{"hosts": ["*/*"]}]})
+        assert passes(review(meshed, wide))
+
+    @pytest.mark.parametrize(
+        ("changed", "verdict"),
+        [
+            ({}, Verdict.ALLOWED),
+            ({"ingress": []}, Verdict.ALLOWED),
+            ({"workloadSelector": {"labels": {"app": "api"}}}, Verdict.DENIED),
+            ({"egress": [{"hosts": ["*/*"]}]}, Verdict.DENIED),
+            ({"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}, Verdict.DENIED),
+        ],
+    )
+    def test_a_sidecar_update_may_keep_its_reach(
+        self, meshed: Policy, changed: dict[str, Any], verdict: Verdict
+    ) -> None:
+        old = backend_object(
+            "Sidecar",
+            {
+                "workloadSelector": {"labels": {"app": "web"}},
+                "egress": [{"hosts": ["./*"]}],
+                "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+            },
+        )
+        new = backend_object("Sidecar", {**old["spec"], **changed})
+        assert review(meshed, new, old).verdict is verdict
+
+    def test_an_entry_posing_as_services_exactly(self, meshed: Policy) -> None:
+        hosts = ["z.shop.svc.cluster.local", "api.example.com", 7, "a.billing.svc.cluster.local"]
+        decision = review(meshed, backend_object("ServiceEntry", {"hosts": hosts}))
+        assert decision.verdict is Verdict.DENIED
+        assert decision.mode is Mode.ENFORCE
+        posing = ("a.billing.svc.cluster.local", "z.shop.svc.cluster.local")
+        assert decision.findings == (
+            Finding(
+                FOREIGN_WIDENS,
+                Severity.VIOLATION,
+                Subject("ServiceEntry", "tenant"),
+                "registers a.billing.svc.cluster.local, z.shop.svc.cluster.local: names of "
+                "Services, which the profiles' Sidecars allow, for addresses of its own choosing",
+                "name the host outside the cluster domain, or add it to a profile",
+                (("kind", "ServiceEntry"), ("hosts", posing)),
+                "name the host outside the cluster domain",
+            ),
+        )
+
+    @pytest.mark.parametrize(
+        "hosts",
+        [
+            ["api.example.com", "svc.cluster.local", "x.svc.cluster.localx"],
+            "x.svc.cluster.local",  # not a list
+            {"x.svc.cluster.local": "x"},
+            None,
+        ],
+    )
+    def test_an_entry_outside_the_cluster_domain_is_the_tenant_s(
+        self, meshed: Policy, hosts: Any
+    ) -> None:
+        assert passes(review(meshed, backend_object("ServiceEntry", {"hosts": hosts})))
+
+    def test_an_entry_under_another_cluster_domain(self, meshed: Policy) -> None:
+        domain = policy_with(meshed, dns={"clusterDomain": "corp.example"})
+        obj = backend_object("ServiceEntry", {"hosts": ["a.shop.svc.cluster.local"]})
+        assert passes(review(domain, obj))
+        posing = backend_object("ServiceEntry", {"hosts": ["a.shop.svc.corp.example"]})
+        assert review(domain, posing).verdict is Verdict.DENIED
+
+    def test_an_entry_where_istio_is_not_used(self, meshed: Policy) -> None:
+        obj = backend_object("ServiceEntry", {"hosts": ["a.shop.svc.cluster.local"]})
+        assert passes(review(meshed, obj, backends=["networkpolicy", "cilium"]))
