@@ -419,3 +419,40 @@ def test_doctor_says_a_crd_too_old_to_serve_the_version(meshed: Policy) -> None:
     assert "serviceentries.networking.istio.io v1" in result.summary
     assert "cilium" not in result.summary.split("backends")[-1].split(":")[1]
     assert any("serving v1alpha3, v1beta1, NOT v1" in line for line in result.details)
+
+
+@pytest.mark.parametrize(
+    ("host", "poses"),
+    [
+        ("exfil.shop.svc.cluster.local", True),
+        ("EXFIL.shop.SVC.cluster.local.", True),
+        ("*.cluster.local", True),
+        ("*.local", True),
+        ("*", True),
+        ("*.svc.cluster.local", True),
+        ("api.example.com", False),
+        ("*.example.com", False),
+        ("cluster.local.example.com", False),
+        ("x.svc.corp.example", False),
+    ],
+)
+def test_a_service_entry_posing_as_a_service(host: str, poses: bool) -> None:
+    from webhook.core.network_policy_review import _poses
+
+    assert _poses(host, "cluster.local") is poses
+
+
+def test_istio_says_two_hosts_on_one_port_cannot_both_be_reached(policy: Policy) -> None:
+    from webhook.core import istio_objects
+
+    allow = [
+        {"host": "db1.example.com", "ports": [5432]},
+        {"host": "db2.example.com", "ports": [5432]},
+        {"host": "api.example.com", "ports": [443]},
+        {"host": "web.example.com", "ports": [443]},
+    ]
+    shared = policy_with(policy, profiles={"p": {"allow": allow}})
+    rendered = istio_objects.render_profile("shop", "p", shared)
+    assert rendered.unrendered == (
+        "db1.example.com, db2.example.com on port 5432, of which Istio's sidecar reaches only one",
+    )  # 443 is told apart by server name

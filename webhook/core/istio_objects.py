@@ -13,7 +13,7 @@ How a sidecar tells hosts apart decides what can be said without allowing more t
 - on port 443 an entry is `TLS`, matched by the server name the client sends;
 - an exact host on another port is `TCP` with `resolution: DNS`: the sidecar sends whatever
   goes to that port to the host's own addresses, so nothing else is reached (two hosts on the
-  same port cannot both be held: Istio keeps one listener per port);
+  same port cannot both be reached: Istio keeps one listener per port, and that is said);
 - a wildcard host (`*.example.com`) needs `resolution: NONE`, which trusts the destination the
   client chose: on 443 the server name must still match, on any other port it would allow every
   address, so there it is left out and said;
@@ -155,6 +155,25 @@ def _range_entry(
     return _manifest("ServiceEntry", name, namespace, spec, policy), left
 
 
+def _shared_tcp_ports(entries: list[dict[str, Any]]) -> list[str]:
+    """Exact hosts sharing a port other than 443: Istio keeps one listener per such port, so the
+    sidecar sends all of that port's traffic to one of them (none is reached that was not
+    declared, but the others are not reached at all)."""
+    by_port: dict[int, list[str]] = {}
+    for entry in entries:
+        spec = entry["spec"]
+        if spec["resolution"] != "DNS":
+            continue
+        for port in spec["ports"]:
+            if port["protocol"] == "TCP":
+                by_port.setdefault(port["number"], []).extend(spec["hosts"])
+    return [
+        f"{', '.join(hosts)} on port {number}, of which Istio's sidecar reaches only one"
+        for number, hosts in sorted(by_port.items())
+        if len(hosts) > 1
+    ]
+
+
 def render_profile(
     namespace: str, profile_name: str, policy: Policy, *, namespace_injects_all: bool = False
 ) -> Rendered:
@@ -174,6 +193,7 @@ def render_profile(
         if entry is not None:
             entries.append(entry)
         unrendered += left
+    unrendered += _shared_tcp_ports(entries)
     peers: list[str] = []
     for destination in profile.allow:
         selector = destination.namespace_selector

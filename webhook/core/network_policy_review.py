@@ -214,13 +214,22 @@ def _foreign_backend_object(
     return None
 
 
+def _poses(host: str, domain: str) -> bool:
+    suffix = f".svc.{domain.lower()}"
+    name = host.lower().rstrip(".")
+    if name.endswith(suffix) or name == "*":
+        return True
+    return name.startswith("*.") and suffix.endswith(name[1:])
+
+
 def _posing_entry(request: AdmissionRequest, subject: Subject, domain: str) -> Finding | None:
     """A tenant's ServiceEntry whose host passes for a Service (`*.svc.<domain>`), which the
-    profiles' Sidecars name: it would reach addresses of the tenant's choosing."""
-    suffix = f".svc.{domain}"
+    profiles' Sidecars name: it would reach addresses of the tenant's choosing. Host names are
+    compared as DNS compares them (any case, a trailing dot), and a wildcard that covers
+    Services' names (`*.cluster.local`, `*.local`, `*`) passes for them too."""
     hosts = section(request.object, "spec").get("hosts")
     named = hosts if isinstance(hosts, list) else []
-    posing = tuple(sorted(h for h in named if isinstance(h, str) and h.endswith(suffix)))
+    posing = tuple(sorted(h for h in named if isinstance(h, str) and _poses(h, domain)))
     if not posing:
         return None
     return Finding(
