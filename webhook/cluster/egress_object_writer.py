@@ -62,59 +62,34 @@ class KindNotServed(Exception):
 
 
 class KindCalls:
-    """The API calls for one generated kind: the typed client for NetworkPolicies, the custom
-    objects client for the CRD kinds (the same paths, the same semantics). Each returns the
-    bound method and its leading arguments, for `call_json` and `pages`."""
+    """The API calls for one generated kind, through the client for objects of any group,
+    version and resource: its paths are the API's own (`/apis/networking.k8s.io/v1/namespaces/
+    <ns>/networkpolicies` as much as `/apis/cilium.io/v2/...`), so NetworkPolicies and the CRD
+    kinds go the same way. Each returns the bound method and its leading arguments, for
+    `call_json` and `pages`."""
 
     def __init__(self, api: client.ApiClient, kind: GeneratedKind) -> None:
         self.kind = kind
-        self._net = client.NetworkingV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
+        self._objects = client.CustomObjectsApi(api)
         self._where = (kind.group, kind.version)
 
     def create(self, namespace: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        if self.kind.custom:
-            return self._custom.create_namespaced_custom_object, (
-                *self._where,
-                namespace,
-                self.kind.plural,
-            )
-        return self._net.create_namespaced_network_policy, (namespace,)
+        return self._objects.create_namespaced_custom_object, self._in(namespace)
 
     def read(self, namespace: str, name: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        if self.kind.custom:
-            return self._custom.get_namespaced_custom_object, (
-                *self._where,
-                namespace,
-                self.kind.plural,
-                name,
-            )
-        return self._net.read_namespaced_network_policy, (name, namespace)
+        return self._objects.get_namespaced_custom_object, (*self._in(namespace), name)
 
     def replace(self, namespace: str, name: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        if self.kind.custom:
-            return self._custom.replace_namespaced_custom_object, (
-                *self._where,
-                namespace,
-                self.kind.plural,
-                name,
-            )
-        return self._net.replace_namespaced_network_policy, (name, namespace)
+        return self._objects.replace_namespaced_custom_object, (*self._in(namespace), name)
 
     def delete(self, namespace: str, name: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        if self.kind.custom:
-            return self._custom.delete_namespaced_custom_object, (
-                *self._where,
-                namespace,
-                self.kind.plural,
-                name,
-            )
-        return self._net.delete_namespaced_network_policy, (name, namespace)
+        return self._objects.delete_namespaced_custom_object, (*self._in(namespace), name)
 
     def list_all_namespaces(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        if self.kind.custom:
-            return self._custom.list_cluster_custom_object, (*self._where, self.kind.plural)
-        return self._net.list_network_policy_for_all_namespaces, ()
+        return self._objects.list_cluster_custom_object, (*self._where, self.kind.plural)
+
+    def _in(self, namespace: str) -> tuple[str, str, str, str]:
+        return (*self._where, namespace, self.kind.plural)
 
 
 class EgressObjectWriter:
