@@ -456,3 +456,28 @@ def test_istio_says_two_hosts_on_one_port_cannot_both_be_reached(policy: Policy)
     assert rendered.unrendered == (
         "db1.example.com, db2.example.com on port 5432, of which Istio's sidecar reaches only one",
     )  # 443 is told apart by server name
+
+
+def test_an_update_keeping_a_posing_entry_s_hosts_may_pass(meshed: Policy) -> None:
+    """As for the other kinds: a ServiceEntry made before the namespace enforced can still be
+    relabelled or finalized; adding a posing host to it cannot."""
+    from builders import network_policy_request
+
+    from webhook.core.network_policy_review import review_network_policy
+
+    old = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "legacy", "namespace": "shop"},
+        "spec": {"hosts": ["db.shop.svc.cluster.local"]},
+    }
+
+    def allowed(new: dict[str, Any]) -> bool:
+        found = network_policy_request("UPDATE", new, old, namespace="shop")
+        entry = replace(found, kind="ServiceEntry", group="networking.istio.io", version="v1")
+        return review_network_policy(entry, labels(), meshed, frozenset()).allowed
+
+    assert allowed({**old, "metadata": {**old["metadata"], "finalizers": []}})
+    assert not allowed(
+        {**old, "spec": {"hosts": [*old["spec"]["hosts"], "x.shop.svc.cluster.local"]}}
+    )

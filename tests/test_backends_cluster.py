@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from builders import BACKENDS, PROFILE, ns_labels, placed, policy_with, request, workload
+from kubernetes import client
 from local_apiserver import Fault, LocalApiServer
 from test_cluster_admission import SwappablePolicy, delete, namespace, relabel, wait_for
 
 from webhook.admission.controller import AdmissionController, ReviewResult
-from webhook.cluster.client import api_client
 from webhook.cluster.kube import ClusterConnection, connect
 from webhook.core.backends import CILIUM_NETWORK_POLICY, SERVICE_ENTRY, SIDECAR
 from webhook.core.decision import Verdict
@@ -29,6 +29,15 @@ from webhook.core.policy import Policy
 from webhook.reconcile.reconciler import Reconciler
 
 CRDS = Path(__file__).resolve().parents[2] / "shared/corpus/crds"
+
+
+@pytest.fixture(autouse=True)
+def corpus_crds() -> None:
+    """Every test here installs the real CRDs of ../shared/corpus; without it they skip."""
+    if not CRDS.exists():
+        pytest.skip("../shared/corpus is not here")
+
+
 CILIUM_CRDS = CRDS / "cilium-ciliumnetworkpolicies.yaml"
 ISTIO_CRDS = CRDS / "istio-serviceentry-sidecar.yaml"
 STRIPE = "egress-guard-profile-stripe"
@@ -84,8 +93,6 @@ def _connect(api: LocalApiServer, kubeconfig: Path, policy: Policy) -> ClusterCo
 
 @pytest.fixture
 def meshed(local_api: LocalApiServer, kubeconfig: Path, meshed_policy: Policy) -> Iterator[Meshed]:
-    if not CRDS.exists():
-        pytest.skip("../shared/corpus is not here")
     local_api.install_crds(CILIUM_CRDS, ISTIO_CRDS)
     local_api.seed(
         namespace("payments", ns_labels("enforce")),
@@ -197,8 +204,6 @@ class TestMissingCrd:
     def without_cilium(
         self, local_api: LocalApiServer, kubeconfig: Path, meshed_policy: Policy
     ) -> Iterator[Meshed]:
-        if not CRDS.exists():
-            pytest.skip("../shared/corpus is not here")
         local_api.install_crds(ISTIO_CRDS)
         local_api.seed(
             namespace("payments", ns_labels("enforce")),
@@ -238,8 +243,6 @@ class TestMissingCrd:
     ) -> None:
         """`cilium` added to the policy file without the RBAC rendered for it: the webhook stays
         ready for every namespace, says why, and the namespaces that use it are refused."""
-        if not CRDS.exists():
-            pytest.skip("../shared/corpus is not here")
         local_api.install_crds(CILIUM_CRDS, ISTIO_CRDS)
         local_api.seed(namespace("payments", ns_labels("enforce")))
         forbidden = {"status": 403, "reason": "Forbidden", "times": None}
@@ -268,8 +271,6 @@ class TestMissingCrd:
     ) -> None:
         """A kind not served is listed again now and then: once its CRD is installed the
         warning goes and its objects are watched (and remembered) like the others."""
-        if not CRDS.exists():
-            pytest.skip("../shared/corpus is not here")
         monkeypatch.setattr("webhook.cluster.list_watch.ABSENT_RECHECK_S", 0.2)
         local_api.install_crds(ISTIO_CRDS)
         local_api.seed(namespace("payments", ns_labels("enforce")))
@@ -303,117 +304,95 @@ class TestMissingCrd:
 
 class TestReconciler:
     def test_it_makes_repairs_and_prunes_each_backend_s_objects(
-        self, meshed: Meshed, kubeconfig: Path, meshed_policy: Policy
+        self, meshed: Meshed, kube: client.ApiClient, meshed_policy: Policy
     ) -> None:
         api = meshed.api
         api.seed(placed(workload("Deployment", {PROFILE: "stripe"}), "payments"))
-        kube = api_client("kubeconfig", kubeconfig=str(kubeconfig))
-        try:
-            reconciler = Reconciler(kube, SwappablePolicy(meshed_policy))
-            first = reconciler.run_once()
-            assert first.complete, first.errors
-            assert f"payments/CiliumNetworkPolicy/{STRIPE}" in first.created
-            assert f"payments/Sidecar/{STRIPE}" in first.created
-            entry = live(api, "serviceentries")[STRIPE_API]
-            entry["spec"]["hosts"] = ["example.com"]
-            replace(api, "serviceentries", entry)
-            delete(api, "ciliumnetworkpolicies", DEFAULT_DENY_NAME, "payments")
-            second = reconciler.run_once()
-            assert second.updated == [f"payments/ServiceEntry/{STRIPE_API}"]
-            assert second.created == [f"payments/CiliumNetworkPolicy/{DEFAULT_DENY_NAME}"]
-            assert live(api, "serviceentries")[STRIPE_API]["spec"]["hosts"] == ["api.stripe.com"]
-            relabel(api, "payments", {})
-            third = reconciler.run_once()
-            assert third.complete, third
-            assert f"payments/Sidecar/{STRIPE}" in third.deleted
-            assert f"payments/CiliumNetworkPolicy/{STRIPE}" in third.deleted
-            for plural in (
-                "networkpolicies",
-                "ciliumnetworkpolicies",
-                "serviceentries",
-                "sidecars",
-            ):
-                assert live(api, plural) == {}, plural
-        finally:
-            kube.close()
+        reconciler = Reconciler(kube, SwappablePolicy(meshed_policy))
+        first = reconciler.run_once()
+        assert first.complete, first.errors
+        assert f"payments/CiliumNetworkPolicy/{STRIPE}" in first.created
+        assert f"payments/Sidecar/{STRIPE}" in first.created
+        entry = live(api, "serviceentries")[STRIPE_API]
+        entry["spec"]["hosts"] = ["example.com"]
+        replace(api, "serviceentries", entry)
+        delete(api, "ciliumnetworkpolicies", DEFAULT_DENY_NAME, "payments")
+        second = reconciler.run_once()
+        assert second.updated == [f"payments/ServiceEntry/{STRIPE_API}"]
+        assert second.created == [f"payments/CiliumNetworkPolicy/{DEFAULT_DENY_NAME}"]
+        assert live(api, "serviceentries")[STRIPE_API]["spec"]["hosts"] == ["api.stripe.com"]
+        relabel(api, "payments", {})
+        third = reconciler.run_once()
+        assert third.complete, third
+        assert f"payments/Sidecar/{STRIPE}" in third.deleted
+        assert f"payments/CiliumNetworkPolicy/{STRIPE}" in third.deleted
+        for plural in (
+            "networkpolicies",
+            "ciliumnetworkpolicies",
+            "serviceentries",
+            "sidecars",
+        ):
+            assert live(api, plural) == {}, plural
 
     def test_a_backend_taken_out_of_the_policy_file_is_pruned(
-        self, meshed: Meshed, kubeconfig: Path, meshed_policy: Policy
+        self, meshed: Meshed, kube: client.ApiClient, meshed_policy: Policy
     ) -> None:
         api = meshed.api
         api.seed(placed(workload("Deployment", {PROFILE: "stripe"}), "payments"))
-        kube = api_client("kubeconfig", kubeconfig=str(kubeconfig))
-        try:
-            policies = SwappablePolicy(meshed_policy)
-            assert Reconciler(kube, policies).run_once().complete
-            policies.policy = policy_with(meshed_policy, backends=["networkpolicy"])
-            report = Reconciler(kube, policies).run_once()
-            assert report.complete, report.errors
-            assert live(api, "ciliumnetworkpolicies") == {}
-            assert live(api, "sidecars") == {}
-            assert set(live(api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
-        finally:
-            kube.close()
+        policies = SwappablePolicy(meshed_policy)
+        assert Reconciler(kube, policies).run_once().complete
+        policies.policy = policy_with(meshed_policy, backends=["networkpolicy"])
+        report = Reconciler(kube, policies).run_once()
+        assert report.complete, report.errors
+        assert live(api, "ciliumnetworkpolicies") == {}
+        assert live(api, "sidecars") == {}
+        assert set(live(api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
 
     def test_a_namespace_keeps_its_old_backend_until_the_new_one_is_in_place(
-        self, local_api: LocalApiServer, kubeconfig: Path, policy: Policy
+        self, local_api: LocalApiServer, kube: client.ApiClient, policy: Policy
     ) -> None:
         """From NetworkPolicies to Cilium alone before Cilium's CRD is installed: pruning the
         NetworkPolicies would leave the namespace with nothing. They stay (deferred) until the
         CiliumNetworkPolicies are made, then go in the same pass."""
-        if not CRDS.exists():
-            pytest.skip("../shared/corpus is not here")
         local_api.seed(namespace("payments", ns_labels("enforce")))
         local_api.seed(placed(workload("Deployment", {PROFILE: "stripe"}), "payments"))
-        kube = api_client("kubeconfig", kubeconfig=str(kubeconfig))
-        try:
-            policies = SwappablePolicy(policy)
-            assert Reconciler(kube, policies).run_once().complete
-            assert set(live(local_api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
-            policies.policy = policy_with(policy, backends=["cilium"])
-            reconciler = Reconciler(kube, policies)
-            stuck = reconciler.run_once()
-            assert any("ciliumnetworkpolicies.cilium.io" in e for e in stuck.errors)
-            assert stuck.deleted == []
-            assert sorted(stuck.deferred) == [
-                f"payments/{DEFAULT_DENY_NAME}",
-                f"payments/{STRIPE}",
-            ]
-            assert set(live(local_api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
-            local_api.install_crds(CILIUM_CRDS)
-            moved = reconciler.run_once()
-            assert moved.complete, moved.errors
-            assert sorted(moved.created) == [
-                f"payments/CiliumNetworkPolicy/{DEFAULT_DENY_NAME}",
-                f"payments/CiliumNetworkPolicy/{STRIPE}",
-            ]
-            assert sorted(moved.deleted) == [f"payments/{DEFAULT_DENY_NAME}", f"payments/{STRIPE}"]
-            assert live(local_api, "networkpolicies") == {}
-        finally:
-            kube.close()
+        policies = SwappablePolicy(policy)
+        assert Reconciler(kube, policies).run_once().complete
+        assert set(live(local_api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
+        policies.policy = policy_with(policy, backends=["cilium"])
+        reconciler = Reconciler(kube, policies)
+        stuck = reconciler.run_once()
+        assert any("ciliumnetworkpolicies.cilium.io" in e for e in stuck.errors)
+        assert stuck.deleted == []
+        assert sorted(stuck.deferred) == [
+            f"payments/{DEFAULT_DENY_NAME}",
+            f"payments/{STRIPE}",
+        ]
+        assert set(live(local_api, "networkpolicies")) == {DEFAULT_DENY_NAME, STRIPE}
+        local_api.install_crds(CILIUM_CRDS)
+        moved = reconciler.run_once()
+        assert moved.complete, moved.errors
+        assert sorted(moved.created) == [
+            f"payments/CiliumNetworkPolicy/{DEFAULT_DENY_NAME}",
+            f"payments/CiliumNetworkPolicy/{STRIPE}",
+        ]
+        assert sorted(moved.deleted) == [f"payments/{DEFAULT_DENY_NAME}", f"payments/{STRIPE}"]
+        assert live(local_api, "networkpolicies") == {}
 
     def test_a_missing_crd_is_one_error_and_the_rest_is_reconciled(
-        self, local_api: LocalApiServer, kubeconfig: Path, meshed_policy: Policy
+        self, local_api: LocalApiServer, kube: client.ApiClient, meshed_policy: Policy
     ) -> None:
-        if not CRDS.exists():
-            pytest.skip("../shared/corpus is not here")
         local_api.install_crds(ISTIO_CRDS)
         local_api.seed(namespace("payments", ns_labels("enforce")))
-        kube = api_client("kubeconfig", kubeconfig=str(kubeconfig))
-        try:
-            report = Reconciler(kube, SwappablePolicy(meshed_policy)).run_once()
-            (error,) = report.errors
-            assert "ciliumnetworkpolicies.cilium.io is not installed" in error
-            assert "payments/egress-guard-default-deny" in report.created
-            assert not any("CiliumNetworkPolicy" in where for where in report.created)
-        finally:
-            kube.close()
+        report = Reconciler(kube, SwappablePolicy(meshed_policy)).run_once()
+        (error,) = report.errors
+        assert "ciliumnetworkpolicies.cilium.io is not installed" in error
+        assert "payments/egress-guard-default-deny" in report.created
+        assert not any("CiliumNetworkPolicy" in where for where in report.created)
 
 
 def test_the_kinds_are_the_crds_kinds() -> None:
     """The kinds egress-guard writes are those the corpus's CRDs define, at a served version."""
-    if not CRDS.exists():
-        pytest.skip("../shared/corpus is not here")
     import yaml
 
     served = set()

@@ -223,12 +223,8 @@ class ClusterEgressObjectApplier:
             raise NetworkPoliciesNotEnsured(_explain(err, manifest), because) from None
 
     def _is_known(self, namespace: str, uid: str | None, ref: str, version: Version) -> bool:
-        if not self._trusted():
-            return False
-        known = self._in_place.get(namespace)
-        if known is None or known.uid != uid:
-            return False
-        found = known.policies.get(ref)
+        known = self._known(namespace, uid)
+        found = known.policies.get(ref) if known is not None else None
         return found is not None and found.version == version
 
     def _remember(

@@ -14,6 +14,7 @@ itself (not for an object of it) is `KindNotServed`, naming the CRD to install.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
@@ -85,8 +86,12 @@ class KindCalls:
     def delete(self, namespace: str, name: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return self._objects.delete_namespaced_custom_object, (*self._in(namespace), name)
 
-    def list_all_namespaces(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        return self._objects.list_cluster_custom_object, (*self._where, self.kind.plural)
+    def list_all_namespaces(self) -> Callable[..., Any]:
+        """The list (and watch) of the kind in every namespace, as `pages` and `ListWatch`
+        call a typed client's list method."""
+        return functools.partial(
+            self._objects.list_cluster_custom_object, *self._where, self.kind.plural
+        )
 
     def _in(self, namespace: str) -> tuple[str, str, str, str]:
         return (*self._where, namespace, self.kind.plural)

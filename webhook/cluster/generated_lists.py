@@ -40,11 +40,9 @@ def list_generated(
     longer uses, which RBAC may no longer grant), which count as none."""
     listing = GeneratedListing()
     for kind in kinds:
-        method, args = KindCalls(api, kind).list_all_namespaces()
         try:
             items, _ = list_all(
-                method,
-                *args,
+                KindCalls(api, kind).list_all_namespaces(),
                 timeout=LIST_TIMEOUT,
                 counter=counter,
                 retries=PAGE_RETRIES,

@@ -55,8 +55,9 @@ class ClusterConnection:
         )
 
     def synced(self, timeout_s: float) -> bool:
-        """Wait for every watch's first list."""
-        return all(watch.synced.wait(timeout_s) for watch in self.watches)
+        """Wait for every watch's first list: the namespaces' and each generated kind's."""
+        watched = (self.namespaces.synced, *(watch.synced for watch in self.watches))
+        return all(event.wait(timeout_s) for event in watched)
 
     def close(self) -> None:
         for watch in self.watches:
@@ -96,14 +97,13 @@ def connect(
     watches = tuple(
         ListWatch(
             f"generated {kind.qualified}",
-            functools.partial(method, *args),
+            KindCalls(api, kind).list_all_namespaces(),
             on_list=functools.partial(applier.objects_listed, kind=kind),
             on_event=functools.partial(applier.object_event, kind=kind),
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
             may_be_absent=kind.custom,
         )
         for kind in kinds
-        for method, args in (KindCalls(api, kind).list_all_namespaces(),)
     )
     by_kind = dict(zip(kinds, watches, strict=True))
     applier.watching(lambda kind: kind in by_kind and not by_kind[kind].absent)

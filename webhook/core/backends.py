@@ -30,6 +30,12 @@ class Backend(StrEnum):
         return self is not Backend.ISTIO
 
 
+def sidecars_alone(backends: tuple[Backend, ...]) -> bool:
+    """Nothing but Istio's sidecars holds the pods: no network-level backend, which a pod that
+    bypasses its sidecar would still meet."""
+    return bool(backends) and not any(backend.network_level for backend in backends)
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratedKind:
     """A kind of object egress-guard generates, as the API serves it."""
@@ -82,6 +88,15 @@ _BY_TYPE = {(k.api_version, k.kind): k for k in GENERATED_KINDS}
 def kinds_of(backends: tuple[Backend, ...]) -> tuple[GeneratedKind, ...]:
     """The kinds the backends are made of, in a fixed order."""
     return tuple(kind for kind in GENERATED_KINDS if kind.backend in backends)
+
+
+def by_group(kinds: tuple[GeneratedKind, ...]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(group, version, plurals) for rules that name resources (RBAC, webhook rules), in the
+    kinds' order."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for kind in kinds:
+        grouped.setdefault((kind.group, kind.version), []).append(kind.plural)
+    return [(group, version, tuple(plurals)) for (group, version), plurals in grouped.items()]
 
 
 def generated_kind(manifest: Mapping[str, Any]) -> GeneratedKind:

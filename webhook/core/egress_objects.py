@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.core import cilium_policies, istio_objects
-from webhook.core.backends import Backend
+from webhook.core.backends import Backend, sidecars_alone
 from webhook.core.decision import EnsureNetworkPolicies
 from webhook.core.findings import BACKEND_LIMITS, Finding, Severity, Subject, detail
 from webhook.core.namespace import NamespaceContext
@@ -107,7 +107,7 @@ def profile_findings(
             )
             for why in unrendered
         ]
-        if context.backends == (Backend.ISTIO,):
+        if sidecars_alone(context.backends):
             found.append(istio_alone(profile))
         cached = tuple(found)
         policy.memo[key] = cached

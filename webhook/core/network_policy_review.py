@@ -24,7 +24,7 @@ Sidecars do name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from webhook.core.backends import (
     CILIUM_NETWORK_POLICY,
@@ -167,51 +167,62 @@ def _cilium_rules(obj: object) -> list[Mapping[str, object]]:
 def _foreign_backend_object(
     request: AdmissionRequest, subject: Subject, backends: tuple[Backend, ...], domain: str
 ) -> Finding | None:
-    """Why a tenant's Cilium or Istio object undoes a profile, or None. An UPDATE that keeps
-    what already did so may pass (it can then be narrowed, relabelled or finalized)."""
+    """Why a tenant's Cilium or Istio object undoes a profile, or None."""
     if request.kind == CILIUM_NETWORK_POLICY.kind:
-
-        def opens(obj: object) -> list[object]:
-            return [rule.get(key) for rule in _cilium_rules(obj) for key in _CILIUM_EGRESS]
-
-        if not any(rule.get("egress") for rule in _cilium_rules(request.object)):
-            return None
-        if request.old_object is not None and opens(request.old_object) == opens(request.object):
-            return None
-        return Finding(
-            FOREIGN_WIDENS,
-            Severity.VIOLATION,
-            subject,
-            "has egress rules, which Cilium adds to what the profiles allow (they are not "
-            "checked against them)",
-            "use egressDeny, or extend the profile in the policy file",
-            detail(kind=request.kind),
-            "use egressDeny, or extend the profile",
-        )
-    if request.kind == SIDECAR.kind:
-
-        def reach(obj: object) -> list[object]:
-            return [section(obj, "spec").get(key) for key in _SIDECAR_REACH]
-
-        if Backend.ISTIO not in backends:
-            return None  # no profile Sidecar of egress-guard's to compete with
-        if not section(request.object, "spec").get("workloadSelector"):
-            return None  # a namespace-wide Sidecar yields to the profiles' selecting ones
-        if request.old_object is not None and reach(request.old_object) == reach(request.object):
-            return None
-        return Finding(
-            FOREIGN_WIDENS,
-            Severity.VIOLATION,
-            subject,
-            "selects workloads, as the profiles' Sidecars do: Istio applies one of them, "
-            "undefined which",
-            "drop its workloadSelector (a namespace-wide Sidecar yields to the profiles')",
-            detail(kind=request.kind),
-            "drop its workloadSelector",
-        )
+        return _cilium_widens(request, subject)
+    if request.kind == SIDECAR.kind and Backend.ISTIO in backends:
+        return _sidecar_competes(request, subject)
     if request.kind == SERVICE_ENTRY.kind and Backend.ISTIO in backends:
-        return _posing_entry(request, subject, domain)
-    return None
+        return _entry_poses(request, subject, domain)
+    return None  # where Istio is not used, no profile Sidecar of egress-guard's names anything
+
+
+def _kept(request: AdmissionRequest, view: Callable[[object], object]) -> bool:
+    """An UPDATE that keeps what already undid a profile may pass: it can then be narrowed,
+    relabelled or finalized."""
+    return request.old_object is not None and view(request.old_object) == view(request.object)
+
+
+def _cilium_opens(obj: object) -> list[object]:
+    return [rule.get(key) for rule in _cilium_rules(obj) for key in _CILIUM_EGRESS]
+
+
+def _cilium_widens(request: AdmissionRequest, subject: Subject) -> Finding | None:
+    if not any(rule.get("egress") for rule in _cilium_rules(request.object)):
+        return None
+    if _kept(request, _cilium_opens):
+        return None
+    return Finding(
+        FOREIGN_WIDENS,
+        Severity.VIOLATION,
+        subject,
+        "has egress rules, which Cilium adds to what the profiles allow (they are not "
+        "checked against them)",
+        "use egressDeny, or extend the profile in the policy file",
+        detail(kind=request.kind),
+        "use egressDeny, or extend the profile",
+    )
+
+
+def _sidecar_reach(obj: object) -> list[object]:
+    return [section(obj, "spec").get(key) for key in _SIDECAR_REACH]
+
+
+def _sidecar_competes(request: AdmissionRequest, subject: Subject) -> Finding | None:
+    if not section(request.object, "spec").get("workloadSelector"):
+        return None  # a namespace-wide Sidecar yields to the profiles' selecting ones
+    if _kept(request, _sidecar_reach):
+        return None
+    return Finding(
+        FOREIGN_WIDENS,
+        Severity.VIOLATION,
+        subject,
+        "selects workloads, as the profiles' Sidecars do: Istio applies one of them, "
+        "undefined which",
+        "drop its workloadSelector (a namespace-wide Sidecar yields to the profiles')",
+        detail(kind=request.kind),
+        "drop its workloadSelector",
+    )
 
 
 def _poses(host: str, domain: str) -> bool:
@@ -222,15 +233,19 @@ def _poses(host: str, domain: str) -> bool:
     return name.startswith("*.") and suffix.endswith(name[1:])
 
 
-def _posing_entry(request: AdmissionRequest, subject: Subject, domain: str) -> Finding | None:
+def _posing_hosts(obj: object, domain: str) -> tuple[str, ...]:
+    hosts = section(obj, "spec").get("hosts")
+    named = hosts if isinstance(hosts, list) else []
+    return tuple(sorted(h for h in named if isinstance(h, str) and _poses(h, domain)))
+
+
+def _entry_poses(request: AdmissionRequest, subject: Subject, domain: str) -> Finding | None:
     """A tenant's ServiceEntry whose host passes for a Service (`*.svc.<domain>`), which the
     profiles' Sidecars name: it would reach addresses of the tenant's choosing. Host names are
     compared as DNS compares them (any case, a trailing dot), and a wildcard that covers
     Services' names (`*.cluster.local`, `*.local`, `*`) passes for them too."""
-    hosts = section(request.object, "spec").get("hosts")
-    named = hosts if isinstance(hosts, list) else []
-    posing = tuple(sorted(h for h in named if isinstance(h, str) and _poses(h, domain)))
-    if not posing:
+    posing = _posing_hosts(request.object, domain)
+    if not posing or _kept(request, lambda obj: _posing_hosts(obj, domain)):
         return None
     return Finding(
         FOREIGN_WIDENS,

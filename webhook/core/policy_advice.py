@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from webhook.core.backends import Backend
+from webhook.core.backends import sidecars_alone
 from webhook.core.findings import BACKEND_LIMITS, Finding, Severity, Subject, detail, register
 from webhook.core.policy import Destination, Policy
 
@@ -83,7 +83,7 @@ def policy_advice(policy: Policy) -> tuple[Finding, ...]:
                         "add them to its except list",
                     )
                 )
-    if policy.backend_set == (Backend.ISTIO,):
+    if sidecars_alone(policy.backend_set):
         findings.append(
             Finding(
                 BACKEND_LIMITS,

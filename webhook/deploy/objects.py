@@ -41,7 +41,7 @@ from webhook.admission.budgets import (
     VALIDATION_TIMEOUT_S,
 )
 from webhook.config.settings import RECONCILER_HEALTH_PORT, ServeSettings
-from webhook.core.backends import CILIUM_NETWORK_POLICY, NETWORK_POLICY, kinds_of
+from webhook.core.backends import CILIUM_NETWORK_POLICY, NETWORK_POLICY, by_group, kinds_of
 from webhook.core.kube_names import SYSTEM_NAMESPACES, own_users, service_dns_names
 from webhook.core.namespace_governance import GOVERNED_SUBRESOURCES
 from webhook.core.network_policies import (
@@ -258,11 +258,9 @@ def reviewed_egress_kinds(policy: Policy) -> list[tuple[str, str, tuple[str, ...
     cluster Cilium adds both kinds up; a rule for a kind the cluster does not serve is
     harmless), and the Istio kinds where the policy file uses them."""
     always = (NETWORK_POLICY, CILIUM_NETWORK_POLICY)
-    kinds = [*always, *(kind for kind in kinds_of(policy.backend_set) if kind not in always)]
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for kind in kinds:
-        grouped.setdefault((kind.group, kind.version), []).append(kind.plural)
-    return [(group, version, tuple(plurals)) for (group, version), plurals in grouped.items()]
+    return by_group(
+        (*always, *(kind for kind in kinds_of(policy.backend_set) if kind not in always))
+    )
 
 
 def _network_policies_webhook(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.core.backends import kinds_of
+from webhook.core.backends import by_group, kinds_of
 from webhook.core.kube_names import reconciler_account_name
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
@@ -59,10 +59,10 @@ RECONCILER_GENERATED_VERBS = ("get", "list", "create", "update", "delete")
 
 def generated_rules(policy: Policy, verbs: Sequence[str]) -> tuple[Rule, ...]:
     """`verbs` on the kinds the policy file's backends are made of, by group."""
-    grouped: dict[str, list[str]] = {}
-    for kind in kinds_of(policy.backend_set):
-        grouped.setdefault(kind.group, []).append(kind.plural)
-    return tuple((group, tuple(plurals), tuple(verbs)) for group, plurals in grouped.items())
+    return tuple(
+        (group, plurals, tuple(verbs))
+        for group, _, plurals in by_group(kinds_of(policy.backend_set))
+    )
 
 
 def webhook_rules(policy: Policy) -> tuple[Rule, ...]:

@@ -9,7 +9,7 @@ the CRD. Istio alone holds pods only through their sidecars, which a pod can byp
 from __future__ import annotations
 
 from webhook.cluster.cluster_survey import ClusterSurvey
-from webhook.core.backends import Backend, GeneratedKind, kinds_of
+from webhook.core.backends import GeneratedKind, kinds_of, sidecars_alone
 from webhook.core.policy import Policy
 from webhook.doctor.results import CheckResult, Status, unknown
 
@@ -48,7 +48,7 @@ def check_backends(survey: ClusterSurvey, policy: Policy) -> CheckResult:
             f"install (or upgrade) {' and '.join(b.capitalize() for b in backs)}, or take "
             f"{', '.join(backs)} out of the policy file's backends",
         )
-    if backends == (Backend.ISTIO,):
+    if sidecars_alone(backends):
         return CheckResult(
             CHECK,
             Status.WARNING,

@@ -24,7 +24,7 @@ from typing import Any
 from webhook.core.backends import Backend, generated_kind, object_ref
 from webhook.core.checks.profile_label import declared_profile
 from webhook.core.egress_objects import egress_intents
-from webhook.core.namespace import namespace_context
+from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.network_policies import is_generated, matches_rendered
 from webhook.core.policy import Policy
 from webhook.core.raw_object import section, text_at, where
@@ -96,7 +96,12 @@ def workload_profile(
 def desired_network_policies(state: NamespaceState, policy: Policy) -> dict[str, Mapping[str, Any]]:
     """The generated objects a namespace should have, by `object_ref` (none where exempt: an
     exempt namespace's context injects nothing)."""
-    context = namespace_context(state.name, state.labels, policy)
+    return _desired(state, namespace_context(state.name, state.labels, policy), policy)
+
+
+def _desired(
+    state: NamespaceState, context: NamespaceContext, policy: Policy
+) -> dict[str, Mapping[str, Any]]:
     if not context.inject.network_policies:
         return {}
     wanted: dict[str, Mapping[str, Any]] = {}
@@ -149,9 +154,10 @@ def plan_reconcile(
     wanting: dict[str, tuple[Backend, ...]] = {}
     """Namespaces that want generated objects, and of which backends."""
     for name in sorted(states):
-        wanted = desired_network_policies(states[name], policy)
+        context = namespace_context(name, states[name].labels, policy)
+        wanted = _desired(states[name], context, policy)
         if wanted:
-            wanting[name] = namespace_context(name, states[name].labels, policy).backends
+            wanting[name] = context.backends
         for policy_name, desired in sorted(wanted.items()):
             key = (name, policy_name)
             wanted_keys.add(key)

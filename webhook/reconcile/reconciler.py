@@ -58,7 +58,13 @@ from webhook.cluster.namespace_list import namespace_labels
 from webhook.cluster.report_writer import ReportWriter
 from webhook.cluster.workload_lists import cluster_lister, namespaced_lister
 from webhook.cluster.write_pacing import PacingSettings, WriteRate, paced
-from webhook.core.backends import GENERATED_KINDS, GeneratedKind, generated_kind, kinds_of, ref_of
+from webhook.core.backends import (
+    GENERATED_KINDS,
+    GeneratedKind,
+    generated_kind,
+    kinds_of,
+    object_ref,
+)
 from webhook.core.namespace import NamespaceContext, namespace_context
 from webhook.core.policy import Policy
 from webhook.core.raw_object import JsonObject
@@ -181,16 +187,12 @@ class _Step:
     def where(self) -> str:
         """`namespace/name` for a NetworkPolicy, `namespace/Kind/name` for the others."""
         metadata = self.manifest["metadata"]
-        return f"{metadata['namespace']}/{ref_of(str(self.manifest['kind']), metadata['name'])}"
+        return f"{metadata['namespace']}/{object_ref(self.manifest)}"
 
 
 def _within(change: Callable[[Deadline], None], budget_s: float) -> None:
     """One write, with a fresh time budget per attempt."""
     change(Deadline(budget_s))
-
-
-def _kind_of(step: _Step) -> tuple[str, str]:
-    return (str(step.manifest["apiVersion"]), str(step.manifest["kind"]))
 
 
 _IN_PLACE = frozenset(written.value for written in Written)
@@ -390,7 +392,7 @@ class Reconciler:
     def _carry_out(
         self, plan: ReconcilePlan, report: ReconcileReport, may_act: Callable[[], bool]
     ) -> None:
-        unserved = {(kind.api_version, kind.kind) for kind in self._not_served}
+        unserved = self._not_served
         phases = [
             [_Step("create", desired) for desired in plan.creates],
             [_Step("update", update.desired, update.live) for update in plan.updates],
@@ -401,9 +403,13 @@ class Reconciler:
         if unserved:  # a kind not served was said once in the errors, not per object
             for phase in phases:
                 incomplete.update(
-                    s.manifest["metadata"]["namespace"] for s in phase if _kind_of(s) in unserved
+                    s.manifest["metadata"]["namespace"]
+                    for s in phase
+                    if generated_kind(s.manifest) in unserved
                 )
-            phases = [[s for s in phase if _kind_of(s) not in unserved] for phase in phases]
+            phases = [
+                [s for s in phase if generated_kind(s.manifest) not in unserved] for phase in phases
+            ]
         retiring = [_Step("delete", live) for live in plan.retired]
         if not any(phases) and not retiring:
             return
@@ -434,9 +440,7 @@ class Reconciler:
                 return "left", ""
             except ForeignObject as err:
                 return "refused", str(err)
-            except KindNotServed as err:
-                return "error", str(err)
-            except (ApiUnreachable, ApiRejected) as err:
+            except (KindNotServed, ApiUnreachable, ApiRejected) as err:
                 return "error", str(err)
             if step.action == "delete":
                 return ("deleted" if result else "gone"), ""
